@@ -1,0 +1,3 @@
+"""aiwallet: the user's own AI gateway and wallet."""
+
+__version__ = "0.1.0"

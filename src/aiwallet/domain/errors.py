@@ -1,0 +1,53 @@
+"""Errors the wallet raises on purpose.
+
+Every error carries a stable ``code`` (the blueprint's error codes where one fits) and a
+message that says what happened and what the user can do. Interfaces (CLI, HTTP) print the
+message as-is; they never need a traceback to explain one of these.
+"""
+
+from __future__ import annotations
+
+
+class WalletError(Exception):
+    """Base of every deliberate error. ``code`` is stable; ``str(err)`` is for people."""
+
+    code: str = "wallet_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidInput(WalletError):
+    """Something the user or an app typed could not be understood."""
+
+    code = "invalid_request"
+
+
+class NotFound(WalletError):
+    """A named thing (app, provider, model, entry) does not exist."""
+
+    code = "not_found"
+
+
+class BudgetExceeded(WalletError):
+    """A reservation would take a budget below zero."""
+
+    code = "budget_exceeded"
+
+
+class CatalogError(WalletError):
+    """A pricing catalog file is broken, partial or of the wrong shape."""
+
+    code = "catalog_invalid"
+
+
+class VaultError(WalletError):
+    """The secret store cannot be used (locked, missing passphrase, unreadable)."""
+
+    code = "vault_error"

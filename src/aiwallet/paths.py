@@ -1,0 +1,71 @@
+"""Where a wallet keeps its files.
+
+Resolution order: an explicit ``--data-dir``, then ``AIWALLET_HOME``, then the platform's user
+data dir (``~/.local/share/aiwallet`` on Linux). The directory is created 0700 so that other
+users on the machine cannot read the database, the admin token or the sealed vault.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "aiwallet"
+ENV_HOME = "AIWALLET_HOME"
+ENV_DATABASE_URL = "AIWALLET_DATABASE_URL"
+
+
+@dataclass(frozen=True, slots=True)
+class DataDir:
+    """The files of one wallet."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "wallet.sqlite3"
+
+    @property
+    def sealed_vault(self) -> Path:
+        return self.root / "vault.sealed"
+
+    @property
+    def catalog(self) -> Path:
+        """A user-refreshed pricing catalog (models.dev api.json); absent means the shipped one."""
+        return self.root / "catalog" / "models.dev.json"
+
+    @property
+    def admin_token(self) -> Path:
+        return self.root / "admin.token"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def ensure(self) -> DataDir:
+        """Create the directory (0700) if needed and return self."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.name == "posix":
+            self.root.chmod(0o700)
+        return self
+
+
+def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> DataDir:
+    """The data dir chosen by flag, environment or platform default (not yet created)."""
+    if explicit:
+        return DataDir(Path(explicit).expanduser().resolve())
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return DataDir(Path(env).expanduser().resolve())
+    return DataDir(Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)))
+
+
+def database_url(data_dir: DataDir) -> str:
+    """``AIWALLET_DATABASE_URL`` when set (e.g. PostgreSQL), else SQLite in the data dir."""
+    env = os.environ.get(ENV_DATABASE_URL)
+    if env:
+        return env
+    return f"sqlite:///{data_dir.database}"
