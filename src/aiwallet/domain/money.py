@@ -50,7 +50,9 @@ _PERIOD_ALIASES: dict[str, Period] = {
     "lifetime": Period.TOTAL,
 }
 
-_AMOUNT_RE = re.compile(r"^\s*\$?\s*(?P<num>[0-9][0-9_,]*(?:\.[0-9]+)?|\.[0-9]+)\s*(?:usd)?\s*$", re.I)
+_AMOUNT_RE = re.compile(
+    r"^\s*\$?\s*(?P<num>[0-9][0-9_,]*(?:\.[0-9]+)?|\.[0-9]+)\s*(?:usd)?\s*$", re.I
+)
 
 
 def usd_to_nano(value: Decimal | int | str) -> int:
