@@ -1,0 +1,122 @@
+"""Kinds of upstream provider the wallet can hold a key for, and how each is spoken to.
+
+Pure data: default base URLs, the wire format (OpenAI or Anthropic), how the key is sent,
+and which models.dev provider id prices its models.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from aiwallet.domain.errors import InvalidInput
+
+
+class WireFormat(enum.StrEnum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class AuthStyle(enum.StrEnum):
+    BEARER = "bearer"  # Authorization: Bearer <key>
+    X_API_KEY = "x-api-key"  # x-api-key: <key> (Anthropic)
+    NONE = "none"  # local servers such as Ollama
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKind:
+    """What a user picks when adding a provider."""
+
+    id: str
+    label: str
+    wire: WireFormat
+    auth: AuthStyle
+    default_base_url: str | None
+    catalog_provider: str | None  # models.dev provider id that prices its models
+    needs_key: bool = True
+
+    @property
+    def needs_base_url(self) -> bool:
+        return self.default_base_url is None
+
+
+KINDS: dict[str, ProviderKind] = {
+    k.id: k
+    for k in (
+        ProviderKind(
+            "openai", "OpenAI", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://api.openai.com/v1", "openai",
+        ),
+        ProviderKind(
+            "anthropic", "Anthropic", WireFormat.ANTHROPIC, AuthStyle.X_API_KEY,
+            "https://api.anthropic.com", "anthropic",
+        ),
+        ProviderKind(
+            "openrouter", "OpenRouter", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://openrouter.ai/api/v1", "openrouter",
+        ),
+        ProviderKind(
+            "groq", "Groq", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://api.groq.com/openai/v1", "groq",
+        ),
+        ProviderKind(
+            "google", "Google Gemini (OpenAI-compatible)", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://generativelanguage.googleapis.com/v1beta/openai", "google",
+        ),
+        ProviderKind(
+            "mistral", "Mistral", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://api.mistral.ai/v1", "mistral",
+        ),
+        ProviderKind(
+            "deepseek", "DeepSeek", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://api.deepseek.com/v1", "deepseek",
+        ),
+        ProviderKind(
+            "xai", "xAI", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://api.x.ai/v1", "xai",
+        ),
+        ProviderKind(
+            "ollama", "Ollama (local)", WireFormat.OPENAI, AuthStyle.NONE,
+            "http://localhost:11434/v1", None, needs_key=False,
+        ),
+        ProviderKind(
+            "openai-compatible", "Any OpenAI-compatible server", WireFormat.OPENAI,
+            AuthStyle.BEARER, None, None,
+        ),
+        ProviderKind(
+            "anthropic-compatible", "Any Anthropic-compatible server", WireFormat.ANTHROPIC,
+            AuthStyle.X_API_KEY, None, None,
+        ),
+    )
+}  # fmt: skip
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
+
+
+def provider_kind(kind_id: str) -> ProviderKind:
+    """The kind named ``kind_id``, or a clear error listing the known ones."""
+    try:
+        return KINDS[kind_id]
+    except KeyError:
+        known = ", ".join(KINDS)
+        raise InvalidInput(f"unknown provider kind {kind_id!r}; choose one of: {known}") from None
+
+
+def check_provider_name(name: str) -> str:
+    """Provider names are short lower-case ids (``openai``, ``work-anthropic``)."""
+    if not _NAME_RE.match(name):
+        raise InvalidInput(
+            f"{name!r} is not a usable provider name; use lower-case letters, digits, '-', '_' "
+            "or '.', at most 48 characters"
+        )
+    return name
+
+
+def check_base_url(url: str) -> str:
+    """A base URL must be http(s) with a host; trailing slashes are dropped."""
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+        raise InvalidInput(f"{url!r} is not a base URL; it should look like https://host/v1")
+    return url.rstrip("/")

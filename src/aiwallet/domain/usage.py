@@ -1,0 +1,167 @@
+"""Token usage as the providers report it, normalised to one record.
+
+The providers count differently, and treating them alike double-bills:
+
+* OpenAI: ``prompt_tokens`` INCLUDES ``prompt_tokens_details.cached_tokens``; reasoning tokens
+  are a subset of ``completion_tokens``.
+* Anthropic: ``input_tokens`` EXCLUDES ``cache_read_input_tokens`` and
+  ``cache_creation_input_tokens``; cache writes may be split by lifetime in
+  ``cache_creation.ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``; in a stream,
+  ``message_delta`` usage is cumulative, not an increment.
+
+A :class:`Usage` always holds UNCACHED input, cache reads, cache writes and all output
+(reasoning included) separately, plus where the counts came from.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiwallet.domain.errors import InvalidInput
+
+
+class TokenSource(enum.StrEnum):
+    """Where token counts came from; stored beside every cost."""
+
+    PROVIDER = "provider"  # the provider's own usage report
+    INJECTED = "injected"  # usage we asked for (stream_options.include_usage) and stripped
+    ESTIMATED = "estimated"  # counted by us from what was relayed (stream cut, usage missing)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0  # uncached input
+    output_tokens: int = 0  # all output, reasoning included
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # 5-minute (standard) cache writes
+    cache_write_1h_tokens: int = 0  # 1-hour cache writes (Anthropic bills these at 2x input)
+    reasoning_tokens: int = 0  # subset of output_tokens
+    source: TokenSource = TokenSource.PROVIDER
+
+    def __post_init__(self) -> None:
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
+            "reasoning_tokens",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"usage {name} must be a non-negative integer, got {value!r}")
+        if self.reasoning_tokens > self.output_tokens:
+            raise InvalidInput("usage reasoning_tokens cannot exceed output_tokens")
+
+    @property
+    def total_prompt_tokens(self) -> int:
+        """Every prompt token, cached or not: what selects a long-context price tier."""
+        return (
+            self.input_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+            + self.cache_write_1h_tokens
+        )
+
+    def with_source(self, source: TokenSource) -> Usage:
+        return Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.reasoning_tokens,
+            source,
+        )
+
+    @classmethod
+    def from_openai_chat(cls, usage: object, source: TokenSource = TokenSource.PROVIDER) -> Usage:
+        """Chat Completions ``usage``: cached tokens are a subset of ``prompt_tokens``."""
+        u = _mapping(usage)
+        prompt = _count(u, "prompt_tokens")
+        completion = _count(u, "completion_tokens", default=0)
+        cached = _count(_mapping(u.get("prompt_tokens_details") or {}), "cached_tokens", 0)
+        reasoning = _count(
+            _mapping(u.get("completion_tokens_details") or {}), "reasoning_tokens", 0
+        )
+        if cached > prompt:
+            raise InvalidInput("usage cached_tokens exceeds prompt_tokens")
+        return cls(
+            input_tokens=prompt - cached,
+            output_tokens=completion,
+            cache_read_tokens=cached,
+            reasoning_tokens=min(reasoning, completion),
+            source=source,
+        )
+
+    @classmethod
+    def from_openai_responses(
+        cls, usage: object, source: TokenSource = TokenSource.PROVIDER
+    ) -> Usage:
+        """Responses API ``usage``: same subset rule with ``input_tokens`` names."""
+        u = _mapping(usage)
+        total_in = _count(u, "input_tokens")
+        output = _count(u, "output_tokens", default=0)
+        cached = _count(_mapping(u.get("input_tokens_details") or {}), "cached_tokens", 0)
+        reasoning = _count(_mapping(u.get("output_tokens_details") or {}), "reasoning_tokens", 0)
+        if cached > total_in:
+            raise InvalidInput("usage cached_tokens exceeds input_tokens")
+        return cls(
+            input_tokens=total_in - cached,
+            output_tokens=output,
+            cache_read_tokens=cached,
+            reasoning_tokens=min(reasoning, output),
+            source=source,
+        )
+
+    @classmethod
+    def from_openai_embeddings(
+        cls, usage: object, source: TokenSource = TokenSource.PROVIDER
+    ) -> Usage:
+        u = _mapping(usage)
+        return cls(input_tokens=_count(u, "prompt_tokens"), source=source)
+
+    @classmethod
+    def from_anthropic(cls, usage: object, source: TokenSource = TokenSource.PROVIDER) -> Usage:
+        """Messages ``usage``: ``input_tokens`` excludes cache reads and cache writes."""
+        u = _mapping(usage)
+        cache_write_total = _count(u, "cache_creation_input_tokens", 0)
+        write_5m, write_1h = cache_write_total, 0
+        split = u.get("cache_creation")
+        if isinstance(split, Mapping):
+            s5 = _count(split, "ephemeral_5m_input_tokens", 0)
+            s1 = _count(split, "ephemeral_1h_input_tokens", 0)
+            if s5 + s1:
+                write_5m, write_1h = s5, s1
+        return cls(
+            input_tokens=_count(u, "input_tokens"),
+            output_tokens=_count(u, "output_tokens", default=0),
+            cache_read_tokens=_count(u, "cache_read_input_tokens", 0),
+            cache_write_tokens=write_5m,
+            cache_write_1h_tokens=write_1h,
+            source=source,
+        )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("usage is missing or not an object")
+    return value
+
+
+_MISSING = object()
+
+
+def _count(u: Mapping[str, Any], key: str, default: object = _MISSING) -> int:
+    value = u.get(key)
+    if value is None:
+        if default is _MISSING:
+            raise InvalidInput(f"usage has no {key}")
+        assert isinstance(default, int)
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"usage {key} is not a non-negative integer: {value!r}")
+    return value
