@@ -1,0 +1,149 @@
+"""Opening the database: engine set-up per backend, transactions, migrations.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
+process being killed (``kill -9``), which is what the ledger promises; only an OS crash or
+power loss can lose the last commits. Every write transaction starts with ``BEGIN IMMEDIATE``
+so concurrent writers queue on the lock instead of failing half-way with "database is
+locked". PostgreSQL uses READ COMMITTED with row locks taken by conditional UPDATEs.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.pool import NullPool
+
+from aiwallet.domain.errors import WalletError
+
+_migrate_lock = threading.Lock()
+
+
+class StoreError(WalletError):
+    code = "store_error"
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = make_url(url).database
+    if path and path != ":memory:":
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not p.exists():
+            fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
+        pool_size=8,
+        max_overflow=32,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(url: str) -> Engine:
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return create_engine(u, pool_size=8, max_overflow=32, pool_pre_ping=True)
+
+
+class Database:
+    """One database: an engine and its dialect facts."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        if engine is not None:
+            self.engine = engine
+        elif url.startswith("sqlite"):
+            self.engine = _sqlite_engine(url)
+        elif url.startswith("postgres"):
+            self.engine = _postgres_engine(url)
+        else:
+            raise StoreError(
+                f"unsupported database URL scheme in {make_url(url).drivername!r}; "
+                "use sqlite:///path or postgresql+psycopg://..."
+            )
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    def describe(self) -> str:
+        """The URL without a password, for people."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (safe to call on every start)."""
+        script_dir = resources.files("aiwallet.store").joinpath("migrations")
+        cfg = Config()
+        cfg.set_main_option("script_location", str(script_dir))
+        cfg.attributes["connection_engine"] = self.engine
+        with _migrate_lock:
+            if self.is_postgres:
+                # Two processes starting at once: one migrates, the other waits for it.
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(8402)")
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+            else:
+                with self.engine.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """Open (and by default migrate) the database at ``url``."""
+    db = Database(url)
+    if migrate:
+        db.migrate()
+    return db
+
+
+def null_pool_database(url: str) -> Database:
+    """A Database without connection pooling (for short-lived helper processes)."""
+    if url.startswith("sqlite"):
+        return Database(url)
+    return Database(url, engine=create_engine(_pg_url(url), poolclass=NullPool))
+
+
+def _pg_url(url: str) -> str:
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)

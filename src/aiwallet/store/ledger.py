@@ -1,0 +1,78 @@
+"""Reading the ledger and the request log: totals and summaries, aggregated in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, select
+
+from aiwallet.domain.errors import InvalidInput
+from aiwallet.store import schema as t
+from aiwallet.store.audit import append_audit
+from aiwallet.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class SpendSummary:
+    key: str | None  # app name, model, or None for the total
+    requests: int
+    spent_nano: int
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def total_spent(
+        self,
+        *,
+        app_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        q = select(func.coalesce(func.sum(t.ledger.c.amount_nano), 0)).where(
+            t.ledger.c.kind == "spend"
+        )
+        if app_id is not None:
+            q = q.where(t.ledger.c.app_id == app_id)
+        if since is not None:
+            q = q.where(t.ledger.c.ts >= since)
+        if until is not None:
+            q = q.where(t.ledger.c.ts < until)
+        with self.db.read() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def spend_by(
+        self, group: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[SpendSummary]:
+        """Spend grouped by ``app`` or ``model`` (largest first)."""
+        if group == "app":
+            key = t.apps.c.name
+            base = select(key, func.count(), func.sum(t.ledger.c.amount_nano)).select_from(
+                t.ledger.outerjoin(t.apps, t.apps.c.id == t.ledger.c.app_id)
+            )
+        elif group == "model":
+            key = t.ledger.c.model
+            base = select(key, func.count(), func.sum(t.ledger.c.amount_nano))
+        else:
+            raise InvalidInput("group spend by 'app' or 'model'")
+        q = base.where(t.ledger.c.kind == "spend")
+        if since is not None:
+            q = q.where(t.ledger.c.ts >= since)
+        if until is not None:
+            q = q.where(t.ledger.c.ts < until)
+        q = q.group_by(key).order_by(func.sum(t.ledger.c.amount_nano).desc())
+        with self.db.read() as conn:
+            return [SpendSummary(k, int(n), int(s or 0)) for k, n, s in conn.execute(q)]
+
+    def record_topup(self, amount_nano: int, note: str, *, actor: str = "user") -> None:
+        if amount_nano <= 0:
+            raise InvalidInput("a top-up must be a positive amount")
+        with self.db.begin() as conn:
+            conn.execute(
+                insert(t.ledger).values(
+                    ts=datetime.now(UTC), kind="topup", amount_nano=amount_nano, note=note
+                )
+            )
+            append_audit(conn, actor, "ledger.topup", "wallet", {"amount_nano": amount_nano})

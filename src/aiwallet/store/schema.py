@@ -1,0 +1,214 @@
+"""The tables. Money columns are BigInteger nano-dollars; times are aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("last_used_at", UTCDateTime),
+    Column("notes", Text),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    Column("scopes", JSON, nullable=False),  # model patterns: "gpt-4o-mini", "openai/*", "*"
+    Column("budget_spec", String(64)),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Column("receipt", JSON),
+    Index("ix_grants_app", "app_id"),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(16), nullable=False),  # "wallet" or "app"
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="CASCADE")),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount_nano >= 0", name="amount_not_negative"),
+    CheckConstraint("scope IN ('wallet', 'app')", name="scope_known"),
+    UniqueConstraint("scope", "app_id", name="uq_budgets_scope_app"),
+)
+
+budget_counters = Table(
+    "budget_counters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("budget_id", Integer, ForeignKey("budgets.id", ondelete="CASCADE"), nullable=False),
+    Column("window_key", String(48), nullable=False),  # "day:<UTC start ISO>", "total:total"
+    Column("window_end", UTCDateTime),
+    Column("spent_nano", BigInteger, nullable=False, default=0),
+    Column("reserved_nano", BigInteger, nullable=False, default=0),
+    CheckConstraint("reserved_nano >= 0", name="reserved_not_negative"),
+    UniqueConstraint("budget_id", "window_key", name="uq_budget_counters_window"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("request_id", String(64), nullable=False),
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("counter_ids", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # open | settled | released
+    Column("forwarded_at", UTCDateTime),  # set once the request went upstream
+    Column("closed_at", UTCDateTime),
+    Index("ix_reservations_state", "state"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),  # spend | topup | refund | adjustment
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="SET NULL")),
+    Column("request_id", String(64)),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("provider", String(64)),
+    Column("model", String(200)),
+    Column("price_row_ref", String(200)),
+    Column("price_row", JSON),
+    Column("token_source", String(16)),
+    Column("note", Text),
+    Index("ix_ledger_app_ts", "app_id", "ts"),
+    Index("ix_ledger_ts", "ts"),
+    UniqueConstraint("request_id", name="uq_ledger_request"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="SET NULL")),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(200)),
+    Column("provider", String(64)),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_read_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_write_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("reasoning_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_nano", BigInteger, nullable=False, default=0),
+    Column("token_source", String(16)),
+    Column("latency_ms", Integer),
+    Column("ttfb_ms", Integer),
+    Column("status", Integer, nullable=False),
+    Column("error_code", String(64)),
+    Column("stream", Boolean, nullable=False, default=False),
+    Index("ix_requests_ts", "ts"),
+    Index("ix_requests_app_ts", "app_id", "ts"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row; appends lock it so that concurrent writers cannot fork the chain.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+providers = Table(
+    "providers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(48), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("base_url", String(500), nullable=False),
+    Column("secret_ref", String(200)),
+    Column("key_hint", String(32)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_test_at", UTCDateTime),
+    Column("last_test_ok", Boolean),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
