@@ -1,0 +1,50 @@
+"""Shared fixtures: isolated data dirs, a real keyring backend, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pgserver import PgServer, start_pg_server
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """No test touches the real user data dir, keyring or database settings."""
+    monkeypatch.setenv("AIWALLET_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AIWALLET_DATABASE_URL", raising=False)
+    monkeypatch.delenv("AIWALLET_VAULT_PASSPHRASE", raising=False)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring_backend.TestFileKeyring")
+    monkeypatch.setenv("AIWALLET_TEST_KEYRING_FILE", str(tmp_path / "os-keyring" / "keyring.json"))
+    import keyring.core
+
+    keyring.core._keyring_backend = None  # re-read PYTHON_KEYRING_BACKEND
+    yield
+    keyring.core._keyring_backend = None
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    server = start_pg_server()
+    if isinstance(server, str):
+        yield server
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """A fresh database URL on each backend (PostgreSQL skipped, visibly, when absent)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'wallet.sqlite3'}"
+    server = request.getfixturevalue("pg_server")
+    if isinstance(server, str):
+        if os.environ.get("AIWALLET_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required here: {server}")
+        pytest.skip(server)
+    assert isinstance(server, PgServer)
+    return server.create_database()
