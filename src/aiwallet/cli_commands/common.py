@@ -1,0 +1,97 @@
+"""What the ``aiwallet`` subcommands share: the context object, output and secret input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from aiwallet.domain.errors import InvalidInput, VaultError
+from aiwallet.logsetup import setup_logging
+from aiwallet.paths import DataDir
+
+if TYPE_CHECKING:
+    from aiwallet.service import Wallet
+
+ENV_PASSPHRASE = "AIWALLET_VAULT_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+
+
+class Context:
+    """What every subcommand shares: the chosen data dir and a lazily opened wallet."""
+
+    def __init__(self, data_dir: DataDir) -> None:
+        self.data_dir = data_dir
+        self._wallet: Wallet | None = None
+
+    @property
+    def wallet(self) -> Wallet:
+        """The wallet, opened on first use (creating the data dir and database)."""
+        if self._wallet is None:
+            from aiwallet.service import Wallet
+
+            self.data_dir.ensure()
+            setup_logging(self.data_dir.logs)
+            self._wallet = Wallet.open(self.data_dir, passphrase_provider=passphrase_provider)
+        return self._wallet
+
+    def close(self) -> None:
+        if self._wallet is not None:
+            self._wallet.close()
+            self._wallet = None
+
+
+def passphrase_provider() -> str:
+    """The sealed-file vault's passphrase: from the environment, else asked at the terminal."""
+    env = os.environ.get(ENV_PASSPHRASE)
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise VaultError(
+            "no secure OS keyring is available, so keys are kept in a passphrase-sealed file; "
+            f"set {ENV_PASSPHRASE} or run this command in a terminal to type the passphrase"
+        )
+    value: str = click.prompt("Vault passphrase", hide_input=True, err=True)
+    return value
+
+
+def emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+
+
+def emit_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
+    """A plain aligned table; an empty listing says so instead of printing only headers."""
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def read_secret(api_key_env: str | None, prompt: str) -> str:
+    """A key from ``$VAR``, a pipe on stdin, or a hidden prompt; never from an argument."""
+    if api_key_env:
+        value = os.environ.get(api_key_env, "")
+        if not value.strip():
+            raise InvalidInput(f"the environment variable {api_key_env} is not set or empty")
+        return value.strip()
+    if not sys.stdin.isatty():
+        value = sys.stdin.read().strip()
+        if not value:
+            raise InvalidInput("no key on stdin; pipe the key in or use --api-key-env VAR")
+        return value
+    typed: str = click.prompt(prompt, hide_input=True, err=True)
+    if not typed.strip():
+        raise InvalidInput("no key typed")
+    return typed.strip()
+
+
+pass_state = click.make_pass_decorator(Context)

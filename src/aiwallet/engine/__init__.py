@@ -1,0 +1,1 @@
+"""The loopback engine: HTTP server, policy pipeline, streaming meter, wallet and admin APIs."""

@@ -1,0 +1,220 @@
+"""``Wallet``: the one facade that the CLI (and later the GUI, the engine and the admin API)
+call. It opens the database, the vault and the catalog of one data dir and carries out the
+user's actions, auditing each change.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tzlocal
+
+from aiwallet.catalog_files import CatalogUpdateResult, LoadedCatalog, load_catalog, update_catalog
+from aiwallet.domain.audit import AuditVerification
+from aiwallet.domain.catalog import Catalog
+from aiwallet.domain.errors import InvalidInput, NotFound
+from aiwallet.domain.providers import check_base_url, check_provider_name, provider_kind
+from aiwallet.paths import DataDir, database_url
+from aiwallet.store.apps import Apps
+from aiwallet.store.audit import AuditLog
+from aiwallet.store.budgets import Budgets
+from aiwallet.store.db import Database, open_database
+from aiwallet.store.ledger import Ledger
+from aiwallet.store.providers import ProviderRecord, Providers
+from aiwallet.store.settings import Settings
+from aiwallet.upstreams.probe import ProbeResult, probe_provider
+from aiwallet.vault import Vault, key_hint, open_vault
+from aiwallet.vault.select import VaultStatus
+
+WALLET_ID_SETTING = "wallet_id"
+TIMEZONE_SETTING = "timezone"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    name: str
+    kind: str
+    base_url: str
+    key_hint: str | None
+    last_test_ok: bool | None
+
+    @classmethod
+    def of(cls, r: ProviderRecord) -> ProviderInfo:
+        return cls(r.name, r.kind, r.base_url, r.key_hint, r.last_test_ok)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "key_hint": self.key_hint,
+            "last_test_ok": self.last_test_ok,
+        }
+
+
+def secret_name(provider: str) -> str:
+    return f"provider:{provider}"
+
+
+class Wallet:
+    """One wallet (one data dir). Methods are blocking; call them off any event loop."""
+
+    def __init__(
+        self,
+        data_dir: DataDir,
+        db: Database,
+        *,
+        passphrase_provider: Callable[[], str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.db = db
+        self._passphrase_provider = passphrase_provider
+        self.settings = Settings(db)
+        self.providers = Providers(db)
+        self.apps = Apps(db)
+        self.budgets = Budgets(db)
+        self.ledger = Ledger(db)
+        self.audit = AuditLog(db)
+        self.wallet_id: str = self.settings.get_or_create(
+            WALLET_ID_SETTING, lambda: secrets.token_hex(8)
+        )
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: DataDir,
+        *,
+        url: str | None = None,
+        passphrase_provider: Callable[[], str] | None = None,
+    ) -> Wallet:
+        data_dir.ensure()
+        db = open_database(url or database_url(data_dir))
+        return cls(data_dir, db, passphrase_provider=passphrase_provider)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- environment ------------------------------------------------------------------------
+    @cached_property
+    def vault(self) -> Vault:
+        return open_vault(
+            self.data_dir, self.wallet_id, passphrase_provider=self._passphrase_provider
+        )
+
+    def vault_status(self) -> VaultStatus:
+        return self.vault.status
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The user's zone for budget windows: the setting, else the system's."""
+        name = self.settings.get(TIMEZONE_SETTING) or tzlocal.get_localzone_name() or "UTC"
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    @cached_property
+    def _loaded_catalog(self) -> LoadedCatalog:
+        return load_catalog(self.data_dir.catalog)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._loaded_catalog.catalog
+
+    def status(self) -> dict[str, Any]:
+        loaded = self._loaded_catalog
+        return {
+            "data_dir": str(self.data_dir.root),
+            "database": self.db.describe(),
+            "vault": self.vault_status().to_json(),
+            "catalog": {
+                "models": len(loaded.catalog),
+                "source": loaded.catalog.source,
+                "problem": loaded.problem,
+            },
+            "providers": [p.name for p in self.providers.list()],
+            "timezone": self.timezone.key,
+        }
+
+    # -- providers --------------------------------------------------------------------------
+    def add_provider(
+        self,
+        name: str,
+        *,
+        kind: str,
+        api_key: str | None,
+        base_url: str | None = None,
+        replace: bool = False,
+    ) -> ProviderInfo:
+        """Store the key in the vault and the provider (never its key) in the database."""
+        check_provider_name(name)
+        pkind = provider_kind(kind)
+        url = base_url or pkind.default_base_url
+        if url is None:
+            raise InvalidInput(f"a {pkind.label} provider needs --base-url")
+        url = check_base_url(url)
+        if pkind.needs_key and not api_key:
+            raise InvalidInput(f"a {pkind.label} provider needs an API key")
+        if not replace and self.providers.find(name) is not None:
+            raise InvalidInput(f"a provider named {name!r} exists; use --replace to rotate its key")
+        ref = secret_name(name) if api_key else None
+        if api_key and ref:
+            self.vault.set(ref, api_key)
+        record = self.providers.upsert(
+            name,
+            kind=pkind.id,
+            base_url=url,
+            secret_ref=ref,
+            key_hint=key_hint(api_key) if api_key else None,
+            replace=replace,
+        )
+        return ProviderInfo.of(record)
+
+    def list_providers(self) -> list[ProviderInfo]:
+        return [ProviderInfo.of(r) for r in self.providers.list()]
+
+    def remove_provider(self, name: str) -> None:
+        record = self.providers.get(name)
+        # The key goes first: if the vault cannot be opened, nothing is removed.
+        if record.secret_ref:
+            self.vault.delete(record.secret_ref)
+        self.providers.remove(name)
+
+    async def test_provider(self, name: str, *, timeout_s: float = 10.0) -> ProbeResult:
+        record = self.providers.get(name)
+        kind = provider_kind(record.kind)
+        secret = await self.vault.aget(record.secret_ref) if record.secret_ref else None
+        if kind.needs_key and secret is None:
+            raise NotFound(
+                f"the key of provider {name!r} is missing from the "
+                f"{self.vault.status.description}; add it again with --replace"
+            )
+        result = await probe_provider(
+            kind, record.base_url, secret.reveal() if secret else None, timeout_s=timeout_s
+        )
+        self.providers.record_test(name, result.ok)
+        return result
+
+    # -- catalog and audit ------------------------------------------------------------------
+    def update_catalog(self, source: str | None) -> CatalogUpdateResult:
+        result = update_catalog(self.data_dir.catalog, self.catalog, source)
+        self.__dict__.pop("_loaded_catalog", None)
+        self.audit.append(
+            "user",
+            "catalog.update",
+            "catalog",
+            {"source": result.source, "models": result.models, "digest": self.catalog.digest},
+        )
+        return result
+
+    def verify_audit(self) -> AuditVerification:
+        return self.audit.verify()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Talking to upstream providers: adapters, health probes, balance look-ups."""
