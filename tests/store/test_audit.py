@@ -1,5 +1,6 @@
 """The audit chain finds any edited, removed or reordered entry."""
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -26,7 +27,7 @@ def test_intact_chain_verifies(log):
     assert result.ok and result.checked == 5
     entries = log.entries()
     assert entries[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
 
 
 def test_edited_details_are_found(log):
