@@ -19,7 +19,12 @@ from aiwallet.catalog_files import CatalogUpdateResult, LoadedCatalog, load_cata
 from aiwallet.domain.audit import AuditVerification
 from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.errors import InvalidInput, NotFound
-from aiwallet.domain.providers import check_base_url, check_provider_name, provider_kind
+from aiwallet.domain.providers import (
+    ProviderKind,
+    check_base_url,
+    check_provider_name,
+    provider_kind,
+)
 from aiwallet.paths import DataDir, database_url
 from aiwallet.store.apps import Apps
 from aiwallet.store.audit import AuditLog
@@ -153,16 +158,9 @@ class Wallet:
         replace: bool = False,
     ) -> ProviderInfo:
         """Store the key in the vault and the provider (never its key) in the database."""
-        check_provider_name(name)
-        pkind = provider_kind(kind)
-        url = base_url or pkind.default_base_url
-        if url is None:
-            raise InvalidInput(f"a {pkind.label} provider needs --base-url")
-        url = check_base_url(url)
+        pkind, url = self.check_new_provider(name, kind=kind, base_url=base_url, replace=replace)
         if pkind.needs_key and not api_key:
             raise InvalidInput(f"a {pkind.label} provider needs an API key")
-        if not replace and self.providers.find(name) is not None:
-            raise InvalidInput(f"a provider named {name!r} exists; use --replace to rotate its key")
         ref = secret_name(name) if api_key else None
         if api_key and ref:
             self.vault.set(ref, api_key)
@@ -175,6 +173,22 @@ class Wallet:
             replace=replace,
         )
         return ProviderInfo.of(record)
+
+    def check_new_provider(
+        self, name: str, *, kind: str, base_url: str | None, replace: bool
+    ) -> tuple[ProviderKind, str]:
+        """Everything about a provider to add that can be checked before asking for its key."""
+        check_provider_name(name)
+        pkind = provider_kind(kind)
+        url = base_url or pkind.default_base_url
+        if url is None:
+            raise InvalidInput(f"a {pkind.label} provider needs --base-url")
+        exists = self.providers.find(name) is not None
+        if exists and not replace:
+            raise InvalidInput(f"a provider named {name!r} exists; use --replace to rotate its key")
+        if replace and not exists:
+            raise NotFound(f"no provider named {name!r} to replace; add it without --replace")
+        return pkind, check_base_url(url)
 
     def list_providers(self) -> list[ProviderInfo]:
         return [ProviderInfo.of(r) for r in self.providers.list()]

@@ -14,7 +14,7 @@ from aiwallet.cli_commands.common import (
     pass_state,
     read_secret,
 )
-from aiwallet.domain.providers import KINDS, provider_kind
+from aiwallet.domain.providers import KINDS
 
 
 @click.group("providers")
@@ -49,7 +49,9 @@ def add(
 ) -> None:
     """Add a provider NAME and store its key in the secret store."""
     kind_id = kind or name
-    pkind = provider_kind(kind_id)
+    pkind, _ = state.wallet.check_new_provider(
+        name, kind=kind_id, base_url=base_url, replace=replace
+    )
     key = read_secret(api_key_env, f"{pkind.label} API key") if pkind.needs_key else None
     info = state.wallet.add_provider(
         name, kind=kind_id, api_key=key, base_url=base_url, replace=replace

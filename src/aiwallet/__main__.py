@@ -1,0 +1,5 @@
+"""``python -m aiwallet``."""
+
+from aiwallet.cli import main
+
+main()
