@@ -205,3 +205,37 @@ def test_separate_processes_sharing_one_ledger_never_overspend(db, db_url, proce
     spent, reserved = _counter(db, b.id)[0]
     assert (spent, reserved) == (total * amount, 0)
     assert spent <= limit
+
+
+def test_concurrent_reserve_and_settle_on_two_budgets_do_not_deadlock(db):
+    """Regression: settle once locked counters in a different order than reserve, and
+    PostgreSQL aborted transactions with 'deadlock detected' under concurrency."""
+    apps = Apps(db)
+    app, _ = apps.create(
+        "busy", key_hash="b" * 64, key_prefix="aw_app_b…", scopes=["*"], budget_spec=None
+    )
+    budgets = Budgets(db)
+    budgets.set_budget(parse_budget_spec("1000/day"), app_id=app.id)  # app budget: lower id
+    budgets.set_budget(parse_budget_spec("1000/day"))
+    ids = [b.id for b in budgets.applicable(app.id)]
+    errors: list = []
+
+    def work(n):
+        try:
+            for i in range(25):
+                r = budgets.reserve(
+                    ids, 1_000, at=NOW, tz=UTCZ, request_id=f"{n}-{i}", app_id=app.id
+                )
+                budgets.settle(r.id, 700, SPEND)
+        except Exception as exc:  # any failure is the bug
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    for b in budgets.applicable(app.id):
+        state = budgets.state(b, NOW, UTCZ)
+        assert (state.spent_nano, state.reserved_nano) == (8 * 25 * 700, 0)

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import Connection, RowMapping, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -53,6 +53,56 @@ class BudgetRefused(BudgetExceeded):
 
 def _budget(r: RowMapping) -> Budget:
     return Budget(int(r["id"]), r["scope"], r["app_id"], int(r["amount_nano"]), Period(r["period"]))
+
+
+# The hot path's statements are built once: building a statement per call cost more than
+# running it (bench/reserve.py).
+_c = t.budget_counters.c
+_SELECT_BUDGETS = (
+    select(t.budgets)
+    .where(t.budgets.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(t.budgets.c.id)
+)
+_INSERT_COUNTER_SQLITE = (
+    sqlite_insert(t.budget_counters)
+    .values(spent_nano=0, reserved_nano=0)
+    .on_conflict_do_nothing(index_elements=["budget_id", "window_key"])
+)
+_INSERT_COUNTER_PG = (
+    pg_insert(t.budget_counters)
+    .values(spent_nano=0, reserved_nano=0)
+    .on_conflict_do_nothing(index_elements=["budget_id", "window_key"])
+)
+_TAKE = (
+    update(t.budget_counters)
+    .where(
+        _c.budget_id == bindparam("b_bid"),
+        _c.window_key == bindparam("b_key"),
+        _c.spent_nano + _c.reserved_nano + bindparam("b_amt") <= bindparam("b_limit"),
+    )
+    .values(reserved_nano=_c.reserved_nano + bindparam("b_amt"))
+    .returning(_c.id)
+)
+_LEFT = select(_c.spent_nano + _c.reserved_nano).where(
+    _c.budget_id == bindparam("b_bid"), _c.window_key == bindparam("b_key")
+)
+_INSERT_RESERVATION = insert(t.reservations)
+_CLOSE_RESERVATION = (
+    update(t.reservations)
+    .where(t.reservations.c.id == bindparam("b_id"), t.reservations.c.state == "open")
+    .values(state=bindparam("b_state"), closed_at=bindparam("b_closed"))
+    .returning(*t.reservations.c)
+)
+_MOVE_COUNTER = (
+    update(t.budget_counters)
+    .where(_c.id == bindparam("b_id"))
+    .values(
+        reserved_nano=_c.reserved_nano - bindparam("b_reserved"),
+        spent_nano=_c.spent_nano + bindparam("b_spent"),
+    )
+)
+_INSERT_LEDGER = insert(t.ledger)
+_INSERT_REQUEST = insert(t.requests)
 
 
 def counter_key(budget: Budget, window: Window) -> str:
@@ -159,26 +209,33 @@ class Budgets:
         return BudgetState(budget, window.start, window.end, spent, reserved)
 
     # -- reservations --------------------------------------------------------------------
-    def _counter_id(self, conn: Connection, budget: Budget, window: Window) -> int:
-        budget_id, key = budget.id, counter_key(budget, window)
-        values = {
-            "budget_id": budget_id,
-            "window_key": key,
-            "window_end": window.end,
-            "spent_nano": 0,
-            "reserved_nano": 0,
+    def _take(
+        self, conn: Connection, budget: Budget, window: Window, amount_nano: int
+    ) -> tuple[int | None, int]:
+        """Reserve on one budget's counter for ``window``: (counter id or None, used)."""
+        key = counter_key(budget, window)
+        params = {
+            "b_bid": budget.id,
+            "b_key": key,
+            "b_amt": amount_nano,
+            "b_limit": budget.amount_nano,
         }
-        stmt = (pg_insert if self.db.is_postgres else sqlite_insert)(t.budget_counters).values(
-            **values
-        )
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=["budget_id", "window_key"]))
-        cid = conn.execute(
-            select(t.budget_counters.c.id).where(
-                t.budget_counters.c.budget_id == budget_id,
-                t.budget_counters.c.window_key == key,
+        cid = conn.execute(_TAKE, params).scalar()
+        if cid is not None:
+            return int(cid), 0
+        used = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar()
+        if used is None:
+            # The window's first reservation: create its counter (another writer may be doing
+            # the same; ON CONFLICT waits for it and does nothing), then try again.
+            stmt = _INSERT_COUNTER_PG if self.db.is_postgres else _INSERT_COUNTER_SQLITE
+            conn.execute(
+                stmt, {"budget_id": budget.id, "window_key": key, "window_end": window.end}
             )
-        ).scalar_one()
-        return int(cid)
+            cid = conn.execute(_TAKE, params).scalar()
+            if cid is not None:
+                return int(cid), 0
+            used = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar_one()
+        return None, int(used)
 
     def reserve(
         self,
@@ -196,43 +253,28 @@ class Budgets:
         res_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         with self.db.begin() as conn:
-            rows = conn.execute(
-                select(t.budgets)
-                .where(t.budgets.c.id.in_(list(budget_ids)))
-                .order_by(t.budgets.c.id)
-            ).mappings()
+            rows = conn.execute(_SELECT_BUDGETS, {"b_ids": list(budget_ids)}).mappings()
             budgets = [_budget(r) for r in rows]
             if len(budgets) != len(set(budget_ids)):
                 raise NotFound("a budget to reserve on no longer exists; try again")
             counter_ids: list[int] = []
-            for b in budgets:
+            for b in budgets:  # in id order: PostgreSQL row locks are always taken alike
                 window = window_for(b.period, at, tz)
-                cid = self._counter_id(conn, b, window)
-                c = t.budget_counters.c
-                result = conn.execute(
-                    update(t.budget_counters)
-                    .where(
-                        c.id == cid,
-                        c.spent_nano + c.reserved_nano + amount_nano <= b.amount_nano,
-                    )
-                    .values(reserved_nano=c.reserved_nano + amount_nano)
-                )
-                if result.rowcount != 1:
-                    left = conn.execute(
-                        select(b.amount_nano - c.spent_nano - c.reserved_nano).where(c.id == cid)
-                    ).scalar_one()
-                    raise BudgetRefused(b, int(left), window.end)
+                cid, used = self._take(conn, b, window, amount_nano)
+                if cid is None:
+                    raise BudgetRefused(b, b.amount_nano - used, window.end)
                 counter_ids.append(cid)
             conn.execute(
-                insert(t.reservations).values(
-                    id=res_id,
-                    request_id=request_id,
-                    app_id=app_id,
-                    created_at=now,
-                    amount_nano=amount_nano,
-                    counter_ids=counter_ids,
-                    state="open",
-                )
+                _INSERT_RESERVATION,
+                {
+                    "id": res_id,
+                    "request_id": request_id,
+                    "app_id": app_id,
+                    "created_at": now,
+                    "amount_nano": amount_nano,
+                    "counter_ids": counter_ids,
+                    "state": "open",
+                },
             )
         return Reservation(res_id, request_id, app_id, amount_nano, tuple(counter_ids), now)
 
@@ -245,34 +287,35 @@ class Budgets:
                 .values(forwarded_at=at or datetime.now(UTC))
             )
 
-    def _take_open(self, conn: Connection, reservation_id: str) -> Reservation | None:
-        q = select(t.reservations).where(t.reservations.c.id == reservation_id)
-        if self.db.is_postgres:
-            q = q.with_for_update()
-        r = conn.execute(q).mappings().first()
-        if r is None:
-            raise NotFound(f"no reservation {reservation_id}")
-        res = _reservation(r)
-        return res if res.state == "open" else None
-
     def _close(
-        self, conn: Connection, res: Reservation, spent_nano: int, state: str, now: datetime
-    ) -> None:
-        c = t.budget_counters.c
+        self, conn: Connection, reservation_id: str, spent_nano: int, state: str
+    ) -> Reservation | None:
+        """Close an open reservation and move its counters; ``None`` if it was not open."""
+        closed = (
+            conn.execute(
+                _CLOSE_RESERVATION,
+                {"b_id": reservation_id, "b_state": state, "b_closed": datetime.now(UTC)},
+            )
+            .mappings()
+            .first()
+        )
+        if closed is None:
+            exists = conn.execute(
+                select(t.reservations.c.id).where(t.reservations.c.id == reservation_id)
+            ).first()
+            if exists is None:
+                raise NotFound(f"no reservation {reservation_id}")
+            return None
+        res = _reservation(closed)
+        # One counter at a time, in the order reserve() locked them (budget id order): an
+        # "id IN (...)" update locks rows in whatever order it meets them and can deadlock
+        # against a concurrent reserve on PostgreSQL.
         for cid in res.counter_ids:
             conn.execute(
-                update(t.budget_counters)
-                .where(c.id == cid)
-                .values(
-                    reserved_nano=c.reserved_nano - res.amount_nano,
-                    spent_nano=c.spent_nano + spent_nano,
-                )
+                _MOVE_COUNTER,
+                {"b_id": cid, "b_reserved": res.amount_nano, "b_spent": spent_nano},
             )
-        conn.execute(
-            update(t.reservations)
-            .where(t.reservations.c.id == res.id)
-            .values(state=state, closed_at=now)
-        )
+        return res
 
     def settle(
         self,
@@ -288,41 +331,37 @@ class Budgets:
         """
         if actual_nano < 0:
             raise InvalidInput("a settled cost cannot be negative")
-        now = datetime.now(UTC)
         with self.db.begin() as conn:
-            res = self._take_open(conn, reservation_id)
+            res = self._close(conn, reservation_id, actual_nano, "settled")
             if res is None:
                 return False
-            self._close(conn, res, actual_nano, "settled", now)
             conn.execute(
-                insert(t.ledger).values(
-                    ts=request.ts if request else now,
-                    kind="spend",
-                    app_id=res.app_id,
-                    request_id=res.request_id,
-                    amount_nano=actual_nano,
-                    provider=spend.provider,
-                    model=spend.model,
-                    price_row_ref=spend.price_row_ref,
-                    price_row=spend.price_row,
-                    token_source=spend.token_source,
-                    note=spend.note,
-                )
+                _INSERT_LEDGER,
+                {
+                    "ts": request.ts if request else datetime.now(UTC),
+                    "kind": "spend",
+                    "app_id": res.app_id,
+                    "request_id": res.request_id,
+                    "amount_nano": actual_nano,
+                    "provider": spend.provider,
+                    "model": spend.model,
+                    "price_row_ref": spend.price_row_ref,
+                    "price_row": spend.price_row,
+                    "token_source": spend.token_source,
+                    "note": spend.note,
+                },
             )
             if request is not None:
-                conn.execute(insert(t.requests).values(**request.row()))
+                conn.execute(_INSERT_REQUEST, request.row())
         return True
 
     def release(self, reservation_id: str, request: RequestRecord | None = None) -> bool:
         """Give the whole reservation back (the request cost nothing); ``False`` if closed."""
-        now = datetime.now(UTC)
         with self.db.begin() as conn:
-            res = self._take_open(conn, reservation_id)
-            if res is None:
+            if self._close(conn, reservation_id, 0, "released") is None:
                 return False
-            self._close(conn, res, 0, "released", now)
             if request is not None:
-                conn.execute(insert(t.requests).values(**request.row()))
+                conn.execute(_INSERT_REQUEST, request.row())
         return True
 
     def open_reservations(self) -> list[Reservation]:
