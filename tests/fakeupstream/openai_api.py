@@ -1,0 +1,353 @@
+"""OpenAI: chat completions, responses, embeddings, models."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from fakeupstream import tokens
+from fakeupstream.common import Cut, Stream, apply_delays, dumps, start_sse
+from fakeupstream.script import Script, Served
+
+MODELS = ["gpt-4o-mini", "gpt-4o", "o3", "o4-mini", "text-embedding-3-small"]
+
+
+def error(
+    status: int, message: str, etype: str, code: str | None = None, headers: dict | None = None
+) -> web.Response:
+    body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
+    return web.Response(
+        status=status, text=dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def scripted_error(script: Script) -> web.Response | None:
+    if script.status == 200:
+        return None
+    if script.status == 429:
+        headers = (
+            {"Retry-After": str(script.retry_after)} if script.retry_after is not None else None
+        )
+        return error(
+            429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", headers
+        )
+    return error(
+        script.status, "The server had an error while processing your request.", "server_error"
+    )
+
+
+def _usage_chat(prompt: int, completion: int, script: Script) -> dict[str, Any]:
+    cached = min(script.cached_tokens, prompt)
+    reasoning = min(script.reasoning_tokens, completion)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def reported(usage: dict[str, Any], script: Script) -> Any:
+    if script.usage == "malformed":
+        return {"prompt_tokens": "many", "completion_tokens": -1}
+    if script.usage == "wrong":
+        return {**usage, "prompt_tokens": usage.get("prompt_tokens", 0) * 10}
+    return usage
+
+
+async def chat(
+    request: web.Request, body: dict[str, Any], script: Script, served: Served
+) -> web.StreamResponse:
+    prompt = tokens.openai_chat_prompt(body)
+    n = tokens.reply_count(
+        script.reply_tokens, body.get("max_tokens"), body.get("max_completion_tokens")
+    )
+    served.generated = {
+        "prompt": prompt,
+        "completion": n,
+        "cached": min(script.cached_tokens, prompt),
+        "reasoning": min(script.reasoning_tokens, n),
+    }
+    usage = _usage_chat(prompt, n, script)
+    cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model")
+    if not body.get("stream"):
+        msg = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(tokens.reply_words(n)),
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "length" if n < script.reply_tokens else "stop",
+                }
+            ],
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+        if script.usage != "missing":
+            msg["usage"] = reported(usage, script)
+            served.reported = msg["usage"]
+        served.completed = True
+        return web.Response(text=dumps(msg), content_type="application/json")
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    resp = await start_sse_or_none(request)
+    stream = Stream(resp, request, script, served)
+    base = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_fake",
+    }
+
+    def chunk(choices: list[Any], **extra: Any) -> str:
+        obj = {**base, "choices": choices, **extra}
+        if include_usage and "usage" not in obj:
+            obj["usage"] = None
+        return dumps(obj)
+
+    try:
+        await stream.send(
+            chunk(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": "", "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
+            )
+        )
+        for word in tokens.reply_words(n):
+            await stream.send(
+                chunk(
+                    [
+                        {
+                            "index": 0,
+                            "delta": {"content": word},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ]
+                )
+            )
+        finish = "length" if n < script.reply_tokens else "stop"
+        await stream.send(
+            chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])
+        )
+        if include_usage and script.usage != "missing":
+            served.reported = reported(usage, script)
+            await stream.send(chunk([], usage=served.reported))
+        await stream.send("[DONE]")
+        served.completed = True
+        await resp.write_eof()
+    except (Cut, ConnectionResetError):
+        pass
+    return resp
+
+
+async def start_sse_or_none(request: web.Request) -> web.StreamResponse:
+    return await start_sse(request)
+
+
+async def responses(
+    request: web.Request, body: dict[str, Any], script: Script, served: Served
+) -> web.StreamResponse:
+    prompt = tokens.responses_input(body)
+    n = tokens.reply_count(script.reply_tokens, body.get("max_output_tokens"))
+    cached, reasoning = min(script.cached_tokens, prompt), min(script.reasoning_tokens, n)
+    served.generated = {"prompt": prompt, "completion": n, "cached": cached, "reasoning": reasoning}
+    usage = {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": n,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt + n,
+    }
+    rid, msg_id, created = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time())
+    text = "".join(tokens.reply_words(n))
+    status = "incomplete" if n < script.reply_tokens else "completed"
+
+    def response_obj(state: str, with_output: bool, with_usage: bool) -> dict[str, Any]:
+        out = (
+            [
+                {
+                    "id": msg_id,
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ]
+            if with_output
+            else []
+        )
+        obj: dict[str, Any] = {
+            "id": rid,
+            "object": "response",
+            "created_at": created,
+            "status": state,
+            "model": body.get("model"),
+            "output": out,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "incomplete_details": {"reason": "max_output_tokens"}
+            if state == "incomplete"
+            else None,
+            "error": None,
+            "instructions": None,
+            "metadata": {},
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_output_tokens": body.get("max_output_tokens"),
+            "text": {"format": {"type": "text"}},
+            "usage": None,
+        }
+        if with_usage and script.usage != "missing":
+            obj["usage"] = (
+                reported(usage, script) if script.usage != "malformed" else {"input_tokens": "x"}
+            )
+            served.reported = obj["usage"]
+        return obj
+
+    if not body.get("stream"):
+        served.completed = True
+        return web.Response(
+            text=dumps(response_obj(status, True, True)), content_type="application/json"
+        )
+    resp = await start_sse(request)
+    stream = Stream(resp, request, script, served)
+    seq = 0
+
+    async def ev(etype: str, payload: dict[str, Any]) -> None:
+        nonlocal seq
+        await stream.send(dumps({"type": etype, "sequence_number": seq, **payload}), event=etype)
+        seq += 1
+
+    try:
+        await ev("response.created", {"response": response_obj("in_progress", False, False)})
+        await ev("response.in_progress", {"response": response_obj("in_progress", False, False)})
+        item = {
+            "id": msg_id,
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+        await ev("response.output_item.added", {"output_index": 0, "item": item})
+        part = {"type": "output_text", "text": "", "annotations": []}
+        await ev(
+            "response.content_part.added",
+            {"item_id": msg_id, "output_index": 0, "content_index": 0, "part": part},
+        )
+        for word in tokens.reply_words(n):
+            await ev(
+                "response.output_text.delta",
+                {
+                    "item_id": msg_id,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": word,
+                    "logprobs": [],
+                },
+            )
+        await ev(
+            "response.output_text.done",
+            {
+                "item_id": msg_id,
+                "output_index": 0,
+                "content_index": 0,
+                "text": text,
+                "logprobs": [],
+            },
+        )
+        done_part = {"type": "output_text", "text": text, "annotations": []}
+        await ev(
+            "response.content_part.done",
+            {"item_id": msg_id, "output_index": 0, "content_index": 0, "part": done_part},
+        )
+        done_item = {**item, "status": "completed", "content": [done_part]}
+        await ev("response.output_item.done", {"output_index": 0, "item": done_item})
+        final = "response.incomplete" if status == "incomplete" else "response.completed"
+        await ev(final, {"response": response_obj(status, True, True)})
+        served.completed = True
+        await resp.write_eof()
+    except (Cut, ConnectionResetError):
+        pass
+    return resp
+
+
+async def embeddings(
+    request: web.Request, body: dict[str, Any], script: Script, served: Served
+) -> web.Response:
+    inputs = body.get("input")
+    items = inputs if isinstance(inputs, list) else [inputs]
+    prompt = sum(tokens.words(str(i)) for i in items)
+    served.generated = {"prompt": prompt, "completion": 0}
+    data = []
+    for i, item in enumerate(items):
+        vec = [round(((hash(str(item)) >> k) % 1000) / 1000.0, 3) for k in range(8)]
+        emb: Any = vec
+        if body.get("encoding_format") == "base64":
+            emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    usage = {"prompt_tokens": prompt, "total_tokens": prompt}
+    msg: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model")}
+    if script.usage != "missing":
+        msg["usage"] = reported(usage, script)
+        served.reported = msg["usage"]
+    served.completed = True
+    return web.Response(text=dumps(msg), content_type="application/json")
+
+
+def models() -> web.Response:
+    data = [
+        {"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"} for m in MODELS
+    ]
+    return web.Response(
+        text=dumps({"object": "list", "data": data}), content_type="application/json"
+    )
+
+
+async def handle(
+    request: web.Request, body: Any, script: Script, served: Served
+) -> web.StreamResponse:
+    await apply_delays(script)
+    if (err := scripted_error(script)) is not None:
+        served.status = err.status
+        return err
+    if request.path == "/v1/models":
+        served.completed = True
+        return models()
+    if not isinstance(body, dict):
+        served.status = 400
+        return error(
+            400, "We could not parse the JSON body of your request.", "invalid_request_error"
+        )
+    if request.path == "/v1/chat/completions":
+        return await chat(request, body, script, served)
+    if request.path == "/v1/responses":
+        return await responses(request, body, script, served)
+    return await embeddings(request, body, script, served)

@@ -1,0 +1,87 @@
+"""Scripted behaviour and the record of what was served."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class Script:
+    delay_s: float = 0.0  # before the response headers
+    event_delay_s: float = 0.0  # between stream events
+    status: int = 200  # 429, 500, 503, 529 answer with that error instead
+    retry_after: int | None = None  # Retry-After header with a 429
+    cut_after_events: int | None = None  # abort the TCP connection after N stream events
+    usage: str = "ok"  # ok | missing | malformed | wrong
+    reply_tokens: int = 12
+    cached_tokens: int = 0  # OpenAI cached / Anthropic cache read
+    cache_write_tokens: int = 0  # Anthropic cache creation
+    reasoning_tokens: int = 0
+    hang: bool = False  # never answer
+    error_event_mid_stream: bool = False  # Anthropic `event: error` (overloaded) mid-stream
+
+    @classmethod
+    def from_json(cls, text: str) -> Script:
+        data = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Served:
+    path: str
+    api: str  # openai | anthropic
+    model: str | None
+    stream: bool
+    status: int
+    request_json: Any
+    headers: dict[str, str]
+    generated: dict[str, int] = field(default_factory=dict)  # what the fake really produced
+    reported: dict[str, Any] | None = None  # the usage it reported (may be wrong or absent)
+    completed: bool = False  # the whole response went out
+    events_sent: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Record:
+    """Thread-safe list of what was served, plus the script queue."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.served: list[Served] = []
+        self.default = Script()
+        self._queue: list[Script] = []
+
+    def next_script(self, header: str | None) -> Script:
+        if header:
+            return Script.from_json(header)
+        with self._lock:
+            if self._queue:
+                return self._queue.pop(0)
+            return self.default
+
+    def push(self, script: Script, times: int = 1) -> None:
+        with self._lock:
+            self._queue.extend([script] * times)
+
+    def add(self, served: Served) -> None:
+        with self._lock:
+            self.served.append(served)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.served.clear()
+            self._queue.clear()
+            self.default = Script()
+
+    def snapshot(self) -> list[Served]:
+        with self._lock:
+            return list(self.served)

@@ -1,0 +1,151 @@
+"""The fake's HTTP server: routing, auth, the record, and how to run it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from fakeupstream import anthropic_api, openai_api
+from fakeupstream.common import dumps, read_json
+from fakeupstream.script import Record, Script, Served
+
+OPENAI_KEY = "sk-fake-openai-0123456789abcdefghijklmnopqrstuv"
+ANTHROPIC_KEY = "sk-ant-fake-0123456789abcdefghijklmnopqrstuvw"
+
+
+class FakeUpstream:
+    def __init__(self, openai_key: str = OPENAI_KEY, anthropic_key: str = ANTHROPIC_KEY) -> None:
+        self.openai_key, self.anthropic_key = openai_key, anthropic_key
+        self.record = Record()
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting and reading back --------------------------------------------------------
+    @property
+    def served(self) -> list[Served]:
+        return self.record.snapshot()
+
+    def script(self, script: Script, times: int = 1) -> None:
+        self.record.push(script, times)
+
+    def set_default(self, script: Script) -> None:
+        self.record.default = script
+
+    def reset(self) -> None:
+        self.record.reset()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- the app ------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/_fake/script", self._remote_script)
+        app.router.add_post("/_fake/reset", self._remote_reset)
+        app.router.add_get("/_fake/served", self._remote_served)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = read_json(raw) if raw else None
+        is_anthropic = "anthropic-version" in request.headers or request.path.startswith(
+            "/v1/messages"
+        )
+        api = "anthropic" if is_anthropic else "openai"
+        served = Served(
+            path=request.path,
+            api=api,
+            model=body.get("model") if isinstance(body, dict) else None,
+            stream=bool(body.get("stream")) if isinstance(body, dict) else False,
+            status=200,
+            request_json=body,
+            headers=dict(request.headers),
+        )
+        self.record.add(served)
+        script = self.record.next_script(request.headers.get("x-fake-script"))
+        if is_anthropic:
+            # Anthropic takes the key as x-api-key, and (newer SDKs) as a Bearer token.
+            bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            key = request.headers.get("x-api-key") or bearer
+            if key != self.anthropic_key or "anthropic-version" not in request.headers:
+                served.status = 401
+                return anthropic_api.error(401, "authentication_error", "invalid x-api-key")
+            return await anthropic_api.handle(request, body, script, served)
+        if request.headers.get("Authorization") != f"Bearer {self.openai_key}":
+            served.status = 401
+            return openai_api.error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        if request.path not in (
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/embeddings",
+            "/v1/models",
+        ):
+            served.status = 404
+            return openai_api.error(
+                404, f"Invalid URL ({request.method} {request.path})", "invalid_request_error"
+            )
+        return await openai_api.handle(request, body, script, served)
+
+    async def _remote_script(self, request: web.Request) -> web.Response:
+        data: dict[str, Any] = await request.json()
+        script = Script(**data.get("script", {}))
+        if data.get("default"):
+            self.record.default = script
+        else:
+            self.record.push(script, int(data.get("times", 1)))
+        return web.json_response({"ok": True})
+
+    async def _remote_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def _remote_served(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=dumps([s.to_json() for s in self.served]), content_type="application/json"
+        )
+
+    # -- running ------------------------------------------------------------------------------
+    async def start(self, port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+        return self.base_url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def start_in_thread(self) -> str:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.start())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self.close())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fake upstream did not start")
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
