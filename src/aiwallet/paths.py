@@ -42,6 +42,11 @@ class DataDir:
         return self.root / "admin.token"
 
     @property
+    def engine_file(self) -> Path:
+        """Written by a running engine: its port and pid."""
+        return self.root / "engine.json"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

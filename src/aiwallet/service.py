@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tzlocal
 
 from aiwallet.catalog_files import CatalogUpdateResult, LoadedCatalog, load_catalog, update_catalog
+from aiwallet.domain.appkeys import hash_app_key, key_prefix, new_app_key
 from aiwallet.domain.audit import AuditVerification
 from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.errors import InvalidInput, NotFound
+from aiwallet.domain.money import BudgetSpec
 from aiwallet.domain.providers import (
     ProviderKind,
     check_base_url,
@@ -26,11 +28,11 @@ from aiwallet.domain.providers import (
     provider_kind,
 )
 from aiwallet.paths import DataDir, database_url
-from aiwallet.store.apps import Apps
+from aiwallet.store.apps import AppRecord, Apps
 from aiwallet.store.audit import AuditLog
 from aiwallet.store.budgets import Budgets
 from aiwallet.store.db import Database, open_database
-from aiwallet.store.ledger import Ledger
+from aiwallet.store.ledger import Ledger, Requests
 from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.settings import Settings
 from aiwallet.upstreams.probe import ProbeResult, probe_provider
@@ -38,6 +40,7 @@ from aiwallet.vault import Vault, key_hint, open_vault
 from aiwallet.vault.select import VaultStatus
 
 WALLET_ID_SETTING = "wallet_id"
+PAUSED_SETTING = "paused"
 TIMEZONE_SETTING = "timezone"
 
 
@@ -85,6 +88,7 @@ class Wallet:
         self.apps = Apps(db)
         self.budgets = Budgets(db)
         self.ledger = Ledger(db)
+        self.requests = Requests(db)
         self.audit = AuditLog(db)
         self.wallet_id: str = self.settings.get_or_create(
             WALLET_ID_SETTING, lambda: secrets.token_hex(8)
@@ -214,6 +218,68 @@ class Wallet:
         )
         self.providers.record_test(name, result.ok)
         return result
+
+    # -- apps, budgets, pause -------------------------------------------------------------
+    def create_app(
+        self,
+        name: str,
+        *,
+        budget: BudgetSpec | None,
+        models: list[str] | None = None,
+        expires_at: datetime | None = None,
+        notes: str | None = None,
+    ) -> tuple[AppRecord, str]:
+        """A new app with a grant (and its budget); returns it and its key, shown only once."""
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise InvalidInput("an app name is 1 to 100 characters")
+        scopes = [m.strip() for m in (models or ["*"]) if m.strip()]
+        if not scopes:
+            raise InvalidInput("--models needs at least one model or pattern")
+        key = new_app_key()
+        app, _ = self.apps.create(
+            name,
+            key_hash=hash_app_key(key),
+            key_prefix=key_prefix(key),
+            scopes=scopes,
+            budget_spec=str(budget) if budget else None,
+            expires_at=expires_at,
+            notes=notes,
+        )
+        if budget is not None:
+            self.budgets.set_budget(budget, app_id=app.id)
+        self.notify_engine()
+        return app, key
+
+    def revoke_app(self, name: str) -> AppRecord:
+        app = self.apps.revoke(name)
+        self.notify_engine()
+        return app
+
+    def set_app_paused(self, name: str, paused: bool) -> AppRecord:
+        app = self.apps.set_paused(name, paused)
+        self.notify_engine()
+        return app
+
+    def set_budget(self, spec: BudgetSpec | None, app_name: str | None = None) -> None:
+        app_id = self.apps.get(app_name).id if app_name else None
+        self.budgets.set_budget(spec, app_id=app_id)
+        self.notify_engine()
+
+    def set_paused(self, paused: bool) -> None:
+        """The kill switch: a paused wallet refuses every request with ``wallet_paused``."""
+        self.settings.set(PAUSED_SETTING, paused)
+        self.notify_engine()
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.settings.get(PAUSED_SETTING, False))
+
+    def notify_engine(self) -> bool:
+        """Tell a running engine on this data dir to reload; False when none answers."""
+        from aiwallet.engine.client import notify_reload
+
+        return notify_reload(self.data_dir)
 
     # -- catalog and audit ------------------------------------------------------------------
     def update_catalog(self, source: str | None) -> CatalogUpdateResult:

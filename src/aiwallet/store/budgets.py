@@ -81,7 +81,7 @@ _TAKE = (
         _c.spent_nano + _c.reserved_nano + bindparam("b_amt") <= bindparam("b_limit"),
     )
     .values(reserved_nano=_c.reserved_nano + bindparam("b_amt"))
-    .returning(_c.id)
+    .returning(_c.id, _c.spent_nano + _c.reserved_nano)
 )
 _LEFT = select(_c.spent_nano + _c.reserved_nano).where(
     _c.budget_id == bindparam("b_bid"), _c.window_key == bindparam("b_key")
@@ -212,7 +212,7 @@ class Budgets:
     def _take(
         self, conn: Connection, budget: Budget, window: Window, amount_nano: int
     ) -> tuple[int | None, int]:
-        """Reserve on one budget's counter for ``window``: (counter id or None, used)."""
+        """Reserve on one budget's counter for ``window``: (counter id or None, used after)."""
         key = counter_key(budget, window)
         params = {
             "b_bid": budget.id,
@@ -220,9 +220,9 @@ class Budgets:
             "b_amt": amount_nano,
             "b_limit": budget.amount_nano,
         }
-        cid = conn.execute(_TAKE, params).scalar()
-        if cid is not None:
-            return int(cid), 0
+        row = conn.execute(_TAKE, params).first()
+        if row is not None:
+            return int(row[0]), int(row[1])
         used = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar()
         if used is None:
             # The window's first reservation: create its counter (another writer may be doing
@@ -231,9 +231,9 @@ class Budgets:
             conn.execute(
                 stmt, {"budget_id": budget.id, "window_key": key, "window_end": window.end}
             )
-            cid = conn.execute(_TAKE, params).scalar()
-            if cid is not None:
-                return int(cid), 0
+            row = conn.execute(_TAKE, params).first()
+            if row is not None:
+                return int(row[0]), int(row[1])
             used = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar_one()
         return None, int(used)
 
@@ -258,12 +258,15 @@ class Budgets:
             if len(budgets) != len(set(budget_ids)):
                 raise NotFound("a budget to reserve on no longer exists; try again")
             counter_ids: list[int] = []
+            remaining: int | None = None
             for b in budgets:  # in id order: PostgreSQL row locks are always taken alike
                 window = window_for(b.period, at, tz)
                 cid, used = self._take(conn, b, window, amount_nano)
                 if cid is None:
                     raise BudgetRefused(b, b.amount_nano - used, window.end)
                 counter_ids.append(cid)
+                left = b.amount_nano - used
+                remaining = left if remaining is None else min(remaining, left)
             conn.execute(
                 _INSERT_RESERVATION,
                 {
@@ -276,7 +279,10 @@ class Budgets:
                     "state": "open",
                 },
             )
-        return Reservation(res_id, request_id, app_id, amount_nano, tuple(counter_ids), now)
+        return Reservation(
+            res_id, request_id, app_id, amount_nano, tuple(counter_ids), now,
+            remaining_nano=remaining,
+        )  # fmt: skip
 
     def mark_forwarded(self, reservation_id: str, at: datetime | None = None) -> None:
         """Record that the request went upstream (crash recovery then bills, not releases)."""
@@ -370,16 +376,18 @@ class Budgets:
             rows = conn.execute(q.order_by(t.reservations.c.created_at)).mappings()
             return [_reservation(r) for r in rows]
 
-    def recover_open(self, *, actor: str = "engine") -> list[tuple[Reservation, str]]:
+    def recover_open(
+        self, *, actor: str = "engine", assume_forwarded: bool = False
+    ) -> list[tuple[Reservation, str]]:
         """Close every reservation a crashed engine left open, and audit each.
 
-        One that never went upstream is released. One that did is billed at its reserved
-        (worst-case) amount, marked ``estimated``: the provider may have done the work, and a
-        spend must never go missing.
+        One that never went upstream is released. One that did (or, with
+        ``assume_forwarded``, any) is billed at its reserved worst-case amount, marked
+        ``estimated``: the provider may have done the work, and a spend must never go missing.
         """
         done: list[tuple[Reservation, str]] = []
         for res in self.open_reservations():
-            if res.forwarded_at is None:
+            if res.forwarded_at is None and not assume_forwarded:
                 outcome = "released" if self.release(res.id) else "already closed"
             else:
                 spend = SpendEntry(

@@ -11,6 +11,7 @@ from aiwallet.domain.errors import InvalidInput
 from aiwallet.store import schema as t
 from aiwallet.store.audit import append_audit
 from aiwallet.store.db import Database
+from aiwallet.store.records import RequestRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,31 @@ class SpendSummary:
     key: str | None  # app name, model, or None for the total
     requests: int
     spent_nano: int
+
+
+class Requests:
+    """The request log: one row per proxied request, metadata only."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, record: RequestRecord) -> None:
+        with self.db.begin() as conn:
+            conn.execute(_INSERT_REQUEST, record.row())
+
+    def recent(self, limit: int = 100, *, app_id: int | None = None) -> list[dict[str, object]]:
+        q = select(t.requests).order_by(t.requests.c.ts.desc()).limit(limit)
+        if app_id is not None:
+            q = q.where(t.requests.c.app_id == app_id)
+        with self.db.read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def count(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.requests)).scalar_one())
+
+
+_INSERT_REQUEST = insert(t.requests)
 
 
 class Ledger:

@@ -41,6 +41,7 @@ class Reservation:
     created_at: datetime
     state: str = "open"
     forwarded_at: datetime | None = None
+    remaining_nano: int | None = None  # least room left on its budgets, just after reserving
 
 
 @dataclass(frozen=True, slots=True)

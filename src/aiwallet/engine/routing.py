@@ -1,0 +1,109 @@
+"""Which provider serves a model, at what price, and whether an app may ask for it."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aiwallet.domain.catalog import PROVIDER_PREFERENCE, Catalog, PriceRow
+from aiwallet.domain.providers import ProviderKind, WireFormat, provider_kind
+from aiwallet.engine.errors import ProxyError
+from aiwallet.store.providers import ProviderRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: ProviderRecord
+    kind: ProviderKind
+    upstream_model: str  # the model name sent upstream
+    row: PriceRow
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.provider.name}/{self.upstream_model}"
+
+
+def _rank(kind: ProviderKind) -> int:
+    if kind.catalog_provider in PROVIDER_PREFERENCE:
+        return PROVIDER_PREFERENCE.index(kind.catalog_provider)
+    return len(PROVIDER_PREFERENCE)
+
+
+class Router:
+    def __init__(self, providers: Iterable[ProviderRecord], catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.providers = sorted(
+            ((p, provider_kind(p.kind)) for p in providers),
+            key=lambda pk: (_rank(pk[1]), pk[0].name),
+        )
+        self.by_name = {p.name: (p, k) for p, k in self.providers}
+
+    def _price(self, kind: ProviderKind, model: str) -> PriceRow | None:
+        if kind.catalog_provider:
+            return self.catalog.get(kind.catalog_provider, model)
+        # A custom OpenAI/Anthropic-compatible server: priced as the model's own vendor sells it.
+        found = self.catalog.candidates(model)
+        return found[0] if found else None
+
+    def resolve(self, model: object, wire: WireFormat) -> Route:
+        if not isinstance(model, str) or not model:
+            raise ProxyError("invalid_request", "the request names no model", param="model")
+        prefix, sep, rest = model.partition("/")
+        if sep and prefix in self.by_name:
+            provider, kind = self.by_name[prefix]
+            if kind.wire is not wire:
+                raise ProxyError(
+                    "invalid_request",
+                    f"provider {prefix!r} speaks the {kind.wire.value} format; call it through "
+                    f"the {kind.wire.value} endpoints",
+                    param="model",
+                )
+            row = self._price(kind, rest)
+            if row is None:
+                raise _unpriced(model)
+            return Route(provider, kind, rest, row)
+        for provider, kind in self.providers:
+            if kind.wire is wire and (row := self._price(kind, model)) is not None:
+                return Route(provider, kind, model, row)
+        known = self.catalog.candidates(model)
+        if known:
+            vendors = ", ".join(sorted({r.provider for r in known}))
+            raise ProxyError(
+                "no_provider",
+                f"no configured provider serves {model!r} in this format (sold by: {vendors}); "
+                f"the wallet's owner can add one with 'aiwallet providers add'",
+            )
+        raise ProxyError(
+            "unknown_model",
+            f"the model {model!r} is not in the wallet's pricing catalog; check its name, or "
+            "ask the wallet's owner to refresh the catalog ('aiwallet catalog update')",
+            param="model",
+        )
+
+    def models_for(self, wire: WireFormat, scopes: Sequence[str]) -> list[Route]:
+        """Every model this wallet can serve in ``wire`` that the scopes allow."""
+        out: dict[str, Route] = {}
+        for provider, kind in self.providers:
+            if kind.wire is not wire or not kind.catalog_provider:
+                continue
+            for row in self.catalog.models_of(kind.catalog_provider):
+                route = Route(provider, kind, row.model, row)
+                if row.model not in out and scope_allows(scopes, route):
+                    out[row.model] = route
+        return list(out.values())
+
+
+def _unpriced(model: str) -> ProxyError:
+    return ProxyError(
+        "unknown_model",
+        f"the model {model!r} has no price in the wallet's catalog, so it cannot be metered; "
+        "refresh the catalog ('aiwallet catalog update')",
+        param="model",
+    )
+
+
+def scope_allows(scopes: Sequence[str], route: Route) -> bool:
+    """Grant scopes are glob patterns over ``model``, ``provider/model`` or ``vendor/model``."""
+    names = {route.upstream_model, route.qualified, f"{route.row.provider}/{route.row.model}"}
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in scopes for name in names)

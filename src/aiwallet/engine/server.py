@@ -1,0 +1,263 @@
+"""The engine: an aiohttp server on its own thread and event loop (uvloop where installed).
+
+Started by the desktop app or by ``aiwallet serve`` (which imports no Qt). On start it first
+resolves reservations a crashed engine left open (auditing each), then listens on loopback.
+It writes ``engine.json`` (port, pid) and an admin token (0600) into the data dir so that the
+CLI can find it and tell it about changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from aiwallet.domain.errors import WalletError
+from aiwallet.engine.admin import add_admin_routes
+from aiwallet.engine.endpoints import ENDPOINTS
+from aiwallet.engine.errors import Api, ProxyError, error_response
+from aiwallet.engine.proxy import Proxy, app_key_of
+from aiwallet.engine.state import EngineState
+from aiwallet.upstreams.client import Timeouts, make_session
+
+if TYPE_CHECKING:
+    from aiwallet.service import Wallet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8402
+MAX_BODY = 32 * 1024 * 1024
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.new_event_loop()
+
+
+def api_of(request: web.Request) -> Api:
+    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return Api.ANTHROPIC
+    return Api.OPENAI
+
+
+class Engine:
+    def __init__(
+        self,
+        wallet: Wallet,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        max_body: int = MAX_BODY,
+        timeouts: Timeouts | None = None,
+        allow_non_loopback: bool = False,
+    ) -> None:
+        if not _is_loopback(host) and not allow_non_loopback:
+            raise WalletError(
+                f"refusing to listen on {host}: the wallet listens on loopback only",
+                code="invalid_request",
+            )
+        self.wallet = wallet
+        self.host, self.port = host, port
+        self.max_body = max_body
+        self.timeouts = timeouts or Timeouts()
+        self.state = EngineState(wallet)
+        self.admin_token = ""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._proxy: Proxy | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.recovered: list[Any] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> int:
+        """Start on its own thread; returns the port once the server listens."""
+        self._thread = threading.Thread(target=self._run, name="aiwallet-engine", daemon=True)
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise self._error
+        if not self._ready.is_set():
+            raise WalletError("the engine did not start within 60 s")
+        return self.port
+
+    def _run(self) -> None:
+        self.loop = _new_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._start())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self._shutdown())
+            self.loop.close()
+
+    async def _start(self) -> None:
+        wallet = self.wallet
+        self.recovered = await self.state.db(
+            lambda: wallet.budgets.recover_open(actor="engine", assume_forwarded=True)
+        )
+        await self.state.reload()
+        self.admin_token = await self.state.db(self._admin_token)
+        session = make_session(self.timeouts)
+        self._proxy = Proxy(self.state, session, self.max_body)
+        app = web.Application(client_max_size=self.max_body, middlewares=[self._errors])
+        for path, endpoint in ENDPOINTS.items():
+            app.router.add_post(path, self._proxied(endpoint))
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/healthz", self._health)
+        add_admin_routes(app, self)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        await self.state.db(self._write_engine_file)
+        log.info("engine listening on %s:%s", self.host, self.port)
+
+    async def _shutdown(self) -> None:
+        if self._proxy is not None:
+            if self._proxy.background:
+                await asyncio.gather(*self._proxy.background, return_exceptions=True)
+            await self._proxy.session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.state.close()
+        self.wallet.data_dir.engine_file.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if self.loop is not None and self._thread is not None and self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(30)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _admin_token(self) -> str:
+        path = self.wallet.data_dir.admin_token
+        if path.exists():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        return token
+
+    def _write_engine_file(self) -> None:
+        info = {"host": self.host, "port": self.port, "pid": os.getpid(), "started": time.time()}
+        path = self.wallet.data_dir.engine_file
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(info, fh)
+
+    # -- handlers -----------------------------------------------------------------------------
+    def _proxied(self, endpoint: Any) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            assert self._proxy is not None
+            return await self._proxy.handle(request, endpoint)
+
+        return handler
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every failure becomes an error in the wire shape the caller speaks."""
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except web.HTTPNotFound:
+            return error_response(
+                api_of(request),
+                ProxyError("not_found", f"the wallet has no route {request.path}"),
+            )
+        except web.HTTPMethodNotAllowed:
+            return error_response(
+                api_of(request),
+                ProxyError(
+                    "method_not_allowed", f"{request.method} is not allowed on {request.path}"
+                ),
+            )
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(
+                api_of(request),
+                ProxyError("payload_too_large", "the request body is larger than the limit"),
+            )
+        except web.HTTPException:
+            raise
+        except ProxyError as err:
+            return error_response(api_of(request), err)
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            return error_response(
+                api_of(request),
+                ProxyError("internal_error", "the wallet failed on this request; see its log"),
+            )
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        from aiwallet.domain.providers import WireFormat
+
+        api = api_of(request)
+        key = app_key_of(request)
+        ctx = await self.state.app_for_key(key) if key else None
+        if ctx is None or ctx.app.revoked_at is not None or ctx.grant is None:
+            return error_response(
+                api, ProxyError("consent_required", "this program has no valid wallet app key")
+            )
+        wire = WireFormat.ANTHROPIC if api is Api.ANTHROPIC else WireFormat.OPENAI
+        routes = self.state.router.models_for(wire, ctx.grant.scopes)
+        if api is Api.ANTHROPIC:
+            data = [
+                {"type": "model", "id": r.upstream_model, "display_name": r.row.name,
+                 "created_at": "2025-01-01T00:00:00Z"}
+                for r in routes
+            ]  # fmt: skip
+            body: dict[str, Any] = {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        else:
+            body = {
+                "object": "list",
+                "data": [
+                    {
+                        "id": r.upstream_model,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": r.provider.name,
+                    }
+                    for r in routes
+                ],
+            }
+        return web.json_response(body)

@@ -1,0 +1,90 @@
+"""What the engine keeps in memory between requests, and how it is refreshed.
+
+App look-ups, the router and provider keys are cached; any change made through the admin
+API (or announced to it by the CLI) clears them at once, and app entries also expire after
+a second, so a change written straight to a shared database is obeyed within one second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiwallet.domain.appkeys import hash_app_key
+from aiwallet.engine.routing import Router
+from aiwallet.store.apps import AppRecord, GrantRecord
+
+if TYPE_CHECKING:
+    from aiwallet.service import Wallet
+
+T = TypeVar("T")
+APP_TTL_S = 1.0
+PAUSED_SETTING = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    app: AppRecord
+    grant: GrantRecord | None
+    budget_ids: tuple[int, ...]
+
+
+class EngineState:
+    def __init__(self, wallet: Wallet, db_workers: int = 4) -> None:
+        self.wallet = wallet
+        self.db_pool = ThreadPoolExecutor(max_workers=db_workers, thread_name_prefix="aiwallet-db")
+        self._apps: dict[str, tuple[float, AppContext | None]] = {}
+        self._secrets: dict[str, str | None] = {}
+        self.router = Router([], wallet.catalog)
+        self.paused = False
+        self.generation = 0
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking store work off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.db_pool, fn, *args)
+
+    def reload_blocking(self) -> None:
+        w = self.wallet
+        self.router = Router(w.providers.list(), w.catalog)
+        self.paused = bool(w.settings.get(PAUSED_SETTING, False))
+        self._apps.clear()
+        self._secrets.clear()
+        self.generation += 1
+
+    async def reload(self) -> None:
+        await self.db(self.reload_blocking)
+
+    def _load_app(self, key_hash: str) -> AppContext | None:
+        app = self.wallet.apps.by_key_hash(key_hash)
+        if app is None:
+            return None
+        grant = self.wallet.apps.grant(app.id)
+        budgets = tuple(b.id for b in self.wallet.budgets.applicable(app.id))
+        return AppContext(app, grant, budgets)
+
+    async def app_for_key(self, key: str) -> AppContext | None:
+        key_hash = hash_app_key(key)
+        now = time.monotonic()
+        hit = self._apps.get(key_hash)
+        if hit is not None and now - hit[0] < APP_TTL_S:
+            return hit[1]
+        ctx = await self.db(self._load_app, key_hash)
+        if len(self._apps) > 10_000:  # unknown keys must not grow the cache without bound
+            self._apps.clear()
+        self._apps[key_hash] = (now, ctx)
+        return ctx
+
+    async def secret_for(self, provider: str, secret_ref: str | None) -> str | None:
+        if secret_ref is None:
+            return None
+        if provider not in self._secrets:
+            secret = await self.wallet.vault.aget(secret_ref)
+            self._secrets[provider] = secret.reveal() if secret else None
+        return self._secrets[provider]
+
+    def close(self) -> None:
+        self.db_pool.shutdown(wait=True)
