@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import click
 
 from aiwallet import __version__
-from aiwallet.cli_commands import audit, catalog, providers
+from aiwallet.cli_commands import apps, audit, catalog, providers
 from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state
 from aiwallet.domain.errors import WalletError
 from aiwallet.paths import resolve_data_dir
@@ -61,7 +61,45 @@ def status(state: Context, as_json: bool) -> None:
     )
 
 
+@cli.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on."
+)
+@click.option("--port", default=8402, show_default=True, help="0 picks a free port and prints it.")
+@click.option(
+    "--allow-non-loopback",
+    is_flag=True,
+    help="Allow a non-loopback --host (the wallet would then be reachable from the network).",
+)
+@pass_state
+def serve(state: Context, host: str, port: int, allow_non_loopback: bool) -> None:
+    """Run the engine without the desktop app (headless)."""
+    import signal
+    import threading
+
+    from aiwallet.engine.server import Engine
+
+    engine = Engine(state.wallet, host=host, port=port, allow_non_loopback=allow_non_loopback)
+    if allow_non_loopback and host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(f"WARNING: listening on {host}: other machines can reach this wallet.", err=True)
+    bound = engine.start()
+    for res, outcome in engine.recovered:
+        click.echo(f"recovered reservation of request {res.request_id}: {outcome}", err=True)
+    click.echo(f"aiwallet engine listening on http://{host}:{bound}", err=True)
+    click.echo(str(bound))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    engine.stop()
+
+
 cli.add_command(providers.group)
+cli.add_command(apps.group)
+cli.add_command(apps.budget_group)
+cli.add_command(apps.usage)
+cli.add_command(apps.pause)
+cli.add_command(apps.resume)
 cli.add_command(catalog.group)
 cli.add_command(audit.group)
 

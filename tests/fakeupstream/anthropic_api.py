@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from fakeupstream import tokens
-from fakeupstream.common import Cut, Stream, apply_delays, dumps, start_sse
+from fakeupstream.common import Cut, Stream, apply_delays, dumps, stable_id, start_sse
 from fakeupstream.script import Script, Served
 
 MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"]
@@ -80,7 +80,7 @@ async def messages(
     n = tokens.reply_count(script.reply_tokens, body["max_tokens"])
     usage, generated = _usage(body, n, script)
     served.generated = generated
-    mid, model = f"msg_{uuid.uuid4().hex[:24]}", body.get("model")
+    mid, model = f"msg_{stable_id(body)}", body.get("model")
     stop = "max_tokens" if n < script.reply_tokens else "end_turn"
     if not body.get("stream"):
         msg: dict[str, Any] = {

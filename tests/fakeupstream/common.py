@@ -11,6 +11,19 @@ from aiohttp import web
 from fakeupstream.script import Script, Served
 
 
+def stable_id(body: Any, n: int = 24) -> str:
+    """An id that depends only on the request (minus stream_options), so the same request
+    sent directly and through the wallet yields byte-identical answers."""
+    import hashlib
+
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "stream_options"}
+    return hashlib.sha256(dumps(body).encode()).hexdigest()[:n]
+
+
+CREATED = 1_700_000_000
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON, as the providers send it."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
@@ -40,7 +53,9 @@ class Stream:
         if self.script.event_delay_s:
             await asyncio.sleep(self.script.event_delay_s)
         head = f"event: {event}\n" if event else ""
-        await self.resp.write(f"{head}data: {data}\n\n".encode())
+        out = f"{head}data: {data}\n\n".encode()
+        self.served.raw_out += out
+        await self.resp.write(out)
         self.served.events_sent += 1
 
 

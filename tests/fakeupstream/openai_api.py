@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
-import uuid
 from typing import Any
 
 from aiohttp import web
 
 from fakeupstream import tokens
-from fakeupstream.common import Cut, Stream, apply_delays, dumps, start_sse
+from fakeupstream.common import CREATED, Cut, Stream, apply_delays, dumps, stable_id, start_sse
 from fakeupstream.script import Script, Served
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "o3", "o4-mini", "text-embedding-3-small"]
@@ -80,7 +78,7 @@ async def chat(
         "reasoning": min(script.reasoning_tokens, n),
     }
     usage = _usage_chat(prompt, n, script)
-    cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model")
+    cid, created, model = f"chatcmpl-{stable_id(body)}", CREATED, body.get("model")
     if not body.get("stream"):
         msg = {
             "id": cid,
@@ -185,7 +183,7 @@ async def responses(
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + n,
     }
-    rid, msg_id, created = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time())
+    rid, msg_id, created = f"resp_{stable_id(body)}", f"msg_{stable_id(body, 32)}", CREATED
     text = "".join(tokens.reply_words(n))
     status = "incomplete" if n < script.reply_tokens else "completed"
 

@@ -46,6 +46,7 @@ class Served:
     reported: dict[str, Any] | None = None  # the usage it reported (may be wrong or absent)
     completed: bool = False  # the whole response went out
     events_sent: int = 0
+    raw_out: bytes = b""  # every stream byte it wrote
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

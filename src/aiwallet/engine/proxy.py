@@ -252,6 +252,7 @@ class Proxy:
             )
         url = upstream_url(route.kind, route.provider.base_url, call.endpoint.path)
         headers = upstream_headers(route.kind, key, dict(call.request.headers))
+        headers["x-aiwallet-request-id"] = call.request_id  # lets a provider's logs be matched
         try:
             up = await self.session.post(url, data=payload, headers=headers)
         except (TimeoutError, aiohttp.ServerTimeoutError):

@@ -1,0 +1,252 @@
+"""``aiwallet apps``, ``budget``, ``usage``, ``pause`` / ``resume``: apps and their money."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from aiwallet.cli_commands.common import Context, emit_json, emit_table, json_option, pass_state
+from aiwallet.domain.errors import InvalidInput
+from aiwallet.domain.money import BudgetSpec, format_usd, parse_budget_spec, usd_string
+from aiwallet.domain.windows import describe_until
+
+
+def _budget_option(value: str | None) -> BudgetSpec | None:
+    if value is None or value.lower() in ("none", "unlimited"):
+        return None
+    return parse_budget_spec(value)
+
+
+def _since(value: str | None) -> datetime | None:
+    """``24h``, ``7d``, ``30m`` or an ISO date."""
+    if not value:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{value!r} is not a time; use 24h, 7d or a date like 2026-11-01"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@click.group("apps")
+def group() -> None:
+    """Apps: local programs that call AI through the wallet with their own key."""
+
+
+@group.command("add")
+@click.argument("name")
+@click.option("--budget", "budget", help="e.g. 2/day, 10/week, 40/month, 5 total (default: none)")
+@click.option(
+    "--models", help="Comma-separated models or patterns: gpt-4o-mini,anthropic/* (default: all)"
+)
+@click.option("--expires", help="Lifetime of the grant: 1h, 7d, 30d (default: until revoked)")
+@json_option
+@pass_state
+def add(
+    state: Context,
+    name: str,
+    budget: str | None,
+    models: str | None,
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Create app NAME and print its key (shown only this once)."""
+    spec = _budget_option(budget)
+    expires_at = None
+    if expires:
+        start = _since(expires)
+        if start is None:
+            raise InvalidInput("--expires needs a lifetime such as 7d")
+        expires_at = datetime.now(UTC) + (datetime.now(UTC) - start)
+    scopes = models.split(",") if models else None
+    app, key = state.wallet.create_app(name, budget=spec, models=scopes, expires_at=expires_at)
+    if as_json:
+        emit_json(
+            {
+                "name": app.name,
+                "key": key,
+                "budget": str(spec) if spec else None,
+                "models": scopes or ["*"],
+                "expires_at": expires_at,
+            }
+        )
+        return
+    click.echo(f"Created app {app.name}. Its key (shown only now, keep it secret):\n\n  {key}\n")
+    click.echo(f"Budget: {spec.describe() if spec else 'none (only the wallet budget applies)'}")
+    click.echo(f"Models: {', '.join(scopes or ['all'])}")
+    click.echo(
+        "Use it:  OPENAI_BASE_URL=http://127.0.0.1:8402/v1  or  ANTHROPIC_BASE_URL=http://127.0.0.1:8402"
+    )
+
+
+def _app_rows(state: Context) -> list[dict[str, object]]:
+    w = state.wallet
+    now = datetime.now(UTC)
+    out: list[dict[str, object]] = []
+    for app in w.apps.list():
+        grant = w.apps.grant(app.id)
+        budget = w.budgets.app_budget(app.id)
+        st = w.budgets.state(budget, now, w.timezone) if budget else None
+        status = "revoked" if app.revoked_at else ("paused" if app.paused else "active")
+        if grant and not grant.active_at(now) and status == "active":
+            status = "expired"
+        out.append(
+            {
+                "name": app.name,
+                "status": status,
+                "key_prefix": app.key_prefix,
+                "models": list(grant.scopes) if grant else [],
+                "budget": str(BudgetSpec(budget.amount_nano, budget.period)) if budget else None,
+                "spent_usd": usd_string(st.spent_nano) if st else None,
+                "remaining_usd": usd_string(max(st.remaining_nano, 0)) if st else None,
+                "resets_at": st.reset_at.isoformat() if st and st.reset_at else None,
+                "resets": describe_until(now, st.reset_at) if st else None,
+                "expires_at": grant.expires_at.isoformat() if grant and grant.expires_at else None,
+                "spent_total_usd": usd_string(w.ledger.total_spent(app_id=app.id)),
+            }
+        )
+    return out
+
+
+@group.command("list")
+@json_option
+@pass_state
+def list_(state: Context, as_json: bool) -> None:
+    """List apps with their budget, spend in the current window and status."""
+    rows = _app_rows(state)
+    if as_json:
+        emit_json(rows)
+        return
+    emit_table(
+        [
+            [
+                str(r["name"]),
+                str(r["status"]),
+                str(r["budget"] or "-"),
+                f"{r['spent_usd'] or '-'}",
+                f"{r['remaining_usd'] or '-'}",
+                str(r["resets"] or "-"),
+                ",".join(str(m) for m in r["models"]),  # type: ignore[attr-defined]
+            ]
+            for r in rows
+        ],
+        ["name", "status", "budget", "spent", "left", "window", "models"],
+    )
+
+
+@group.command("show")
+@click.argument("name")
+@json_option
+@pass_state
+def show(state: Context, name: str, as_json: bool) -> None:
+    """Show one app."""
+    state.wallet.apps.get(name)
+    row = next(r for r in _app_rows(state) if r["name"] == name)
+    if as_json:
+        emit_json(row)
+        return
+    for key, value in row.items():
+        click.echo(f"{key + ':':16} {value if value is not None else '-'}")
+
+
+@group.command("revoke")
+@click.argument("name")
+@json_option
+@pass_state
+def revoke(state: Context, name: str, as_json: bool) -> None:
+    """Revoke app NAME: its next request is refused."""
+    state.wallet.revoke_app(name)
+    emit_json({"revoked": name}) if as_json else click.echo(f"Revoked {name}.")
+
+
+@group.command("pause")
+@click.argument("name")
+@pass_state
+def pause_app(state: Context, name: str) -> None:
+    """Pause one app (its requests are refused until resumed)."""
+    state.wallet.set_app_paused(name, True)
+    click.echo(f"Paused {name}.")
+
+
+@group.command("resume")
+@click.argument("name")
+@pass_state
+def resume_app(state: Context, name: str) -> None:
+    """Resume a paused app."""
+    state.wallet.set_app_paused(name, False)
+    click.echo(f"Resumed {name}.")
+
+
+@click.group("budget")
+def budget_group() -> None:
+    """Budgets: per app, and one for the whole wallet."""
+
+
+@budget_group.command("set")
+@click.argument("target")
+@click.argument("spec")
+@pass_state
+def budget_set(state: Context, target: str, spec: str) -> None:
+    """Set the budget of app TARGET (or 'wallet') to SPEC (2/day, 40/month, none)."""
+    parsed = _budget_option(spec)
+    state.wallet.set_budget(parsed, None if target == "wallet" else target)
+    what = "the wallet" if target == "wallet" else target
+    click.echo(f"Budget of {what}: {parsed.describe() if parsed else 'none'}.")
+
+
+@click.command("usage")
+@click.option("--app", "app_name", help="Only this app.")
+@click.option("--since", help="24h, 7d, 30d or a date (default: everything).")
+@click.option("--by", type=click.Choice(["app", "model"]), default="app", show_default=True)
+@json_option
+@pass_state
+def usage(state: Context, app_name: str | None, since: str | None, by: str, as_json: bool) -> None:
+    """Spend from the ledger, grouped by app or model."""
+    w = state.wallet
+    start = _since(since)
+    if app_name:
+        app = w.apps.get(app_name)
+        total = w.ledger.total_spent(app_id=app.id, since=start)
+        rows: list[dict[str, object]] = [{"key": app.name, "spent_usd": usd_string(total)}]
+    else:
+        rows = [
+            {"key": s.key, "requests": s.requests, "spent_usd": usd_string(s.spent_nano)}
+            for s in w.ledger.spend_by(by, since=start)
+        ]
+        total = w.ledger.total_spent(since=start)
+    if as_json:
+        emit_json(
+            {
+                "since": start.isoformat() if start else None,
+                "total_usd": usd_string(total),
+                "rows": rows,
+            }
+        )
+        return
+    emit_table(
+        [[str(r["key"] or "-"), str(r.get("requests", "")), str(r["spent_usd"])] for r in rows],
+        [by if not app_name else "app", "requests", "spent (USD)"],
+    )
+    click.echo(f"total: {format_usd(total, places=None)}")
+
+
+@click.command("pause")
+@pass_state
+def pause(state: Context) -> None:
+    """Stop all AI spending now (the kill switch)."""
+    state.wallet.set_paused(True)
+    click.echo("Wallet paused: every request is refused until 'aiwallet resume'.")
+
+
+@click.command("resume")
+@pass_state
+def resume(state: Context) -> None:
+    """Allow AI spending again."""
+    state.wallet.set_paused(False)
+    click.echo("Wallet resumed.")

@@ -1,0 +1,89 @@
+"""An engine on loopback in front of the fake upstream, with a fresh wallet per test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from aiwallet.domain.money import parse_budget_spec
+from aiwallet.engine.server import Engine
+from aiwallet.paths import DataDir
+from aiwallet.service import Wallet
+from aiwallet.upstreams.client import Timeouts
+from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, FakeUpstream
+
+
+@pytest.fixture(scope="session")
+def fake():
+    f = FakeUpstream()
+    f.start_in_thread()
+    yield f
+    f.stop()
+
+
+@dataclass
+class Rig:
+    wallet: Wallet
+    engine: Engine
+    fake: FakeUpstream
+    data_dir: DataDir
+
+    @property
+    def url(self) -> str:
+        return self.engine.url
+
+    def app(self, name: str = "script", budget: str | None = "2/day", models=None) -> str:
+        spec = parse_budget_spec(budget) if budget else None
+        _, key = self.wallet.create_app(name, budget=spec, models=models)
+        return key
+
+    def openai(self, key: str, **kw) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kw)
+
+    def async_openai(self, key: str, **kw) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kw)
+
+    def anthropic(self, key: str, **kw) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0, **kw)
+
+    def async_anthropic(self, key: str, **kw) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0, **kw)
+
+    def ledger_rows(self) -> list[dict]:
+        from sqlalchemy import select
+
+        from aiwallet.store import schema as t
+
+        with self.wallet.db.read() as conn:
+            return [
+                dict(r) for r in conn.execute(select(t.ledger).order_by(t.ledger.c.id)).mappings()
+            ]
+
+    def requests(self) -> list[dict]:
+        return self.wallet.requests.recent(10_000)
+
+
+def make_rig(tmp_path: Path, fake: FakeUpstream, **engine_kw) -> Rig:
+    data_dir = DataDir(tmp_path / "wallet")
+    wallet = Wallet.open(data_dir)
+    wallet.add_provider("openai", kind="openai", api_key=OPENAI_KEY, base_url=fake.base_url + "/v1")
+    wallet.add_provider(
+        "anthropic", kind="anthropic", api_key=ANTHROPIC_KEY, base_url=fake.base_url
+    )
+    engine_kw.setdefault("timeouts", Timeouts(connect_s=2, read_s=5))
+    engine = Engine(wallet, port=0, **engine_kw)
+    engine.start()
+    return Rig(wallet, engine, fake, data_dir)
+
+
+@pytest.fixture
+def rig(tmp_path, fake):
+    fake.reset()
+    r = make_rig(tmp_path, fake)
+    yield r
+    r.engine.stop()
+    r.wallet.close()
