@@ -176,6 +176,7 @@ class Wallet:
             key_hint=key_hint(api_key) if api_key else None,
             replace=replace,
         )
+        self.notify_engine()
         return ProviderInfo.of(record)
 
     def check_new_provider(
@@ -203,6 +204,7 @@ class Wallet:
         if record.secret_ref:
             self.vault.delete(record.secret_ref)
         self.providers.remove(name)
+        self.notify_engine()
 
     async def test_provider(self, name: str, *, timeout_s: float = 10.0) -> ProbeResult:
         record = self.providers.get(name)

@@ -282,20 +282,25 @@ class Proxy:
             data = await up.read()
         except (aiohttp.ClientError, TimeoutError):
             data = b""
-        await self._release(call, up.status, "upstream_status")
+        err: ProxyError | None = None
         if up.status in (401, 403):
-            raise ProxyError(
+            err = ProxyError(
                 "upstream_unavailable",
                 f"provider {name!r} refused the wallet's key (HTTP {up.status}); the wallet's "
                 "owner should check it with 'aiwallet providers test'",
             )
-        if up.status >= 500:
-            raise ProxyError(
+        elif up.status >= 500:
+            err = ProxyError(
                 "upstream_unavailable",
                 f"provider {name!r} failed (HTTP {up.status}); try again later",
                 status=503 if up.status in (503, 529) else 502,
                 retry_after=_retry_after(up),
             )
+        await self._release(
+            call, err.status if err else up.status, err.code if err else "upstream_status"
+        )
+        if err is not None:
+            raise err
         # 4xx about the request itself (400, 404, 413, 422, 429): the provider's own words.
         headers = self.headers(call, cost=0)
         for h in ("Retry-After", "retry-after-ms", "x-request-id", "request-id"):

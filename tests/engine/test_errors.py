@@ -1,0 +1,236 @@
+"""Bad input gets a clear error in the caller's wire format and costs nothing."""
+
+import socket
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from engine.conftest import make_rig
+
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+def post(rig, path, *, key=None, json=None, content=None, headers=None, anthropic_style=False):
+    h = dict(headers or {})
+    if key and anthropic_style:
+        h.update({"x-api-key": key, "anthropic-version": "2023-06-01"})
+    elif key:
+        h["Authorization"] = f"Bearer {key}"
+    return httpx.post(rig.url + path, json=json, content=content, headers=h, timeout=10)
+
+
+def assert_openai_error(resp, status, code):
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == code and err["message"] and err["type"]
+    assert resp.headers["x-aiwallet-error-code"] == code
+
+
+def assert_anthropic_error(resp, status, code):
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["type"] == "error" and body["error"]["code"] == code and body["error"]["message"]
+
+
+def test_no_key_unknown_key_and_revoked(rig):
+    body = {"model": "gpt-4o-mini", "messages": MSGS}
+    assert_openai_error(post(rig, "/v1/chat/completions", json=body), 403, "consent_required")
+    assert_openai_error(
+        post(rig, "/v1/chat/completions", key="aw_app_" + "x" * 40, json=body),
+        403,
+        "consent_required",
+    )
+    assert_anthropic_error(
+        post(rig, "/v1/messages", key="sk-ant-not-a-wallet-key", json=body, anthropic_style=True),
+        403,
+        "consent_required",
+    )
+    key = rig.app("victim")
+    assert post(rig, "/v1/chat/completions", key=key, json=body).status_code == 200
+    rig.wallet.revoke_app("victim")  # the running engine is told at once
+    assert_openai_error(
+        post(rig, "/v1/chat/completions", key=key, json=body), 403, "consent_required"
+    )
+    assert len(rig.fake.served) == 1
+
+
+def test_malformed_bodies(rig):
+    key = rig.app()
+    assert_openai_error(
+        post(
+            rig,
+            "/v1/chat/completions",
+            key=key,
+            content=b"{nope",
+            headers={"Content-Type": "application/json"},
+        ),
+        400,
+        "invalid_request",
+    )
+    assert_openai_error(
+        post(
+            rig,
+            "/v1/chat/completions",
+            key=key,
+            content=b"[1,2]",
+            headers={"Content-Type": "application/json"},
+        ),
+        400,
+        "invalid_request",
+    )
+    assert_openai_error(
+        post(
+            rig,
+            "/v1/chat/completions",
+            key=key,
+            content=b"model=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        415,
+        "unsupported_media_type",
+    )
+    assert_openai_error(
+        post(rig, "/v1/chat/completions", key=key, json={"messages": MSGS}), 400, "invalid_request"
+    )
+    assert_anthropic_error(
+        post(
+            rig,
+            "/v1/messages",
+            key=key,
+            json={"model": "claude-sonnet-4-5", "messages": MSGS},
+            anthropic_style=True,
+        ),
+        400,
+        "invalid_request",
+    )
+    assert rig.fake.served == [] and rig.ledger_rows() == []
+
+
+def test_unknown_routes_and_methods_in_each_shape(rig):
+    assert_openai_error(httpx.get(rig.url + "/v1/nothing-here"), 404, "not_found")
+    assert_anthropic_error(
+        httpx.post(rig.url + "/v1/messages/batches", headers={"anthropic-version": "2023-06-01"}),
+        404,
+        "not_found",
+    )
+    assert_openai_error(httpx.get(rig.url + "/v1/chat/completions"), 405, "method_not_allowed")
+    assert httpx.get(rig.url + "/healthz").json() == {"ok": True}
+
+
+def test_unknown_model_and_model_not_allowed(rig):
+    key = rig.app(models=["gpt-4o-mini"])
+    client = rig.openai(key)
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-nonexistent-9", messages=MSGS)
+    assert err.value.body["code"] == "unknown_model"
+    with pytest.raises(openai.PermissionDeniedError) as err2:
+        client.chat.completions.create(model="gpt-4o", messages=MSGS)
+    assert err2.value.body["code"] == "model_not_allowed" and "gpt-4o-mini" in err2.value.message
+    with pytest.raises(anthropic.PermissionDeniedError):
+        rig.anthropic(key).messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=MSGS)
+    assert rig.fake.served == []
+
+
+def test_body_over_limit(tmp_path, fake):
+    small = make_rig(tmp_path, fake, max_body=64 * 1024)
+    try:
+        key = small.app()
+        big = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x " * 40_000}]}
+        assert_openai_error(
+            post(small, "/v1/chat/completions", key=key, json=big), 413, "payload_too_large"
+        )
+        chunked = post(
+            small,
+            "/v1/chat/completions",
+            key=key,
+            content=iter([b'{"model":', b'"x"' + b" " * 70_000 + b"}"]),
+            headers={"Content-Type": "application/json"},
+        )
+        assert_openai_error(chunked, 413, "payload_too_large")
+        assert small.ledger_rows() == []
+    finally:
+        small.engine.stop()
+
+
+def test_paused_wallet_and_paused_app(rig):
+    key = rig.app()
+    rig.wallet.set_paused(True)
+    with pytest.raises(openai.APIStatusError) as err:
+        rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert err.value.status_code == 423 and err.value.body["code"] == "wallet_paused"
+    rig.wallet.set_paused(False)
+    rig.wallet.set_app_paused("script", True)
+    with pytest.raises(openai.APIStatusError) as err:
+        rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert err.value.status_code == 423 and "paused this app" in err.value.message
+    rig.wallet.set_app_paused("script", False)
+    assert (
+        rig.openai(key)
+        .chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+        .usage.total_tokens
+        == 20
+    )
+
+
+def test_provider_keys_never_reach_the_client(rig):
+    from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, Script
+
+    key = rig.app()
+    seen = []
+    rig.fake.script(Script(status=500))
+    seen.append(
+        post(rig, "/v1/chat/completions", key=key, json={"model": "gpt-4o-mini", "messages": MSGS})
+    )
+    seen.append(
+        post(
+            rig,
+            "/v1/chat/completions",
+            key=key,
+            json={"model": "gpt-4o-mini", "messages": MSGS, "stream": True},
+        )
+    )
+    seen.append(
+        post(
+            rig,
+            "/v1/messages",
+            key=key,
+            json={"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": MSGS},
+            anthropic_style=True,
+        )
+    )
+    seen.append(httpx.get(rig.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}))
+    for resp in seen:
+        blob = resp.content + str(resp.headers).encode()
+        assert OPENAI_KEY.encode() not in blob and ANTHROPIC_KEY.encode() not in blob
+    log = (
+        (rig.data_dir.logs / "aiwallet.log")
+        if (rig.data_dir.logs / "aiwallet.log").exists()
+        else None
+    )
+    if log is not None:
+        assert OPENAI_KEY not in log.read_text()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_upstream_refused_connection(rig):
+    key = rig.app()
+    rig.wallet.add_provider(
+        "openai",
+        kind="openai",
+        api_key="sk-dead-000000000000000000000000",
+        base_url=f"http://127.0.0.1:{_closed_port()}/v1",
+        replace=True,
+    )
+    with pytest.raises(openai.APIStatusError) as err:
+        rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert err.value.status_code == 502 and err.value.body["code"] == "upstream_unavailable"
+    [req] = rig.requests()
+    assert req["error_code"] == "upstream_unavailable" and req["cost_nano"] == 0
+    assert rig.wallet.budgets.open_reservations() == []
