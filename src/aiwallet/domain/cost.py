@@ -80,7 +80,7 @@ def cost_of(usage: Usage, row: PriceRow) -> Cost:
     return Cost(_ceil_div(total, PER_MILLION), row.ref, usage.source, breakdown)
 
 
-def _worst_rates(row: PriceRow, prompt_tokens: int) -> tuple[int, int]:
+def _worst_rates(row: PriceRow, prompt_tokens: int, cache_writes: bool) -> tuple[int, int]:
     # The prompt may fall in any tier up to the bound's, so take the dearest of them.
     candidates = [rates_for(row, 0)] + [
         rates_for(row, t.threshold_tokens + 1)
@@ -94,18 +94,27 @@ def _worst_rates(row: PriceRow, prompt_tokens: int) -> tuple[int, int]:
     return per_prompt, per_output
 
 
-def worst_case_cost(prompt_tokens_upper_bound: int, max_output_tokens: int, row: PriceRow) -> int:
+def worst_case_cost(
+    prompt_tokens_upper_bound: int,
+    max_output_tokens: int,
+    row: PriceRow,
+    *,
+    cache_writes: bool = True,
+) -> int:
     """An upper bound of the cost of any request whose prompt and output stay within these
-    bounds: every prompt token at the dearest prompt price, every output token at the
-    dearest output price, with the tier the bound falls in (tiers only raise prices)."""
-    per_prompt, per_output = _worst_rates(row, prompt_tokens_upper_bound)
+    bounds: every prompt token at the dearest prompt price (cache-write prices only when the
+    request can write a cache: Anthropic ``cache_control``), every output token at the
+    dearest output price, in the dearest tier the prompt can fall in."""
+    per_prompt, per_output = _worst_rates(row, prompt_tokens_upper_bound, cache_writes)
     total = prompt_tokens_upper_bound * per_prompt + max_output_tokens * per_output
     return _ceil_div(total, PER_MILLION)
 
 
-def max_output_tokens_affordable(budget_nano: int, prompt_upper_bound: int, row: PriceRow) -> int:
+def max_output_tokens_affordable(
+    budget_nano: int, prompt_upper_bound: int, row: PriceRow, *, cache_writes: bool = True
+) -> int:
     """The most output tokens whose worst case still fits ``budget_nano`` (0 if none do)."""
-    per_prompt, per_output = _worst_rates(row, prompt_upper_bound)
+    per_prompt, per_output = _worst_rates(row, prompt_upper_bound, cache_writes)
     room = budget_nano * PER_MILLION - prompt_upper_bound * per_prompt
     if room < 0:
         return 0

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiwallet.domain.appkeys import looks_like_app_key
 from aiwallet.domain.cost import cost_of, max_output_tokens_affordable, worst_case_cost
 from aiwallet.domain.money import usd_string
+from aiwallet.domain.providers import WireFormat
 from aiwallet.domain.usage import Usage
 from aiwallet.engine.endpoints import Endpoint
 from aiwallet.engine.errors import Api, ProxyError, error_response
@@ -51,6 +52,7 @@ class Call:
     route: Route | None = None
     body: dict[str, Any] | None = None
     prompt_bytes: int = 0
+    may_write_cache: bool = False  # Anthropic cache_control present: cache-write prices apply
     stream: bool = False
     reservation: Reservation | None = None
     clamped_to: int | None = None
@@ -143,6 +145,7 @@ class Proxy:
         if not isinstance(body, dict):
             raise ProxyError("invalid_request", "the request body must be a JSON object")
         call.body, call.prompt_bytes = body, len(raw)
+        call.may_write_cache = ep.wire is WireFormat.ANTHROPIC and b"cache_control" in raw
         call.stream = body.get("stream") is True and ep.meter is not None
         route = self.state.router.resolve(body.get("model"), ep.wire)
         if not scope_allows(ctx.grant.scopes, route):
@@ -175,7 +178,8 @@ class Proxy:
             max_out = wanted if wanted is not None else (row.output_limit or DEFAULT_MAX_OUTPUT)
         else:
             max_out = 0
-        amount = worst_case_cost(prompt_ub, max_out, row)
+        cw = call.may_write_cache
+        amount = worst_case_cost(prompt_ub, max_out, row, cache_writes=cw)
         try:
             call.reservation = await self._try_reserve(call, amount)
             return
@@ -185,11 +189,13 @@ class Proxy:
             remaining = refused.remaining_nano
             states = await self.state.db(self._remaining, call.ctx.app.id)
             remaining = min([remaining, *states])
-            affordable = min(max_out, max_output_tokens_affordable(remaining, prompt_ub, row))
+            affordable = min(
+                max_out, max_output_tokens_affordable(remaining, prompt_ub, row, cache_writes=cw)
+            )
             if affordable < MIN_OUTPUT_TOKENS:
                 raise _exceeded(refused) from None
             self._clamp(call, affordable)
-            amount = worst_case_cost(prompt_ub, affordable, row)
+            amount = worst_case_cost(prompt_ub, affordable, row, cache_writes=cw)
             try:
                 call.reservation = await self._try_reserve(call, amount)
             except BudgetRefused as again:
