@@ -220,3 +220,11 @@ def _fields(u: Usage) -> dict:
         "cache_write_1h_tokens": u.cache_write_1h_tokens,
         "reasoning_tokens": u.reasoning_tokens,
     }
+
+
+def test_cache_write_prices_count_only_when_a_request_can_write_a_cache():
+    row = CATALOG.get("anthropic", "claude-sonnet-4-5")
+    assert row is not None
+    # 1000 prompt tokens: at input $3 → 3000; with 1-hour cache writes possible $6 → 6000 (per 1M)
+    assert worst_case_cost(1000, 0, row, cache_writes=False) == 3_000_000
+    assert worst_case_cost(1000, 0, row) == 6_000_000

@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from aiwallet.domain.cost import cost_of
+from aiwallet.domain.money import parse_budget_spec
 from aiwallet.domain.usage import Usage
 
 MSGS = [{"role": "user", "content": "count to twelve for me"}]
@@ -90,9 +91,7 @@ def test_budget_clamps_max_tokens_then_refuses(rig):
 
 def test_wallet_budget_applies_to_every_app(rig):
     a, b = rig.app("a", budget=None), rig.app("b", budget=None)
-    rig.wallet.set_budget(
-        __import__("aiwallet.domain.money", fromlist=["x"]).parse_budget_spec("0.0006/day")
-    )
+    rig.wallet.set_budget(parse_budget_spec("0.0006/day"))
     spent_ok = 0
     for key in (a, b, a, b, a, b):
         try:

@@ -88,7 +88,8 @@ def _worst_rates(row: PriceRow, prompt_tokens: int, cache_writes: bool) -> tuple
         if t.threshold_tokens < prompt_tokens
     ]
     per_prompt = max(
-        max(r.input, r.cache_read, r.cache_write, r.cache_write_1h) for r in candidates
+        max(r.input, r.cache_read, *((r.cache_write, r.cache_write_1h) if cache_writes else ()))
+        for r in candidates
     )
     per_output = max(max(r.output, r.reasoning) for r in candidates)
     return per_prompt, per_output
