@@ -98,8 +98,13 @@ async def _settle_stream(proxy: Proxy, call: Call, meter: object, *, cut: bool) 
     assert isinstance(meter, StreamMeter)
     usage = meter.usage
     note = None
-    if cut or usage is None or not meter.finished:
+    broken = bool(meter.extra.get("error"))  # an `error` event ended the stream early
+    if cut or broken or usage is None or not meter.finished:
         known = usage if usage is not None else None
         usage = estimated_usage(call.prompt_bytes, meter.text_bytes, known)
-        note = "stream ended before the provider reported usage" if cut else meter.usage_problem
+        note = (
+            "stream ended before the provider reported usage"
+            if cut or broken
+            else meter.usage_problem
+        )
     await proxy.settle(call, usage, 200, note=note)

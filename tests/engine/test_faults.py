@@ -1,0 +1,151 @@
+"""Upstream faults: the client gets a clear error, the ledger stays exact, nothing stays open."""
+
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from engine.conftest import make_rig
+from fakeupstream import Script
+
+MSGS = [{"role": "user", "content": "a b c d"}]
+
+
+def only_row(rig):
+    rows = rig.ledger_rows()
+    assert len(rows) == 1, rows
+    assert rig.wallet.budgets.open_reservations() == []
+    return rows[0]
+
+
+def test_timeout_before_first_byte(tmp_path, fake):
+    from aiwallet.upstreams.client import Timeouts
+
+    fake.reset()
+    rig = make_rig(tmp_path, fake, timeouts=Timeouts(connect_s=2, read_s=0.5))
+    try:
+        key = rig.app()
+        fake.script(Script(hang=True))
+        with pytest.raises(openai.APIStatusError) as err:
+            rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+        assert err.value.status_code == 504 and err.value.body["code"] == "upstream_timeout"
+        assert rig.ledger_rows() == [] and rig.wallet.budgets.open_reservations() == []
+        [req] = rig.requests()
+        assert req["error_code"] == "upstream_timeout"
+    finally:
+        rig.engine.stop()
+
+
+def test_429_is_relayed_with_retry_after(rig):
+    key = rig.app()
+    rig.fake.script(Script(status=429, retry_after=17))
+    with pytest.raises(openai.RateLimitError) as err:
+        rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert err.value.response.headers["retry-after"] == "17"
+    assert err.value.response.headers["x-aiwallet-cost-usd"] == "0.000000000"
+    assert rig.ledger_rows() == []
+
+
+@pytest.mark.parametrize(("status", "expected"), [(500, 502), (503, 503)])
+def test_upstream_5xx_is_upstream_unavailable(rig, status, expected):
+    key = rig.app()
+    rig.fake.script(Script(status=status))
+    with pytest.raises(openai.APIStatusError) as err:
+        rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert err.value.status_code == expected and err.value.body["code"] == "upstream_unavailable"
+    assert rig.ledger_rows() == []
+
+
+def test_anthropic_overloaded_529(rig):
+    key = rig.app()
+    rig.fake.script(Script(status=529))
+    with pytest.raises(anthropic.APIStatusError) as err:
+        rig.anthropic(key).messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=MSGS)
+    assert (
+        err.value.status_code == 503 and err.value.body["error"]["code"] == "upstream_unavailable"
+    )
+
+
+def test_cut_stream_is_billed_from_what_was_relayed(rig):
+    key = rig.app()
+    rig.fake.script(Script(cut_after_events=6))  # role chunk + 5 words, then the socket dies
+    with pytest.raises((openai.APIError, httpx.HTTPError)):
+        for _ in rig.openai(key).chat.completions.create(
+            model="gpt-4o-mini", messages=MSGS, stream=True
+        ):
+            pass
+    row = only_row(rig)
+    assert row["token_source"] == "estimated" and "ended before" in row["note"]
+    # estimate: output = ceil(relayed text bytes / 4) = ceil(5 × 3 / 4) = 4 tokens; prompt from
+    # the request body bytes / 4. Priced at gpt-4o-mini's rates.
+    [req] = rig.requests()
+    assert req["output_tokens"] == 4 and req["token_source"] == "estimated"
+    assert row["amount_nano"] == req["cost_nano"] > 0
+
+
+def test_missing_and_malformed_usage_are_estimated(rig):
+    key = rig.app()
+    client = rig.openai(key)
+    rig.fake.script(Script(usage="missing"))
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    rig.fake.script(Script(usage="malformed"))
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    rig.fake.script(Script(usage="missing"))
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True):
+        pass
+    rows = rig.ledger_rows()
+    assert [r["token_source"] for r in rows] == ["estimated"] * 3
+    assert all(r["amount_nano"] > 0 for r in rows)
+    assert "usage" in rows[1]["note"]
+
+
+def test_wrong_usage_is_billed_as_reported(rig):
+    key = rig.app()
+    rig.fake.script(Script(usage="wrong"))  # the provider reports 10x the prompt tokens
+    r = rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    row = only_row(rig)
+    # what the provider says is what the wallet records: 110 × 0.15 + 12 × 0.60 per 1M
+    assert r.usage.prompt_tokens == 110 and row["amount_nano"] == 23_700
+    assert row["token_source"] == "provider"
+
+
+def test_anthropic_error_event_mid_stream(rig):
+    key = rig.app()
+    rig.fake.script(Script(error_event_mid_stream=True))
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        rig.anthropic(key).messages.stream(
+            model="claude-sonnet-4-5", max_tokens=100, messages=MSGS
+        ) as s,
+    ):
+        for _ in s:
+            pass
+    row = only_row(rig)
+    assert row["token_source"] == "estimated" and row["amount_nano"] > 0
+
+
+def test_client_disconnect_closes_the_upstream_and_settles(rig):
+    key = rig.app()
+    rig.fake.script(Script(reply_tokens=200, event_delay_s=0.02))
+    with httpx.stream(
+        "POST",
+        rig.url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MSGS, "stream": True},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ) as resp:
+        for n, _ in enumerate(resp.iter_raw()):
+            if n >= 3:
+                break  # leave mid-stream
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        rig.wallet.budgets.open_reservations() or not rig.ledger_rows()
+    ):
+        time.sleep(0.05)
+    row = only_row(rig)
+    assert row["token_source"] == "estimated"
+    served = rig.fake.served[-1]
+    time.sleep(0.3)
+    assert served.completed is False and served.events_sent < 200  # the upstream was closed too
