@@ -209,15 +209,17 @@ class Proxy:
 
     async def _try_reserve(self, call: Call, amount: int) -> Reservation:
         assert call.ctx is not None
-        w = self.state.wallet
-        return await self.state.db(
-            lambda: w.budgets.reserve(
+        w, tz = self.state.wallet, self.state.timezone
+        return await self.state.write(
+            lambda conn: w.budgets.reserve_in(
+                conn,
                 call.ctx.budget_ids if call.ctx else (),
                 amount,
                 at=call.ts,
-                tz=w.timezone,
+                tz=tz,
                 request_id=call.request_id,
                 app_id=call.ctx.app.id if call.ctx else None,
+                known=call.ctx.budgets if call.ctx else None,
             )
         )
 
@@ -343,7 +345,9 @@ class Proxy:
             note=note,
         )
         w = self.state.wallet
-        await self.state.db(w.budgets.settle, res.id, cost.nano, spend, record)
+        await self.state.write(
+            lambda conn: w.budgets.settle_in(conn, res.id, cost.nano, spend, record)
+        )
         call.settled = True
         remaining = None
         if res.remaining_nano is not None:
@@ -354,7 +358,8 @@ class Proxy:
         if call.reservation is None or call.settled:
             return
         record = self._record(call, status, error_code=code)
-        await self.state.db(self.state.wallet.budgets.release, call.reservation.id, record)
+        res_id, budgets = call.reservation.id, self.state.wallet.budgets
+        await self.state.write(lambda conn: budgets.release_in(conn, res_id, record))
         call.settled = True
 
     def _record(
@@ -397,7 +402,8 @@ class Proxy:
         if call.ctx is None or call.settled:
             return
         record = self._record(call, err.status, error_code=err.code)
-        self.spawn(self.state.db(self.state.wallet.requests.record, record))
+        requests = self.state.wallet.requests
+        self.spawn(self.state.write(lambda conn: requests.record_in(conn, record)))
 
     def _after_cancel(self, call: Call) -> None:
         """The client went away: settle what is known, never lose the spend."""

@@ -14,9 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import Connection
+
 from aiwallet.domain.appkeys import hash_app_key
 from aiwallet.engine.routing import Router
+from aiwallet.engine.writer import BatchWriter
 from aiwallet.store.apps import AppRecord, GrantRecord
+from aiwallet.store.records import Budget
 
 if TYPE_CHECKING:
     from aiwallet.service import Wallet
@@ -30,27 +34,39 @@ PAUSED_SETTING = "paused"
 class AppContext:
     app: AppRecord
     grant: GrantRecord | None
-    budget_ids: tuple[int, ...]
+    budgets: tuple[Budget, ...]
+
+    @property
+    def budget_ids(self) -> tuple[int, ...]:
+        return tuple(b.id for b in self.budgets)
 
 
 class EngineState:
     def __init__(self, wallet: Wallet, db_workers: int = 4) -> None:
         self.wallet = wallet
         self.db_pool = ThreadPoolExecutor(max_workers=db_workers, thread_name_prefix="aiwallet-db")
+        self.writer = BatchWriter(wallet.db)
         self._apps: dict[str, tuple[float, AppContext | None]] = {}
         self._secrets: dict[str, str | None] = {}
+        self._loading: dict[str, asyncio.Future[AppContext | None]] = {}
         self.router = Router([], wallet.catalog)
         self.paused = False
+        self.timezone = wallet.timezone
         self.generation = 0
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking store work off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.db_pool, fn, *args)
 
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run a store write in the writer's next transaction (group commit)."""
+        return await self.writer.submit(fn)
+
     def reload_blocking(self) -> None:
         w = self.wallet
         self.router = Router(w.providers.list(), w.catalog)
         self.paused = bool(w.settings.get(PAUSED_SETTING, False))
+        self.timezone = w.timezone
         self._apps.clear()
         self._secrets.clear()
         self.generation += 1
@@ -63,7 +79,7 @@ class EngineState:
         if app is None:
             return None
         grant = self.wallet.apps.grant(app.id)
-        budgets = tuple(b.id for b in self.wallet.budgets.applicable(app.id))
+        budgets = tuple(self.wallet.budgets.applicable(app.id))
         return AppContext(app, grant, budgets)
 
     async def app_for_key(self, key: str) -> AppContext | None:
@@ -72,7 +88,12 @@ class EngineState:
         hit = self._apps.get(key_hash)
         if hit is not None and now - hit[0] < APP_TTL_S:
             return hit[1]
-        ctx = await self.db(self._load_app, key_hash)
+        pending = self._loading.get(key_hash)
+        if pending is None:  # one look-up per key at a time, however many requests wait
+            pending = asyncio.ensure_future(self.db(self._load_app, key_hash))
+            self._loading[key_hash] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(key_hash, None))
+        ctx = await asyncio.shield(pending)
         if len(self._apps) > 10_000:  # unknown keys must not grow the cache without bound
             self._apps.clear()
         self._apps[key_hash] = (now, ctx)
@@ -88,3 +109,4 @@ class EngineState:
 
     def close(self) -> None:
         self.db_pool.shutdown(wait=True)
+        self.writer.close()

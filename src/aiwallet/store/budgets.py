@@ -78,7 +78,11 @@ _TAKE = (
     .where(
         _c.budget_id == bindparam("b_bid"),
         _c.window_key == bindparam("b_key"),
-        _c.spent_nano + _c.reserved_nano + bindparam("b_amt") <= bindparam("b_limit"),
+        # the limit is read from the budget row itself, so a cached Budget cannot overspend
+        _c.spent_nano + _c.reserved_nano + bindparam("b_amt")
+        <= select(t.budgets.c.amount_nano)
+        .where(t.budgets.c.id == bindparam("b_bid"))
+        .scalar_subquery(),
     )
     .values(reserved_nano=_c.reserved_nano + bindparam("b_amt"))
     .returning(_c.id, _c.spent_nano + _c.reserved_nano)
@@ -248,37 +252,66 @@ class Budgets:
         app_id: int | None = None,
     ) -> Reservation:
         """Reserve ``amount_nano`` on every budget in ``budget_ids``, all or nothing."""
+        with self.db.begin() as conn:
+            return self.reserve_in(
+                conn, budget_ids, amount_nano, at=at, tz=tz, request_id=request_id, app_id=app_id
+            )
+
+    def reserve_in(
+        self,
+        conn: Connection,
+        budget_ids: Sequence[int],
+        amount_nano: int,
+        *,
+        at: datetime,
+        tz: tzinfo,
+        request_id: str,
+        app_id: int | None = None,
+        known: Sequence[Budget] | None = None,
+    ) -> Reservation:
+        """:meth:`reserve` inside the caller's transaction.
+
+        ``known`` are the budgets as the caller has cached them (saves a query; their limits
+        are still read from the database by the conditional update). A refusal undoes what it
+        took before raising, so the caller's transaction stays clean and may go on.
+        """
         if amount_nano < 0:
             raise InvalidInput("a reservation cannot be negative")
         res_id = str(uuid.uuid4())
         now = datetime.now(UTC)
-        with self.db.begin() as conn:
+        if known is not None and sorted(b.id for b in known) == sorted(set(budget_ids)):
+            budgets = sorted(known, key=lambda b: b.id)
+        else:
             rows = conn.execute(_SELECT_BUDGETS, {"b_ids": list(budget_ids)}).mappings()
             budgets = [_budget(r) for r in rows]
             if len(budgets) != len(set(budget_ids)):
                 raise NotFound("a budget to reserve on no longer exists; try again")
-            counter_ids: list[int] = []
-            remaining: int | None = None
-            for b in budgets:  # in id order: PostgreSQL row locks are always taken alike
-                window = window_for(b.period, at, tz)
-                cid, used = self._take(conn, b, window, amount_nano)
-                if cid is None:
-                    raise BudgetRefused(b, b.amount_nano - used, window.end)
-                counter_ids.append(cid)
-                left = b.amount_nano - used
-                remaining = left if remaining is None else min(remaining, left)
-            conn.execute(
-                _INSERT_RESERVATION,
-                {
-                    "id": res_id,
-                    "request_id": request_id,
-                    "app_id": app_id,
-                    "created_at": now,
-                    "amount_nano": amount_nano,
-                    "counter_ids": counter_ids,
-                    "state": "open",
-                },
-            )
+        counter_ids: list[int] = []
+        remaining: int | None = None
+        for b in budgets:  # in id order: PostgreSQL row locks are always taken alike
+            window = window_for(b.period, at, tz)
+            cid, used = self._take(conn, b, window, amount_nano)
+            if cid is None:
+                for taken in counter_ids:  # undo, so that the transaction can carry on
+                    conn.execute(
+                        _MOVE_COUNTER, {"b_id": taken, "b_reserved": amount_nano, "b_spent": 0}
+                    )
+                raise BudgetRefused(b, b.amount_nano - used, window.end)
+            counter_ids.append(cid)
+            left = b.amount_nano - used
+            remaining = left if remaining is None else min(remaining, left)
+        conn.execute(
+            _INSERT_RESERVATION,
+            {
+                "id": res_id,
+                "request_id": request_id,
+                "app_id": app_id,
+                "created_at": now,
+                "amount_nano": amount_nano,
+                "counter_ids": counter_ids,
+                "state": "open",
+            },
+        )
         return Reservation(
             res_id, request_id, app_id, amount_nano, tuple(counter_ids), now,
             remaining_nano=remaining,
@@ -335,39 +368,56 @@ class Budgets:
         The counters, the ledger row, the request row and the reservation change in one
         transaction: all of them are durable, or none.
         """
+        with self.db.begin() as conn:
+            return self.settle_in(conn, reservation_id, actual_nano, spend, request)
+
+    def settle_in(
+        self,
+        conn: Connection,
+        reservation_id: str,
+        actual_nano: int,
+        spend: SpendEntry,
+        request: RequestRecord | None = None,
+    ) -> bool:
+        """:meth:`settle` inside the caller's transaction."""
         if actual_nano < 0:
             raise InvalidInput("a settled cost cannot be negative")
-        with self.db.begin() as conn:
-            res = self._close(conn, reservation_id, actual_nano, "settled")
-            if res is None:
-                return False
-            conn.execute(
-                _INSERT_LEDGER,
-                {
-                    "ts": request.ts if request else datetime.now(UTC),
-                    "kind": "spend",
-                    "app_id": res.app_id,
-                    "request_id": res.request_id,
-                    "amount_nano": actual_nano,
-                    "provider": spend.provider,
-                    "model": spend.model,
-                    "price_row_ref": spend.price_row_ref,
-                    "price_row": spend.price_row,
-                    "token_source": spend.token_source,
-                    "note": spend.note,
-                },
-            )
-            if request is not None:
-                conn.execute(_INSERT_REQUEST, request.row())
+        res = self._close(conn, reservation_id, actual_nano, "settled")
+        if res is None:
+            return False
+        conn.execute(
+            _INSERT_LEDGER,
+            {
+                "ts": request.ts if request else datetime.now(UTC),
+                "kind": "spend",
+                "app_id": res.app_id,
+                "request_id": res.request_id,
+                "amount_nano": actual_nano,
+                "provider": spend.provider,
+                "model": spend.model,
+                "price_row_ref": spend.price_row_ref,
+                "price_row": spend.price_row,
+                "token_source": spend.token_source,
+                "note": spend.note,
+            },
+        )
+        if request is not None:
+            conn.execute(_INSERT_REQUEST, request.row())
         return True
 
     def release(self, reservation_id: str, request: RequestRecord | None = None) -> bool:
         """Give the whole reservation back (the request cost nothing); ``False`` if closed."""
         with self.db.begin() as conn:
-            if self._close(conn, reservation_id, 0, "released") is None:
-                return False
-            if request is not None:
-                conn.execute(_INSERT_REQUEST, request.row())
+            return self.release_in(conn, reservation_id, request)
+
+    def release_in(
+        self, conn: Connection, reservation_id: str, request: RequestRecord | None = None
+    ) -> bool:
+        """:meth:`release` inside the caller's transaction."""
+        if self._close(conn, reservation_id, 0, "released") is None:
+            return False
+        if request is not None:
+            conn.execute(_INSERT_REQUEST, request.row())
         return True
 
     def open_reservations(self) -> list[Reservation]:

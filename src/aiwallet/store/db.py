@@ -58,7 +58,9 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads begin deferred (WAL readers never wait for the writer); writes take the lock.
+        read_only = conn.get_execution_options().get("aiwallet_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -97,9 +99,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for reads."""
+        """A connection for reads (on SQLite a deferred transaction: it never blocks writers)."""
         with self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(aiwallet_read_only=True)
 
     def describe(self) -> str:
         """The URL without a password, for people."""

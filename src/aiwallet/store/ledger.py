@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.store import schema as t
@@ -29,7 +29,10 @@ class Requests:
 
     def record(self, record: RequestRecord) -> None:
         with self.db.begin() as conn:
-            conn.execute(_INSERT_REQUEST, record.row())
+            self.record_in(conn, record)
+
+    def record_in(self, conn: Connection, record: RequestRecord) -> None:
+        conn.execute(_INSERT_REQUEST, record.row())
 
     def recent(self, limit: int = 100, *, app_id: int | None = None) -> list[dict[str, object]]:
         q = select(t.requests).order_by(t.requests.c.ts.desc()).limit(limit)
