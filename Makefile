@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Until the desktop window lands, the app is the engine: `make run` starts it on
+# 127.0.0.1:8402 (ARGS="..." runs any other subcommand instead, e.g. ARGS="status").
+ARGS ?= serve
 run: $(STAMP)
 	$(BIN)/aiwallet $(ARGS)
 
@@ -27,6 +30,11 @@ unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/clients.py
+	$(BIN)/python bench/reserve.py
+	$(BIN)/python bench/proxy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

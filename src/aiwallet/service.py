@@ -116,6 +116,14 @@ class Wallet:
             self.data_dir, self.wallet_id, passphrase_provider=self._passphrase_provider
         )
 
+    def unlock_vault(self) -> None:
+        """Open the secret store now (the sealed file asks for its passphrase), so that a
+        long-running engine never has to ask in the middle of a request."""
+        backend = self.vault.backend
+        unlock = getattr(backend, "unlock", None)
+        if callable(unlock):
+            unlock()
+
     def vault_status(self) -> VaultStatus:
         return self.vault.status
 

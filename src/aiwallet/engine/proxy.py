@@ -21,6 +21,7 @@ from aiohttp import web
 
 from aiwallet.domain.appkeys import looks_like_app_key
 from aiwallet.domain.cost import cost_of, max_output_tokens_affordable, worst_case_cost
+from aiwallet.domain.errors import VaultError
 from aiwallet.domain.money import usd_string
 from aiwallet.domain.providers import WireFormat
 from aiwallet.domain.usage import Usage
@@ -251,7 +252,14 @@ class Proxy:
         body = dict(call.body)
         body["model"] = route.upstream_model
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        key = await self.state.secret_for(route.provider.name, route.provider.secret_ref)
+        try:
+            key = await self.state.secret_for(route.provider.name, route.provider.secret_ref)
+        except VaultError:
+            raise ProxyError(
+                "no_provider",
+                "the wallet's secret store is locked, so it cannot reach the provider; its "
+                "owner should restart the wallet and unlock it",
+            ) from None
         if route.kind.needs_key and key is None:
             raise ProxyError(
                 "no_provider",
