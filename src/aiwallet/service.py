@@ -5,6 +5,7 @@ user's actions, auditing each change.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from aiwallet.vault.select import VaultStatus
 
 WALLET_ID_SETTING = "wallet_id"
 PAUSED_SETTING = "paused"
+ORIGINS_SETTING = "allowed_origins"
 TIMEZONE_SETTING = "timezone"
 
 
@@ -279,6 +281,23 @@ class Wallet:
     def set_paused(self, paused: bool) -> None:
         """The kill switch: a paused wallet refuses every request with ``wallet_paused``."""
         self.settings.set(PAUSED_SETTING, paused)
+        self.notify_engine()
+
+    def allowed_origins(self) -> list[str]:
+        return list(self.settings.get(ORIGINS_SETTING, []) or [])
+
+    def allow_origin(self, origin: str) -> None:
+        """Let web pages from ``origin`` (``http://localhost:3000``) call the wallet."""
+        origin = origin.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+$", origin):
+            raise InvalidInput(f"{origin!r} is not an origin; write it like http://localhost:3000")
+        origins = sorted({*self.allowed_origins(), origin})
+        self.settings.set(ORIGINS_SETTING, origins)
+        self.notify_engine()
+
+    def disallow_origin(self, origin: str) -> None:
+        origins = [o for o in self.allowed_origins() if o != origin.strip().rstrip("/")]
+        self.settings.set(ORIGINS_SETTING, origins)
         self.notify_engine()
 
     @property

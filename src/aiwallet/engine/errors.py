@@ -36,6 +36,8 @@ CODES: dict[str, tuple[int, str, str]] = {
     "upstream_timeout": (504, "server_error", "api_error"),
     "no_provider": (503, "server_error", "api_error"),
     "wallet_paused": (423, "permission_error", "permission_error"),
+    "forbidden_host": (403, "permission_error", "permission_error"),
+    "forbidden_origin": (403, "permission_error", "permission_error"),
     "internal_error": (500, "server_error", "api_error"),
 }
 

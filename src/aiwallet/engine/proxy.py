@@ -27,7 +27,8 @@ from aiwallet.domain.providers import WireFormat
 from aiwallet.domain.usage import Usage
 from aiwallet.engine.endpoints import Endpoint
 from aiwallet.engine.errors import Api, ProxyError, error_response
-from aiwallet.engine.estimate import estimated_usage
+from aiwallet.engine.estimate import estimate_tokens, estimated_usage
+from aiwallet.engine.ratelimit import Limits, RateLimiter
 from aiwallet.engine.routing import Route, scope_allows
 from aiwallet.engine.state import AppContext, EngineState
 from aiwallet.store.budgets import BudgetRefused
@@ -59,6 +60,8 @@ class Call:
     clamped_to: int | None = None
     ttfb_ms: int | None = None
     settled: bool = False
+    rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
+    used_tokens: int = 0
 
     @property
     def api(self) -> Api:
@@ -81,6 +84,7 @@ class Proxy:
         self.session = session
         self.max_body = max_body
         self.background: set[asyncio.Task[Any]] = set()
+        self.limiter = RateLimiter()
 
     # -- entry --------------------------------------------------------------------------------
     async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
@@ -94,6 +98,9 @@ class Proxy:
         except asyncio.CancelledError:
             self._after_cancel(call)
             raise
+        finally:
+            if call.rl_tokens is not None and call.ctx is not None:
+                self.limiter.done(call.ctx.app.id, call.rl_tokens, call.used_tokens)
 
     # -- admission ------------------------------------------------------------------------------
     async def _admit(self, call: Call) -> None:
@@ -159,6 +166,12 @@ class Proxy:
         call.route = route
         if ep.requires_max and not isinstance(body.get("max_tokens"), int):
             raise ProxyError("invalid_request", "max_tokens: Field required", param="max_tokens")
+        app = ctx.app
+        limits = Limits(app.rpm_limit, app.tpm_limit, app.concurrency_limit)
+        if limits.any:
+            tokens = estimate_tokens(call.prompt_bytes) + (self._requested_max(call) or 0)
+            self.limiter.admit(app.id, limits, tokens)  # no await between check and take
+            call.rl_tokens = tokens
         if ep.billable:
             await self._reserve(call)
 
@@ -341,6 +354,7 @@ class Proxy:
         assert call.route is not None
         route, res = call.route, call.reservation
         cost = cost_of(usage, route.row)
+        call.used_tokens = usage.total_prompt_tokens + usage.output_tokens
         record = self._record(call, status, usage=usage, cost=cost.nano)
         if res is None or call.settled:
             return cost.nano, None

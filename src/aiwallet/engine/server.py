@@ -128,7 +128,9 @@ class Engine:
         self.admin_token = await self.state.db(self._admin_token)
         session = make_session(self.timeouts)
         self._proxy = Proxy(self.state, session, self.max_body)
-        app = web.Application(client_max_size=self.max_body, middlewares=[self._errors])
+        app = web.Application(
+            client_max_size=self.max_body, middlewares=[self._guard, self._errors]
+        )
         for path, endpoint in ENDPOINTS.items():
             app.router.add_post(path, self._proxied(endpoint))
         app.router.add_get("/v1/models", self._models)
@@ -185,6 +187,37 @@ class Engine:
             return await self._proxy.handle(request, endpoint)
 
         return handler
+
+    def _allowed_hosts(self) -> set[str]:
+        names = {"127.0.0.1", "localhost", "[::1]", self.host}
+        return {f"{n}:{self.port}" for n in names} | (names if self.port == 80 else set())
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Refuse DNS rebinding (a foreign Host) and browsers (an Origin the user did not
+        allow) before any other work."""
+        host = request.headers.get("Host", "").lower()
+        if host not in self._allowed_hosts():
+            return error_response(
+                api_of(request),
+                ProxyError(
+                    "forbidden_host",
+                    f"the wallet answers only to 127.0.0.1:{self.port} or localhost:{self.port}, "
+                    f"not to Host {host!r}",
+                ),
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.state.allowed_origins:
+            return error_response(
+                api_of(request),
+                ProxyError(
+                    "forbidden_origin",
+                    f"requests from web pages ({origin}) are refused; the wallet's owner can "
+                    "allow an origin with 'aiwallet origins allow'",
+                ),
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 APP_TTL_S = 1.0
 PAUSED_SETTING = "paused"
+ORIGINS_SETTING = "allowed_origins"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class EngineState:
         self.router = Router([], wallet.catalog)
         self.paused = False
         self.timezone = wallet.timezone
+        self.allowed_origins: frozenset[str] = frozenset()
         self.generation = 0
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -67,6 +69,7 @@ class EngineState:
         self.router = Router(w.providers.list(), w.catalog)
         self.paused = bool(w.settings.get(PAUSED_SETTING, False))
         self.timezone = w.timezone
+        self.allowed_origins = frozenset(w.settings.get(ORIGINS_SETTING, []) or [])
         self._apps.clear()
         self._secrets.clear()
         self.generation += 1

@@ -24,6 +24,9 @@ class AppRecord:
     paused: bool
     last_used_at: datetime | None
     notes: str | None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    concurrency_limit: int | None = None
 
     @property
     def active(self) -> bool:
@@ -165,6 +168,26 @@ class Apps:
         with self.db.begin() as conn:
             conn.execute(update(t.apps).where(t.apps.c.id == app.id).values(paused=paused))
             append_audit(conn, actor, "app.pause" if paused else "app.resume", f"app:{name}", {})
+        return self.get(name)
+
+    def set_limits(
+        self,
+        name: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        concurrency: int | None,
+        actor: str = "user",
+    ) -> AppRecord:
+        """Rate limits of one app (None removes a limit)."""
+        for label, value in (("rpm", rpm), ("tpm", tpm), ("concurrency", concurrency)):
+            if value is not None and value < 1:
+                raise InvalidInput(f"a {label} limit must be at least 1")
+        app = self.get(name)
+        values = {"rpm_limit": rpm, "tpm_limit": tpm, "concurrency_limit": concurrency}
+        with self.db.begin() as conn:
+            conn.execute(update(t.apps).where(t.apps.c.id == app.id).values(**values))
+            append_audit(conn, actor, "app.limits", f"app:{name}", values)
         return self.get(name)
 
     def touch(self, app_id: int, at: datetime) -> None:

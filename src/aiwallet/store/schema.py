@@ -65,6 +65,9 @@ apps = Table(
     Column("paused", Boolean, nullable=False, default=False),
     Column("last_used_at", UTCDateTime),
     Column("notes", Text),
+    Column("rpm_limit", Integer),  # requests per minute (None: no limit)
+    Column("tpm_limit", Integer),  # tokens per minute
+    Column("concurrency_limit", Integer),  # requests in flight
 )
 
 grants = Table(
@@ -211,4 +214,21 @@ settings = Table(
     metadata,
     Column("key", String(100), primary_key=True),
     Column("value", JSON, nullable=False),
+)
+
+# Remembered consent decisions (allow and deny), for apps that ask by name and for local
+# programs that call without a key (subject: the executable's path).
+consent_rules = Table(
+    "consent_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subject_kind", String(16), nullable=False),  # "exe" | "app"
+    Column("subject", String(500), nullable=False),
+    Column("decision", String(8), nullable=False),  # "allow" | "deny"
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Column("note", Text),
+    Index("ix_consent_rules_subject", "subject_kind", "subject"),
 )
