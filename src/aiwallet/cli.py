@@ -101,6 +101,7 @@ cli.add_command(apps.budget_group)
 cli.add_command(apps.usage)
 cli.add_command(apps.pause)
 cli.add_command(apps.resume)
+cli.add_command(apps.origins_group)
 cli.add_command(catalog.group)
 cli.add_command(audit.group)
 

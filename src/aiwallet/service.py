@@ -273,6 +273,13 @@ class Wallet:
         self.notify_engine()
         return app
 
+    def set_app_limits(
+        self, name: str, *, rpm: int | None, tpm: int | None, concurrency: int | None
+    ) -> AppRecord:
+        app = self.apps.set_limits(name, rpm=rpm, tpm=tpm, concurrency=concurrency)
+        self.notify_engine()
+        return app
+
     def set_budget(self, spec: BudgetSpec | None, app_name: str | None = None) -> None:
         app_id = self.apps.get(app_name).id if app_name else None
         self.budgets.set_budget(spec, app_id=app_id)

@@ -165,6 +165,23 @@ def revoke(state: Context, name: str, as_json: bool) -> None:
     emit_json({"revoked": name}) if as_json else click.echo(f"Revoked {name}.")
 
 
+@group.command("limits")
+@click.argument("name")
+@click.option("--rpm", type=int, help="Requests per minute (omit for no limit).")
+@click.option("--tpm", type=int, help="Tokens per minute (omit for no limit).")
+@click.option("--concurrency", type=int, help="Requests in flight at once (omit for no limit).")
+@pass_state
+def limits(
+    state: Context, name: str, rpm: int | None, tpm: int | None, concurrency: int | None
+) -> None:
+    """Set app NAME's rate limits (refused requests get 429 with Retry-After)."""
+    app = state.wallet.set_app_limits(name, rpm=rpm, tpm=tpm, concurrency=concurrency)
+    click.echo(
+        f"Limits of {app.name}: {app.rpm_limit or 'no'} requests/min, "
+        f"{app.tpm_limit or 'no'} tokens/min, {app.concurrency_limit or 'no'} at once."
+    )
+
+
 @group.command("pause")
 @click.argument("name")
 @pass_state
@@ -250,3 +267,38 @@ def resume(state: Context) -> None:
     """Allow AI spending again."""
     state.wallet.set_paused(False)
     click.echo("Wallet resumed.")
+
+
+@click.group("origins")
+def origins_group() -> None:
+    """Web origins allowed to call the wallet (none by default: browsers are refused)."""
+
+
+@origins_group.command("list")
+@json_option
+@pass_state
+def origins_list(state: Context, as_json: bool) -> None:
+    """List allowed origins."""
+    items = state.wallet.allowed_origins()
+    if as_json:
+        emit_json(items)
+    else:
+        click.echo("\n".join(items) if items else "(none: every browser origin is refused)")
+
+
+@origins_group.command("allow")
+@click.argument("origin")
+@pass_state
+def origins_allow(state: Context, origin: str) -> None:
+    """Let pages from ORIGIN (e.g. http://localhost:3000) call the wallet."""
+    state.wallet.allow_origin(origin)
+    click.echo(f"Allowed {origin}.")
+
+
+@origins_group.command("remove")
+@click.argument("origin")
+@pass_state
+def origins_remove(state: Context, origin: str) -> None:
+    """Stop allowing ORIGIN."""
+    state.wallet.disallow_origin(origin)
+    click.echo(f"Removed {origin}.")
