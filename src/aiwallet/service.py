@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import nacl.signing
 import tzlocal
 
 from aiwallet.catalog_files import CatalogUpdateResult, LoadedCatalog, load_catalog, update_catalog
@@ -28,10 +30,12 @@ from aiwallet.domain.providers import (
     check_provider_name,
     provider_kind,
 )
+from aiwallet.domain.receipts import public_key_text, sign_receipt
 from aiwallet.paths import DataDir, database_url
 from aiwallet.store.apps import AppRecord, Apps
 from aiwallet.store.audit import AuditLog
 from aiwallet.store.budgets import Budgets
+from aiwallet.store.consent import ConsentRules
 from aiwallet.store.db import Database, open_database
 from aiwallet.store.ledger import Ledger, Requests
 from aiwallet.store.providers import ProviderRecord, Providers
@@ -42,6 +46,8 @@ from aiwallet.vault.select import VaultStatus
 
 WALLET_ID_SETTING = "wallet_id"
 PAUSED_SETTING = "paused"
+SIGNING_KEY_SECRET = "wallet:receipt-signing-key"  # noqa: S105 - a vault entry name
+PUBLIC_KEY_SETTING = "wallet_public_key"
 ORIGINS_SETTING = "allowed_origins"
 TIMEZONE_SETTING = "timezone"
 
@@ -92,6 +98,7 @@ class Wallet:
         self.ledger = Ledger(db)
         self.requests = Requests(db)
         self.audit = AuditLog(db)
+        self.consent_rules = ConsentRules(db)
         self.wallet_id: str = self.settings.get_or_create(
             WALLET_ID_SETTING, lambda: secrets.token_hex(8)
         )
@@ -117,6 +124,25 @@ class Wallet:
         return open_vault(
             self.data_dir, self.wallet_id, passphrase_provider=self._passphrase_provider
         )
+
+    def signing_key(self) -> nacl.signing.SigningKey:
+        """The wallet's Ed25519 key for consent receipts, kept in the vault (made once)."""
+        cached = self.__dict__.get("_signing_key")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        stored = self.vault.get(SIGNING_KEY_SECRET)
+        if stored is None:
+            key = nacl.signing.SigningKey.generate()
+            self.vault.set(SIGNING_KEY_SECRET, bytes(key).hex())
+            self.settings.set(PUBLIC_KEY_SETTING, public_key_text(key.verify_key))
+        else:
+            key = nacl.signing.SigningKey(bytes.fromhex(stored.reveal()))
+        self.__dict__["_signing_key"] = key
+        return key
+
+    @property
+    def public_key(self) -> str:
+        return public_key_text(self.signing_key().verify_key)
 
     def unlock_vault(self) -> None:
         """Open the secret store now (the sealed file asks for its passphrase), so that a
@@ -249,6 +275,19 @@ class Wallet:
         if not scopes:
             raise InvalidInput("--models needs at least one model or pattern")
         key = new_app_key()
+        issued = datetime.now(UTC)
+        receipt = sign_receipt(
+            {
+                "receipt_id": str(uuid.uuid4()),
+                "app": name,
+                "scopes": scopes,
+                "budget": str(budget) if budget else None,
+                "period": budget.period.value if budget else None,
+                "issued_at": issued.isoformat(),
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+            self.signing_key(),
+        )
         app, _ = self.apps.create(
             name,
             key_hash=hash_app_key(key),
@@ -257,11 +296,31 @@ class Wallet:
             budget_spec=str(budget) if budget else None,
             expires_at=expires_at,
             notes=notes,
+            receipt=receipt,
         )
         if budget is not None:
             self.budgets.set_budget(budget, app_id=app.id)
         self.notify_engine()
         return app, key
+
+    def unique_app_name(self, wanted: str) -> str:
+        """``wanted``, or ``wanted (2)``, ``(3)``... when an app of that name exists."""
+        wanted = wanted.strip()[:90] or "app"
+        names = {a.name for a in self.apps.list()}
+        if wanted not in names:
+            return wanted
+        n = 2
+        while f"{wanted} ({n})" in names:
+            n += 1
+        return f"{wanted} ({n})"
+
+    def revoke_consent_rule(self, rule_id: int) -> None:
+        rule = self.consent_rules.revoke(rule_id)
+        if rule.decision == "allow" and rule.app_id is not None:
+            app = self.apps.by_id(rule.app_id)
+            if app is not None and app.revoked_at is None:
+                self.apps.revoke(app.name)
+        self.notify_engine()
 
     def revoke_app(self, name: str) -> AppRecord:
         app = self.apps.revoke(name)

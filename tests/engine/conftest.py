@@ -75,6 +75,8 @@ def make_rig(tmp_path: Path, fake: FakeUpstream, **engine_kw) -> Rig:
         "anthropic", kind="anthropic", api_key=ANTHROPIC_KEY, base_url=fake.base_url
     )
     engine_kw.setdefault("timeouts", Timeouts(connect_s=2, read_s=5))
+    # nobody answers prompts in most tests: a keyless call waits briefly, then is refused
+    engine_kw.setdefault("consent_timeout_s", 0.3)
     engine = Engine(wallet, port=0, **engine_kw)
     engine.start()
     return Rig(wallet, engine, fake, data_dir)

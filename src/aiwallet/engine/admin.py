@@ -41,5 +41,31 @@ def add_admin_routes(app: web.Application, engine: Engine) -> None:
         await engine.state.reload()
         return web.json_response({"ok": True, "generation": engine.state.generation})
 
+    async def consent_pending(request: web.Request) -> web.Response:
+        assert engine.consent is not None
+        return web.json_response([r.to_json() for r in engine.consent.pending()])
+
+    async def consent_approve(request: web.Request) -> web.Response:
+        assert engine.consent is not None
+        body = await request.json() if request.can_read_body else {}
+        req = await engine.consent.approve(
+            request.match_info["id"],
+            budget=body.get("budget"),
+            models=body.get("models"),
+            lifetime_s=body.get("lifetime_s"),
+            once=bool(body.get("once", False)),
+        )
+        answer = {k: v for k, v in req.answer.items() if k != "key"}  # the key is the app's
+        return web.json_response({**req.to_json(), "answer": answer})
+
+    async def consent_deny(request: web.Request) -> web.Response:
+        assert engine.consent is not None
+        body = await request.json() if request.can_read_body else {}
+        req = await engine.consent.deny(request.match_info["id"], always=bool(body.get("always")))
+        return web.json_response(req.to_json())
+
     app.router.add_get("/admin/v1/status", guarded(status))
+    app.router.add_get("/admin/v1/consent/pending", guarded(consent_pending))
+    app.router.add_post("/admin/v1/consent/{id}/approve", guarded(consent_approve))
+    app.router.add_post("/admin/v1/consent/{id}/deny", guarded(consent_deny))
     app.router.add_post("/admin/v1/reload", guarded(reload))

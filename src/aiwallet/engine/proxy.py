@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -31,9 +31,14 @@ from aiwallet.engine.estimate import estimate_tokens, estimated_usage
 from aiwallet.engine.ratelimit import Limits, RateLimiter
 from aiwallet.engine.routing import Route, scope_allows
 from aiwallet.engine.state import AppContext, EngineState
+from aiwallet.engine.tokens import PREFIX as SESSION_PREFIX
+from aiwallet.engine.tokens import SessionTokens
 from aiwallet.store.budgets import BudgetRefused
 from aiwallet.store.records import RequestRecord, Reservation, SpendEntry
 from aiwallet.upstreams.client import upstream_headers, upstream_url
+
+if TYPE_CHECKING:
+    from aiwallet.engine.consent import ConsentManager
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,8 @@ class Proxy:
         self.max_body = max_body
         self.background: set[asyncio.Task[Any]] = set()
         self.limiter = RateLimiter()
+        self.tokens = SessionTokens()
+        self.consent: ConsentManager | None = None
 
     # -- entry --------------------------------------------------------------------------------
     async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
@@ -102,22 +109,42 @@ class Proxy:
             if call.rl_tokens is not None and call.ctx is not None:
                 self.limiter.done(call.ctx.app.id, call.rl_tokens, call.used_tokens)
 
+    # -- identity -------------------------------------------------------------------------------
+    async def identify(self, request: web.Request) -> AppContext | None:
+        """The app behind a request's key or session token; None when it carries neither a
+        known key nor a token (a keyless caller)."""
+        key = app_key_of(request)
+        if key and key.startswith(SESSION_PREFIX):
+            claim = self.tokens.check(key)
+            ctx = await self.state.app_by_id(claim.app_id)
+            if ctx is None or ctx.grant is None or ctx.grant.id != claim.grant_id:
+                raise ProxyError(
+                    "consent_required",
+                    "the grant behind this session token was revoked or replaced; ask again",
+                )
+            return ctx
+        if key and looks_like_app_key(key):
+            return await self.state.app_for_key(key)
+        return None
+
+    async def keyless(self, call: Call) -> AppContext:
+        """A caller with no usable key: ask the user (see consent.py) or refuse."""
+        if self.consent is not None:
+            ctx = await self.consent.admit_keyless(call.request)
+            if ctx is not None:
+                return ctx
+        raise ProxyError(
+            "consent_required",
+            "this program has no wallet app key; ask the wallet's owner for one "
+            "('aiwallet apps add NAME'), or connect through POST /wallet/v1/connect",
+        )
+
     # -- admission ------------------------------------------------------------------------------
     async def _admit(self, call: Call) -> None:
         request, ep = call.request, call.endpoint
-        key = app_key_of(request)
-        if not key or not looks_like_app_key(key):
-            raise ProxyError(
-                "consent_required",
-                "this program has no wallet app key; ask the wallet's owner for one "
-                "('aiwallet apps add NAME') and use it as the API key",
-            )
-        ctx = await self.state.app_for_key(key)
+        ctx = await self.identify(request)
         if ctx is None:
-            raise ProxyError(
-                "consent_required",
-                "this app key is not known to the wallet; it may have been mistyped or deleted",
-            )
+            ctx = await self.keyless(call)
         call.ctx = ctx
         if ctx.app.revoked_at is not None:
             raise ProxyError(

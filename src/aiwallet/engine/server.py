@@ -22,10 +22,14 @@ from aiohttp import web
 
 from aiwallet.domain.errors import WalletError
 from aiwallet.engine.admin import add_admin_routes
+from aiwallet.engine.consent import DEFAULT_TIMEOUT_S, ConsentManager
 from aiwallet.engine.endpoints import ENDPOINTS
 from aiwallet.engine.errors import Api, ProxyError, error_response
+from aiwallet.engine.events import EventBus
 from aiwallet.engine.proxy import Proxy, app_key_of
 from aiwallet.engine.state import EngineState
+from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
+from aiwallet.engine.wallet_api import add_wallet_routes
 from aiwallet.upstreams.client import Timeouts, make_session
 
 if TYPE_CHECKING:
@@ -71,6 +75,8 @@ class Engine:
         max_body: int = MAX_BODY,
         timeouts: Timeouts | None = None,
         allow_non_loopback: bool = False,
+        consent_timeout_s: float = DEFAULT_TIMEOUT_S,
+        session_ttl_s: int = DEFAULT_TTL_S,
     ) -> None:
         if not _is_loopback(host) and not allow_non_loopback:
             raise WalletError(
@@ -82,6 +88,10 @@ class Engine:
         self.max_body = max_body
         self.timeouts = timeouts or Timeouts()
         self.state = EngineState(wallet)
+        self.events = EventBus()
+        self.consent: ConsentManager | None = None
+        self.consent_timeout_s = consent_timeout_s
+        self.session_ttl_s = session_ttl_s
         self.admin_token = ""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -128,6 +138,9 @@ class Engine:
         self.admin_token = await self.state.db(self._admin_token)
         session = make_session(self.timeouts)
         self._proxy = Proxy(self.state, session, self.max_body)
+        self._proxy.tokens = SessionTokens(self.session_ttl_s)
+        self.consent = ConsentManager(self.state, self.events, self.consent_timeout_s)
+        self._proxy.consent = self.consent
         app = web.Application(
             client_max_size=self.max_body, middlewares=[self._guard, self._errors]
         )
@@ -136,6 +149,7 @@ class Engine:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/healthz", self._health)
         add_admin_routes(app, self)
+        add_wallet_routes(app, self)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)

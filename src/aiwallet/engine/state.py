@@ -79,8 +79,24 @@ class EngineState:
 
     def _load_app(self, key_hash: str) -> AppContext | None:
         app = self.wallet.apps.by_key_hash(key_hash)
-        if app is None:
-            return None
+        return None if app is None else self._context(app)
+
+    def _load_app_by_id(self, app_id: int) -> AppContext | None:
+        app = self.wallet.apps.by_id(app_id)
+        return None if app is None else self._context(app)
+
+    async def app_by_id(self, app_id: int) -> AppContext | None:
+        """An app's context by id (session tokens); cached like key look-ups."""
+        cache_key = f"id:{app_id}"
+        now = time.monotonic()
+        hit = self._apps.get(cache_key)
+        if hit is not None and now - hit[0] < APP_TTL_S:
+            return hit[1]
+        ctx = await self.db(self._load_app_by_id, app_id)
+        self._apps[cache_key] = (now, ctx)
+        return ctx
+
+    def _context(self, app: AppRecord) -> AppContext:
         grant = self.wallet.apps.grant(app.id)
         budgets = tuple(self.wallet.budgets.applicable(app.id))
         return AppContext(app, grant, budgets)

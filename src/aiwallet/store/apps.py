@@ -79,6 +79,7 @@ class Apps:
         budget_spec: str | None,
         expires_at: datetime | None = None,
         notes: str | None = None,
+        receipt: dict[str, Any] | None = None,
         actor: str = "user",
     ) -> tuple[AppRecord, GrantRecord]:
         now = datetime.now(UTC)
@@ -104,6 +105,7 @@ class Apps:
                     budget_spec=budget_spec,
                     issued_at=now,
                     expires_at=expires_at,
+                    receipt=receipt,
                 )
             )
             append_audit(
@@ -129,6 +131,11 @@ class Apps:
         if r is None:
             raise NotFound(f"no app named {name!r}; see 'aiwallet apps list'")
         return _app(r)
+
+    def by_id(self, app_id: int) -> AppRecord | None:
+        with self.db.read() as conn:
+            r = conn.execute(select(t.apps).where(t.apps.c.id == app_id)).mappings().first()
+        return None if r is None else _app(r)
 
     def by_key_hash(self, key_hash: str) -> AppRecord | None:
         with self.db.read() as conn:

@@ -1,0 +1,313 @@
+"""Consent requests: an app asks (``/wallet/v1/connect``) or a local program calls without a
+key; the user answers (tray prompt, or ``aiwallet consent approve|deny``); the engine waits.
+
+A request is an object with a lifecycle: ``pending`` → ``approved`` | ``denied`` |
+``expired`` (no answer in time: denies once, remembers nothing) | ``cancelled`` (every waiting
+client left). Keyless calls from the same program while its prompt is open join that prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from aiwallet.domain.errors import InvalidInput
+from aiwallet.domain.money import BudgetSpec, parse_budget_spec
+from aiwallet.engine.errors import ProxyError
+from aiwallet.engine.events import EventBus
+from aiwallet.engine.peer import ProcessInfo, peer_process
+
+if TYPE_CHECKING:
+    from aiwallet.engine.state import AppContext, EngineState
+
+DEFAULT_TIMEOUT_S = 60.0
+ONCE_LIFETIME = timedelta(minutes=2)
+
+
+@dataclass
+class ConsentRequest:
+    id: str
+    kind: str  # "connect" | "keyless"
+    app_name: str
+    purpose: str | None
+    models: list[str]
+    budget: str | None
+    lifetime_s: int | None
+    process: ProcessInfo | None
+    created_at: datetime
+    deadline: float
+    state: str = "pending"
+    answer: dict[str, Any] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: int = 0
+    app_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "app_name": self.app_name,
+            "purpose": self.purpose,
+            "models": self.models,
+            "budget": self.budget,
+            "lifetime_s": self.lifetime_s,
+            "process": self.process.to_json() if self.process else None,
+            "process_label": self.process.label if self.process else "unknown process",
+            "created_at": self.created_at.isoformat(),
+            "expires_in_s": max(0, round(self.deadline - time.monotonic())),
+            "state": self.state,
+        }
+
+
+def _opt_str(body: dict[str, Any], key: str, limit: int = 500) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise ProxyError("invalid_request", f"{key} must be text of at most {limit} characters")
+    return value.strip() or None
+
+
+class ConsentManager:
+    def __init__(
+        self, state: EngineState, events: EventBus, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self.state = state
+        self.events = events
+        self.timeout_s = timeout_s
+        self.requests: dict[str, ConsentRequest] = {}
+
+    # -- opening --------------------------------------------------------------------------
+    def _open(self, **kw: Any) -> ConsentRequest:
+        req = ConsentRequest(
+            id="cr_" + uuid.uuid4().hex,
+            created_at=datetime.now(UTC),
+            deadline=time.monotonic() + self.timeout_s,
+            **kw,
+        )
+        self.requests[req.id] = req
+        asyncio.get_running_loop().call_later(self.timeout_s, self._expire, req.id)
+        self.events.emit("consent.requested", req.to_json())
+        return req
+
+    def _expire(self, req_id: str) -> None:
+        req = self.requests.get(req_id)
+        if req is not None and req.state == "pending":
+            self._finish(req, "expired", {})
+
+    def _finish(self, req: ConsentRequest, state: str, answer: dict[str, Any]) -> None:
+        req.state, req.answer = state, answer
+        req.done.set()
+        self.events.emit(
+            "consent.cancelled" if state == "cancelled" else "consent.answered",
+            {"id": req.id, "state": state},
+        )
+
+    async def connect(self, request: web.Request) -> ConsentRequest:
+        """``POST /wallet/v1/connect``: an app asks by name."""
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ProxyError("invalid_request", "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ProxyError("invalid_request", "the request body must be a JSON object")
+        name = _opt_str(body, "app_name", 100) or _opt_str(body, "name", 100)
+        if not name:
+            raise ProxyError("invalid_request", "say who is asking: app_name is required")
+        models = body.get("models") or body.get("providers") or ["*"]
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise ProxyError("invalid_request", "models must be a list of model names or patterns")
+        budget = _opt_str(body, "budget", 64)
+        if budget:
+            try:
+                parse_budget_spec(budget)
+            except InvalidInput as exc:
+                raise ProxyError("invalid_request", str(exc), param="budget") from None
+        lifetime = body.get("lifetime_s")
+        if lifetime is not None and (not isinstance(lifetime, int) or lifetime <= 0):
+            raise ProxyError("invalid_request", "lifetime_s must be a positive number of seconds")
+        rule = await self.state.db(self.state.wallet.consent_rules.find, "app", name)
+        process = await self._peer(request)
+        req = self._open(
+            kind="connect",
+            app_name=name,
+            purpose=_opt_str(body, "purpose"),
+            models=models,
+            budget=budget,
+            lifetime_s=lifetime,
+            process=process,
+        )
+        if rule is not None and rule.decision == "deny":
+            self._finish(req, "denied", {"remembered": True})
+        return req
+
+    async def _peer(self, request: web.Request) -> ProcessInfo | None:
+        transport = request.transport
+        if transport is None:
+            return None
+        client, server = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        return await self.state.db(peer_process, client, server)
+
+    # -- waiting --------------------------------------------------------------------------
+    async def wait(self, req_id: str, timeout_s: float) -> ConsentRequest:
+        req = self.requests.get(req_id)
+        if req is None:
+            raise ProxyError("not_found", f"no consent request {req_id}")
+        if req.state == "pending":
+            req.waiters += 1
+            try:
+                await asyncio.wait_for(req.done.wait(), timeout=max(0.0, timeout_s))
+            except TimeoutError:
+                pass
+            finally:
+                req.waiters -= 1
+        return req
+
+    async def admit_keyless(self, request: web.Request) -> AppContext | None:
+        """Hold a keyless call until the user answers; the app to serve it, or None."""
+        process = await self._peer(request)
+        exe = process.exe if process else None
+        wallet = self.state.wallet
+        if exe:
+            rule = await self.state.db(wallet.consent_rules.find, "exe", exe)
+            if rule is not None and rule.decision == "deny":
+                raise ProxyError(
+                    "consent_required",
+                    f"the wallet's owner denied {process.label if process else exe} for good; "
+                    "they can change that with 'aiwallet consent list' / 'revoke'",
+                )
+            if rule is not None and rule.app_id is not None:
+                ctx = await self.state.db(self.state._load_app_by_id, rule.app_id)
+                if ctx is not None and ctx.app.revoked_at is None:
+                    return ctx
+        req = self._joinable(process) or self._open(
+            kind="keyless",
+            app_name=(process.label if process else "unknown process"),
+            purpose=None,
+            models=["*"],
+            budget=None,
+            lifetime_s=None,
+            process=process,
+        )
+        req.waiters += 1
+        try:
+            await asyncio.wait_for(
+                req.done.wait(), timeout=max(0.0, req.deadline - time.monotonic())
+            )
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if req.waiters == 1 and req.state == "pending":
+                self._finish(req, "cancelled", {})  # the client left: withdraw the prompt
+            raise
+        finally:
+            req.waiters -= 1
+        if req.state != "approved" or req.app_id is None:
+            return None
+        return await self.state.db(self.state._load_app_by_id, req.app_id)
+
+    def _joinable(self, process: ProcessInfo | None) -> ConsentRequest | None:
+        if process is None:
+            return None
+        for req in self.requests.values():
+            if (
+                req.kind == "keyless"
+                and req.state == "pending"
+                and req.process is not None
+                and req.process.pid == process.pid
+                and req.process.exe == process.exe
+            ):
+                return req
+        return None
+
+    # -- answering ------------------------------------------------------------------------
+    def pending(self) -> list[ConsentRequest]:
+        return [r for r in self.requests.values() if r.state == "pending"]
+
+    async def approve(
+        self,
+        req_id: str,
+        *,
+        budget: str | None = None,
+        models: list[str] | None = None,
+        lifetime_s: int | None = None,
+        once: bool = False,
+    ) -> ConsentRequest:
+        """Approve, possibly with less than asked; creates the app, its grant and receipt."""
+        req = self._pending(req_id)
+        spec_text = budget if budget is not None else req.budget
+        spec: BudgetSpec | None = parse_budget_spec(spec_text) if spec_text else None
+        scopes = models or req.models
+        lifetime = lifetime_s if lifetime_s is not None else req.lifetime_s
+        expires_at = datetime.now(UTC) + (
+            ONCE_LIFETIME if once else timedelta(seconds=lifetime) if lifetime else timedelta(0)
+        )
+        expiry = expires_at if (once or lifetime) else None
+        wallet = self.state.wallet
+
+        def create() -> tuple[Any, str, dict[str, Any] | None]:
+            name = wallet.unique_app_name(req.app_name)
+            app, key = wallet.create_app(
+                name,
+                budget=spec,
+                models=scopes,
+                expires_at=expiry,
+                notes=f"approved consent request {req.id}" + (" (once)" if once else ""),
+            )
+            grant = wallet.apps.grant(app.id)
+            if not once:
+                subject = (
+                    ("exe", req.process.exe)
+                    if req.kind == "keyless" and req.process and req.process.exe
+                    else ("app", req.app_name)
+                )
+                wallet.consent_rules.add(
+                    subject[0], subject[1], "allow", app_id=app.id, expires_at=expiry
+                )
+            return app, key, grant.receipt if grant else None
+
+        app, key, receipt = await self.state.db(create)
+        await self.state.reload()
+        req.app_id = app.id
+        self._finish(
+            req,
+            "approved",
+            {
+                "app": app.name,
+                "key": key,
+                "receipt": receipt,
+                "budget": str(spec) if spec else None,
+                "models": scopes,
+                "expires_at": expiry.isoformat() if expiry else None,
+                "once": once,
+            },
+        )
+        return req
+
+    async def deny(self, req_id: str, *, always: bool = False) -> ConsentRequest:
+        req = self._pending(req_id)
+        if always:
+            subject = (
+                ("exe", req.process.exe)
+                if req.kind == "keyless" and req.process and req.process.exe
+                else ("app", req.app_name)
+            )
+            await self.state.db(
+                lambda: self.state.wallet.consent_rules.add(subject[0], subject[1], "deny")
+            )
+        self._finish(req, "denied", {"remembered": always})
+        return req
+
+    def _pending(self, req_id: str) -> ConsentRequest:
+        req = self.requests.get(req_id)
+        if req is None:
+            raise ProxyError("not_found", f"no consent request {req_id}")
+        if req.state != "pending":
+            raise ProxyError("invalid_request", f"consent request {req_id} is already {req.state}")
+        return req
