@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import click
 
 from aiwallet import __version__
-from aiwallet.cli_commands import apps, audit, catalog, providers
+from aiwallet.cli_commands import apps, audit, catalog, consent, providers
 from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state
 from aiwallet.domain.errors import WalletError
 from aiwallet.paths import resolve_data_dir
@@ -102,6 +102,8 @@ cli.add_command(apps.usage)
 cli.add_command(apps.pause)
 cli.add_command(apps.resume)
 cli.add_command(apps.origins_group)
+cli.add_command(consent.group)
+cli.add_command(consent.receipts_group)
 cli.add_command(catalog.group)
 cli.add_command(audit.group)
 

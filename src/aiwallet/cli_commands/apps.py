@@ -155,6 +155,18 @@ def show(state: Context, name: str, as_json: bool) -> None:
         click.echo(f"{key + ':':16} {value if value is not None else '-'}")
 
 
+@group.command("receipt")
+@click.argument("name")
+@pass_state
+def receipt(state: Context, name: str) -> None:
+    """Print app NAME's signed consent receipt (JSON; check it with 'receipts verify')."""
+    app = state.wallet.apps.get(name)
+    grant = state.wallet.apps.grant(app.id)
+    if grant is None or grant.receipt is None:
+        raise InvalidInput(f"app {name!r} has no receipt")
+    emit_json(grant.receipt)
+
+
 @group.command("revoke")
 @click.argument("name")
 @json_option

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import httpx
 
+from aiwallet.domain.errors import WalletError
 from aiwallet.paths import DataDir
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,13 @@ def engine_address(data_dir: DataDir) -> tuple[str, int] | None:
         return None
 
 
-def admin_call(data_dir: DataDir, method: str, path: str, timeout_s: float = 3.0) -> dict | None:  # type: ignore[type-arg]
+def admin_call(
+    data_dir: DataDir,
+    method: str,
+    path: str,
+    timeout_s: float = 3.0,
+    body: dict[str, Any] | None = None,
+) -> Any:
     """Call the admin API of the engine running on ``data_dir``; None when none answers."""
     address = engine_address(data_dir)
     if address is None:
@@ -36,15 +44,34 @@ def admin_call(data_dir: DataDir, method: str, path: str, timeout_s: float = 3.0
             f"http://{host}:{port}{path}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout_s,
+            json=body,
         )
     except httpx.HTTPError:
         return None
     if resp.status_code != 200:
-        log.warning("engine admin call %s answered %s", path, resp.status_code)
-        return None
-    result: dict = resp.json()  # type: ignore[type-arg]
+        try:
+            message = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {resp.status_code}"
+        raise WalletError(f"the running engine refused: {message}")
+    return resp.json()
+
+
+def require_engine(
+    data_dir: DataDir, method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
+    """Like :func:`admin_call`, but a missing engine is an error the user can act on."""
+    result = admin_call(data_dir, method, path, body=body)
+    if result is None:
+        raise WalletError(
+            "no engine is running on this data dir; start it with 'aiwallet serve' "
+            "(pending consent requests live in the running engine)"
+        )
     return result
 
 
 def notify_reload(data_dir: DataDir) -> bool:
-    return admin_call(data_dir, "POST", "/admin/v1/reload") is not None
+    try:
+        return admin_call(data_dir, "POST", "/admin/v1/reload") is not None
+    except WalletError:
+        return False

@@ -1,0 +1,152 @@
+"""``aiwallet consent`` and ``aiwallet receipts``: answering apps, and what was granted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from aiwallet.cli_commands.common import Context, emit_json, emit_table, json_option, pass_state
+from aiwallet.domain.receipts import verify_receipt
+from aiwallet.engine.client import require_engine
+
+
+@click.group("consent")
+def group() -> None:
+    """Requests from apps waiting for an answer, and remembered decisions."""
+
+
+@group.command("pending")
+@json_option
+@pass_state
+def pending(state: Context, as_json: bool) -> None:
+    """Requests waiting for an answer (from the running engine)."""
+    items = require_engine(state.data_dir, "GET", "/admin/v1/consent/pending")
+    if as_json:
+        emit_json(items)
+        return
+    emit_table(
+        [
+            [
+                r["id"],
+                r["kind"],
+                r["app_name"],
+                r["process_label"],
+                ",".join(r["models"]),
+                r["budget"] or "-",
+                f"{r['expires_in_s']} s",
+                r["purpose"] or "-",
+            ]
+            for r in items
+        ],
+        ["id", "kind", "who", "process", "models", "budget", "answer within", "purpose"],
+    )
+
+
+@group.command("approve")
+@click.argument("request_id")
+@click.option("--budget", help="Grant this budget instead of the one asked (e.g. 1/day).")
+@click.option("--models", help="Grant only these models (comma-separated).")
+@click.option("--lifetime", type=int, help="Grant for this many seconds (default: as asked).")
+@click.option("--once", is_flag=True, help="Allow this request only; remember nothing.")
+@json_option
+@pass_state
+def approve(
+    state: Context,
+    request_id: str,
+    budget: str | None,
+    models: str | None,
+    lifetime: int | None,
+    once: bool,
+    as_json: bool,
+) -> None:
+    """Approve REQUEST_ID, possibly with less than it asked for."""
+    body = {
+        "budget": budget,
+        "models": models.split(",") if models else None,
+        "lifetime_s": lifetime,
+        "once": once,
+    }
+    result = require_engine(state.data_dir, "POST", f"/admin/v1/consent/{request_id}/approve", body)
+    if as_json:
+        emit_json(result)
+        return
+    answer = result["answer"]
+    click.echo(
+        f"Approved {result['app_name']} as app {answer['app']!r}: models "
+        f"{', '.join(answer['models'])}, budget {answer['budget'] or 'none'}"
+        + (" (this request only)" if once else "")
+    )
+
+
+@group.command("deny")
+@click.argument("request_id")
+@click.option("--always", is_flag=True, help="Remember: refuse this app or program from now on.")
+@pass_state
+def deny(state: Context, request_id: str, always: bool) -> None:
+    """Deny REQUEST_ID (once, or --always)."""
+    require_engine(
+        state.data_dir, "POST", f"/admin/v1/consent/{request_id}/deny", {"always": always}
+    )
+    click.echo(f"Denied {request_id}" + (" and remembered it." if always else " (this time)."))
+
+
+@group.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked decisions.")
+@json_option
+@pass_state
+def list_(state: Context, include_revoked: bool, as_json: bool) -> None:
+    """Every remembered decision, allow and deny."""
+    rules = state.wallet.consent_rules.list(include_revoked=include_revoked)
+    if as_json:
+        emit_json([r.to_json() for r in rules])
+        return
+    emit_table(
+        [
+            [
+                str(r.id),
+                r.decision,
+                r.subject_kind,
+                r.subject,
+                r.expires_at.isoformat(timespec="minutes") if r.expires_at else "-",
+                "revoked" if r.revoked_at else "active",
+            ]
+            for r in rules
+        ],
+        ["id", "decision", "kind", "subject", "expires", "state"],
+    )
+
+
+@group.command("revoke")
+@click.argument("rule_id", type=int)
+@pass_state
+def revoke(state: Context, rule_id: int) -> None:
+    """Forget decision RULE_ID (an allow also revokes the app it created)."""
+    state.wallet.revoke_consent_rule(rule_id)
+    click.echo(f"Revoked decision {rule_id}.")
+
+
+@click.group("receipts")
+def receipts_group() -> None:
+    """Consent receipts: signed records of what was granted."""
+
+
+@receipts_group.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--public-key", help="Also require this wallet's public key (base64).")
+@json_option
+def verify(file: Path, public_key: str | None, as_json: bool) -> None:
+    """Check FILE's signature offline."""
+    check = verify_receipt(file.read_bytes(), trusted_public_key=public_key)
+    if as_json:
+        emit_json(check.to_json())
+    elif check.ok and check.receipt is not None:
+        r = check.receipt
+        click.echo(
+            f"valid receipt {r['receipt_id']}: app {r['app']!r}, models {', '.join(r['scopes'])}, "
+            f"budget {r['budget'] or 'none'}, issued {r['issued_at']}"
+        )
+    else:
+        click.echo(f"INVALID receipt: {check.problem}")
+    if not check.ok:
+        raise SystemExit(2)
