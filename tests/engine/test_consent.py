@@ -258,3 +258,50 @@ def test_expired_session_token_is_refused():
         tokens.check(tok)
     with pytest.raises(ProxyError):
         SessionTokens().check(tok)  # another engine's key: refused too
+
+
+JOIN_SCRIPT = textwrap.dedent("""
+    import json, sys, threading, openai
+    client = openai.OpenAI(base_url=sys.argv[1], api_key="none", max_retries=0, timeout=30)
+    out = []
+    def call():
+        try:
+            msgs = [{"role": "user", "content": "hi"}]
+            client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+            out.append("ok")
+        except openai.APIStatusError as e:
+            out.append(e.status_code)
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(json.dumps(out))
+""")
+
+
+def test_calls_from_one_process_join_one_prompt(capsys, patient):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", JOIN_SCRIPT, patient.url + "/v1"], stdout=subprocess.PIPE, text=True
+    )
+    wait_pending(capsys, patient)
+    time.sleep(1.0)  # let all three calls arrive
+    items = json.loads(cli(capsys, patient, "consent", "pending", "--json")[1])
+    assert len(items) == 1 and items[0]["process"]["pid"] == proc.pid
+    cli(capsys, patient, "consent", "approve", items[0]["id"], "--once")
+    assert json.loads(proc.communicate(timeout=30)[0]) == ["ok", "ok", "ok"]
+    assert patient.wallet.consent_rules.list() == []  # "once" remembers nothing
+
+
+def test_events_and_withdrawal_when_the_client_leaves(capsys, patient):
+    seen = []
+    patient.engine.events.subscribe(lambda name, payload: seen.append((name, payload.get("state"))))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            patient.url + "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": MSGS},
+            timeout=1.0,
+        )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and ("consent.cancelled", "cancelled") not in seen:
+        time.sleep(0.05)
+    assert ("consent.requested", "pending") in seen and ("consent.cancelled", "cancelled") in seen
+    assert json.loads(cli(capsys, patient, "consent", "pending", "--json")[1]) == []
