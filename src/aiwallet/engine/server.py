@@ -131,9 +131,7 @@ class Engine:
 
     async def _start(self) -> None:
         wallet = self.wallet
-        self.recovered = await self.state.db(
-            lambda: wallet.budgets.recover_open(actor="engine", assume_forwarded=True)
-        )
+        self.recovered = await self.state.db(lambda: wallet.budgets.recover_open(actor="engine"))
         await self.state.reload()
         self.admin_token = await self.state.db(self._admin_token)
         session = make_session(self.timeouts)

@@ -123,7 +123,6 @@ def _reservation(r: RowMapping) -> Reservation:
         counter_ids=tuple(int(c) for c in r["counter_ids"]),
         created_at=r["created_at"],
         state=r["state"],
-        forwarded_at=r["forwarded_at"],
     )
 
 
@@ -218,28 +217,30 @@ class Budgets:
     ) -> tuple[int | None, int]:
         """Reserve on one budget's counter for ``window``: (counter id or None, used after)."""
         key = counter_key(budget, window)
-        params = {
-            "b_bid": budget.id,
-            "b_key": key,
-            "b_amt": amount_nano,
-            "b_limit": budget.amount_nano,
-        }
-        row = conn.execute(_TAKE, params).first()
-        if row is not None:
-            return int(row[0]), int(row[1])
-        used = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar()
-        if used is None:
-            # The window's first reservation: create its counter (another writer may be doing
-            # the same; ON CONFLICT waits for it and does nothing), then try again.
-            stmt = _INSERT_COUNTER_PG if self.db.is_postgres else _INSERT_COUNTER_SQLITE
-            conn.execute(
-                stmt, {"budget_id": budget.id, "window_key": key, "window_end": window.end}
-            )
+        params = {"b_bid": budget.id, "b_key": key, "b_amt": amount_nano}
+        used = 0
+        for _ in range(5):
             row = conn.execute(_TAKE, params).first()
             if row is not None:
                 return int(row[0]), int(row[1])
-            used = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar_one()
-        return None, int(used)
+            found = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar()
+            if found is None:
+                # The window's first reservation: create its counter (another writer may be
+                # doing the same; ON CONFLICT waits for it and does nothing), then try again.
+                stmt = _INSERT_COUNTER_PG if self.db.is_postgres else _INSERT_COUNTER_SQLITE
+                params_insert = {
+                    "budget_id": budget.id,
+                    "window_key": key,
+                    "window_end": window.end,
+                }
+                conn.execute(stmt, params_insert)
+                continue
+            used = int(found)
+            if used + amount_nano > budget.amount_nano:
+                break
+            # It fits, yet the UPDATE saw no row: on PostgreSQL its snapshot predates another
+            # writer's just-committed counter. A new statement sees it; try again.
+        return None, used
 
     def reserve(
         self,
@@ -316,15 +317,6 @@ class Budgets:
             res_id, request_id, app_id, amount_nano, tuple(counter_ids), now,
             remaining_nano=remaining,
         )  # fmt: skip
-
-    def mark_forwarded(self, reservation_id: str, at: datetime | None = None) -> None:
-        """Record that the request went upstream (crash recovery then bills, not releases)."""
-        with self.db.begin() as conn:
-            conn.execute(
-                update(t.reservations)
-                .where(t.reservations.c.id == reservation_id, t.reservations.c.state == "open")
-                .values(forwarded_at=at or datetime.now(UTC))
-            )
 
     def _close(
         self, conn: Connection, reservation_id: str, spent_nano: int, state: str
@@ -426,28 +418,21 @@ class Budgets:
             rows = conn.execute(q.order_by(t.reservations.c.created_at)).mappings()
             return [_reservation(r) for r in rows]
 
-    def recover_open(
-        self, *, actor: str = "engine", assume_forwarded: bool = False
-    ) -> list[tuple[Reservation, str]]:
-        """Close every reservation a crashed engine left open, and audit each.
+    def recover_open(self, *, actor: str = "engine") -> list[tuple[Reservation, str]]:
+        """Close every reservation a stopped engine left open, and audit each.
 
-        One that never went upstream is released. One that did (or, with
-        ``assume_forwarded``, any) is billed at its reserved worst-case amount, marked
-        ``estimated``: the provider may have done the work, and a spend must never go missing.
+        A reservation is taken right before its request is forwarded, so an open one may have
+        reached the provider: each is billed at its reserved (worst-case) amount, marked
+        ``estimated``, so that no spend can go missing.
         """
         done: list[tuple[Reservation, str]] = []
         for res in self.open_reservations():
-            if res.forwarded_at is None and not assume_forwarded:
-                outcome = "released" if self.release(res.id) else "already closed"
-            else:
-                spend = SpendEntry(
-                    None, None, None, None, "estimated",
-                    note="engine stopped before the provider reported usage; billed at the "
-                    "reserved worst case",
-                )  # fmt: skip
-                outcome = (
-                    "billed" if self.settle(res.id, res.amount_nano, spend) else "already closed"
-                )
+            spend = SpendEntry(
+                None, None, None, None, "estimated",
+                note="engine stopped before the provider reported usage; billed at the "
+                "reserved worst case",
+            )  # fmt: skip
+            outcome = "billed" if self.settle(res.id, res.amount_nano, spend) else "already closed"
             with self.db.begin() as conn:
                 append_audit(
                     conn,

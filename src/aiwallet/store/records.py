@@ -40,7 +40,6 @@ class Reservation:
     counter_ids: tuple[int, ...]
     created_at: datetime
     state: str = "open"
-    forwarded_at: datetime | None = None
     remaining_nano: int | None = None  # least room left on its budgets, just after reserving
 
 

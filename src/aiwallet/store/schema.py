@@ -122,7 +122,6 @@ reservations = Table(
     Column("amount_nano", BigInteger, nullable=False),
     Column("counter_ids", JSON, nullable=False),
     Column("state", String(16), nullable=False),  # open | settled | released
-    Column("forwarded_at", UTCDateTime),  # set once the request went upstream
     Column("closed_at", UTCDateTime),
     Index("ix_reservations_state", "state"),
 )

@@ -172,7 +172,6 @@ def upgrade() -> None:
         sa.Column("amount_nano", sa.BigInteger(), nullable=False),
         sa.Column("counter_ids", sa.JSON(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column("forwarded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["app_id"], ["apps.id"], name=op.f("fk_reservations_app_id_apps"), ondelete="SET NULL"
