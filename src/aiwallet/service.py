@@ -370,6 +370,12 @@ class Wallet:
     def paused(self) -> bool:
         return bool(self.settings.get(PAUSED_SETTING, False))
 
+    def engine_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Call the admin API of the engine running on this data dir (an error if none)."""
+        from aiwallet.engine.client import require_engine
+
+        return require_engine(self.data_dir, method, path, body)
+
     def notify_engine(self) -> bool:
         """Tell a running engine on this data dir to reload; False when none answers."""
         from aiwallet.engine.client import notify_reload

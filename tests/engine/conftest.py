@@ -9,6 +9,7 @@ import anthropic
 import openai
 import pytest
 
+from aiwallet.cli import main
 from aiwallet.domain.money import parse_budget_spec
 from aiwallet.engine.server import Engine
 from aiwallet.paths import DataDir
@@ -80,6 +81,17 @@ def make_rig(tmp_path: Path, fake: FakeUpstream, **engine_kw) -> Rig:
     engine = Engine(wallet, port=0, **engine_kw)
     engine.start()
     return Rig(wallet, engine, fake, data_dir)
+
+
+def cli(capsys, rig: Rig, *args: str) -> tuple[int, str, str]:
+    """Run ``aiwallet --data-dir <rig's> ARGS`` in-process: (exit code, stdout, stderr)."""
+    try:
+        main(["--data-dir", str(rig.data_dir.root), *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.fixture

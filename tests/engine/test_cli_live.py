@@ -7,19 +7,9 @@ import httpx
 import openai
 import pytest
 
-from aiwallet.cli import main
+from engine.conftest import cli
 
 MSGS = [{"role": "user", "content": "hi"}]
-
-
-def cli(capsys, rig, *args):
-    try:
-        main(["--data-dir", str(rig.data_dir.root), *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_apps_add_use_budget_usage_revoke_pause(capsys, rig):

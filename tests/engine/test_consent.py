@@ -11,8 +11,7 @@ import httpx
 import openai
 import pytest
 
-from aiwallet.cli import main
-from engine.conftest import make_rig
+from engine.conftest import cli, make_rig
 
 MSGS = [{"role": "user", "content": "hi"}]
 
@@ -38,16 +37,6 @@ def patient(tmp_path, fake):
     yield rig
     rig.engine.stop()
     rig.wallet.close()
-
-
-def cli(capsys, rig, *args):
-    try:
-        main(["--data-dir", str(rig.data_dir.root), *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def wait_pending(capsys, rig, timeout=15):

@@ -8,7 +8,6 @@ import click
 
 from aiwallet.cli_commands.common import Context, emit_json, emit_table, json_option, pass_state
 from aiwallet.domain.receipts import verify_receipt
-from aiwallet.engine.client import require_engine
 
 
 @click.group("consent")
@@ -21,7 +20,7 @@ def group() -> None:
 @pass_state
 def pending(state: Context, as_json: bool) -> None:
     """Requests waiting for an answer (from the running engine)."""
-    items = require_engine(state.data_dir, "GET", "/admin/v1/consent/pending")
+    items = state.wallet.engine_call("GET", "/admin/v1/consent/pending")
     if as_json:
         emit_json(items)
         return
@@ -67,7 +66,7 @@ def approve(
         "lifetime_s": lifetime,
         "once": once,
     }
-    result = require_engine(state.data_dir, "POST", f"/admin/v1/consent/{request_id}/approve", body)
+    result = state.wallet.engine_call("POST", f"/admin/v1/consent/{request_id}/approve", body)
     if as_json:
         emit_json(result)
         return
