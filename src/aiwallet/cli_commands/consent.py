@@ -84,9 +84,7 @@ def approve(
 @pass_state
 def deny(state: Context, request_id: str, always: bool) -> None:
     """Deny REQUEST_ID (once, or --always)."""
-    require_engine(
-        state.data_dir, "POST", f"/admin/v1/consent/{request_id}/deny", {"always": always}
-    )
+    state.wallet.engine_call("POST", f"/admin/v1/consent/{request_id}/deny", {"always": always})
     click.echo(f"Denied {request_id}" + (" and remembered it." if always else " (this time)."))
 
 
