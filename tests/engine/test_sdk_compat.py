@@ -136,3 +136,21 @@ def test_anthropic_stream_bytes_unchanged(rig):
         headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
     )
     assert via.status_code == 200 and via.content == rig.fake.served[-1].raw_out
+
+
+def test_request_body_forwarded_byte_for_byte_unless_policy_changes_it(rig):
+    key = rig.app()
+    raw = b'{"messages": [{"role": "user", "content": "spacing  kept"}], "model": "gpt-4o-mini"}'
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    assert (
+        httpx.post(rig.url + "/v1/chat/completions", content=raw, headers=headers).status_code
+        == 200
+    )
+    assert rig.fake.served[-1].raw_in == raw
+    # with a provider prefix the model name must change: then the body is re-encoded
+    prefixed = raw.replace(b'"gpt-4o-mini"', b'"openai/gpt-4o-mini"')
+    assert (
+        httpx.post(rig.url + "/v1/chat/completions", content=prefixed, headers=headers).status_code
+        == 200
+    )
+    assert rig.fake.served[-1].request_json["model"] == "gpt-4o-mini"

@@ -47,6 +47,7 @@ class Served:
     completed: bool = False  # the whole response went out
     events_sent: int = 0
     raw_out: bytes = b""  # every stream byte it wrote
+    raw_in: bytes = b""  # the request body exactly as received
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

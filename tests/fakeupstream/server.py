@@ -67,6 +67,7 @@ class FakeUpstream:
             status=200,
             request_json=body,
             headers=dict(request.headers),
+            raw_in=raw,
         )
         self.record.add(served)
         script = self.record.next_script(request.headers.get("x-fake-script"))

@@ -58,6 +58,7 @@ class Call:
     ctx: AppContext | None = None
     route: Route | None = None
     body: dict[str, Any] | None = None
+    raw: bytes = b""  # the body as the client sent it: forwarded as is unless policy changed it
     prompt_bytes: int = 0
     may_write_cache: bool = False  # Anthropic cache_control present: cache-write prices apply
     stream: bool = False
@@ -179,7 +180,7 @@ class Proxy:
             raise ProxyError("invalid_request", "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ProxyError("invalid_request", "the request body must be a JSON object")
-        call.body, call.prompt_bytes = body, len(raw)
+        call.body, call.raw, call.prompt_bytes = body, raw, len(raw)
         call.may_write_cache = ep.wire is WireFormat.ANTHROPIC and b"cache_control" in raw
         call.stream = body.get("stream") is True and ep.meter is not None
         route = self.state.router.resolve(body.get("model"), ep.wire)
@@ -289,9 +290,15 @@ class Proxy:
             if not (isinstance(opts, dict) and opts.get("include_usage") is True):
                 call.body["stream_options"] = {**(opts or {}), "include_usage": True}
                 injected = True
-        body = dict(call.body)
-        body["model"] = route.upstream_model
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        if (
+            injected
+            or call.clamped_to is not None
+            or call.body.get("model") != route.upstream_model
+        ):
+            body = {**call.body, "model": route.upstream_model}
+            payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        else:
+            payload = call.raw  # nothing to change: the provider gets the client's own bytes
         try:
             key = await self.state.secret_for(route.provider.name, route.provider.secret_ref)
         except VaultError:
