@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound
 from aiwallet.domain.money import BudgetSpec, Period, format_usd
@@ -29,6 +27,7 @@ from aiwallet.domain.windows import Window, describe_until, window_for
 from aiwallet.store import schema as t
 from aiwallet.store.audit import append_audit
 from aiwallet.store.db import Database
+from aiwallet.store.hotsql import RESERVATION_COLUMNS, HotStatements
 from aiwallet.store.records import Budget, BudgetState, RequestRecord, Reservation, SpendEntry
 
 WALLET = "wallet"
@@ -57,56 +56,11 @@ def _budget(r: RowMapping) -> Budget:
 
 # The hot path's statements are built once: building a statement per call cost more than
 # running it (bench/reserve.py).
-_c = t.budget_counters.c
 _SELECT_BUDGETS = (
     select(t.budgets)
     .where(t.budgets.c.id.in_(bindparam("b_ids", expanding=True)))
     .order_by(t.budgets.c.id)
 )
-_INSERT_COUNTER_SQLITE = (
-    sqlite_insert(t.budget_counters)
-    .values(spent_nano=0, reserved_nano=0)
-    .on_conflict_do_nothing(index_elements=["budget_id", "window_key"])
-)
-_INSERT_COUNTER_PG = (
-    pg_insert(t.budget_counters)
-    .values(spent_nano=0, reserved_nano=0)
-    .on_conflict_do_nothing(index_elements=["budget_id", "window_key"])
-)
-_TAKE = (
-    update(t.budget_counters)
-    .where(
-        _c.budget_id == bindparam("b_bid"),
-        _c.window_key == bindparam("b_key"),
-        # the limit is read from the budget row itself, so a cached Budget cannot overspend
-        _c.spent_nano + _c.reserved_nano + bindparam("b_amt")
-        <= select(t.budgets.c.amount_nano)
-        .where(t.budgets.c.id == bindparam("b_bid"))
-        .scalar_subquery(),
-    )
-    .values(reserved_nano=_c.reserved_nano + bindparam("b_amt"))
-    .returning(_c.id, _c.spent_nano + _c.reserved_nano)
-)
-_LEFT = select(_c.spent_nano + _c.reserved_nano).where(
-    _c.budget_id == bindparam("b_bid"), _c.window_key == bindparam("b_key")
-)
-_INSERT_RESERVATION = insert(t.reservations)
-_CLOSE_RESERVATION = (
-    update(t.reservations)
-    .where(t.reservations.c.id == bindparam("b_id"), t.reservations.c.state == "open")
-    .values(state=bindparam("b_state"), closed_at=bindparam("b_closed"))
-    .returning(*t.reservations.c)
-)
-_MOVE_COUNTER = (
-    update(t.budget_counters)
-    .where(_c.id == bindparam("b_id"))
-    .values(
-        reserved_nano=_c.reserved_nano - bindparam("b_reserved"),
-        spent_nano=_c.spent_nano + bindparam("b_spent"),
-    )
-)
-_INSERT_LEDGER = insert(t.ledger)
-_INSERT_REQUEST = insert(t.requests)
 
 
 def counter_key(budget: Budget, window: Window) -> str:
@@ -129,6 +83,7 @@ def _reservation(r: RowMapping) -> Reservation:
 class Budgets:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.hot = HotStatements(db.engine.dialect)
 
     # -- budgets -------------------------------------------------------------------------
     def set_budget(
@@ -217,25 +172,24 @@ class Budgets:
     ) -> tuple[int | None, int]:
         """Reserve on one budget's counter for ``window``: (counter id or None, used after)."""
         key = counter_key(budget, window)
+        hot = self.hot
         params = {"b_bid": budget.id, "b_key": key, "b_amt": amount_nano}
         used = 0
         for _ in range(5):
-            row = conn.execute(_TAKE, params).first()
+            row = hot.run(conn, "take", params).fetchone()
             if row is not None:
                 return int(row[0]), int(row[1])
-            found = conn.execute(_LEFT, {"b_bid": budget.id, "b_key": key}).scalar()
+            found = hot.run(conn, "used", {"b_bid": budget.id, "b_key": key}).fetchone()
             if found is None:
                 # The window's first reservation: create its counter (another writer may be
                 # doing the same; ON CONFLICT waits for it and does nothing), then try again.
-                stmt = _INSERT_COUNTER_PG if self.db.is_postgres else _INSERT_COUNTER_SQLITE
-                params_insert = {
-                    "budget_id": budget.id,
-                    "window_key": key,
-                    "window_end": window.end,
-                }
-                conn.execute(stmt, params_insert)
+                hot.run(
+                    conn,
+                    "insert_counter",
+                    {"budget_id": budget.id, "window_key": key, "window_end": window.end},
+                )
                 continue
-            used = int(found)
+            used = int(found[0])
             if used + amount_nano > budget.amount_nano:
                 break
             # It fits, yet the UPDATE saw no row: on PostgreSQL its snapshot predates another
@@ -294,15 +248,18 @@ class Budgets:
             cid, used = self._take(conn, b, window, amount_nano)
             if cid is None:
                 for taken in counter_ids:  # undo, so that the transaction can carry on
-                    conn.execute(
-                        _MOVE_COUNTER, {"b_id": taken, "b_reserved": amount_nano, "b_spent": 0}
+                    self.hot.run(
+                        conn,
+                        "move_counter",
+                        {"b_id": taken, "b_reserved": amount_nano, "b_spent": 0},
                     )
                 raise BudgetRefused(b, b.amount_nano - used, window.end)
             counter_ids.append(cid)
             left = b.amount_nano - used
             remaining = left if remaining is None else min(remaining, left)
-        conn.execute(
-            _INSERT_RESERVATION,
+        self.hot.run(
+            conn,
+            "insert_reservation",
             {
                 "id": res_id,
                 "request_id": request_id,
@@ -322,28 +279,36 @@ class Budgets:
         self, conn: Connection, reservation_id: str, spent_nano: int, state: str
     ) -> Reservation | None:
         """Close an open reservation and move its counters; ``None`` if it was not open."""
-        closed = (
-            conn.execute(
-                _CLOSE_RESERVATION,
-                {"b_id": reservation_id, "b_state": state, "b_closed": datetime.now(UTC)},
-            )
-            .mappings()
-            .first()
-        )
-        if closed is None:
+        hot = self.hot
+        row = hot.run(
+            conn,
+            "close_reservation",
+            {"b_id": reservation_id, "b_state": state, "b_closed": datetime.now(UTC)},
+        ).fetchone()
+        if row is None:
             exists = conn.execute(
                 select(t.reservations.c.id).where(t.reservations.c.id == reservation_id)
             ).first()
             if exists is None:
                 raise NotFound(f"no reservation {reservation_id}")
             return None
-        res = _reservation(closed)
+        closed = dict(zip(RESERVATION_COLUMNS, row, strict=True))
+        res = Reservation(
+            id=closed["id"],
+            request_id=closed["request_id"],
+            app_id=closed["app_id"],
+            amount_nano=int(closed["amount_nano"]),
+            counter_ids=tuple(int(c) for c in hot.read_json(closed["counter_ids"])),
+            created_at=hot.read_datetime(closed["created_at"]),
+            state=state,
+        )
         # One counter at a time, in the order reserve() locked them (budget id order): an
         # "id IN (...)" update locks rows in whatever order it meets them and can deadlock
         # against a concurrent reserve on PostgreSQL.
         for cid in res.counter_ids:
-            conn.execute(
-                _MOVE_COUNTER,
+            hot.run(
+                conn,
+                "move_counter",
                 {"b_id": cid, "b_reserved": res.amount_nano, "b_spent": spent_nano},
             )
         return res
@@ -377,8 +342,9 @@ class Budgets:
         res = self._close(conn, reservation_id, actual_nano, "settled")
         if res is None:
             return False
-        conn.execute(
-            _INSERT_LEDGER,
+        self.hot.run(
+            conn,
+            "insert_ledger",
             {
                 "ts": request.ts if request else datetime.now(UTC),
                 "kind": "spend",
@@ -394,7 +360,7 @@ class Budgets:
             },
         )
         if request is not None:
-            conn.execute(_INSERT_REQUEST, request.row())
+            self.hot.run(conn, "insert_request", request.row())
         return True
 
     def release(self, reservation_id: str, request: RequestRecord | None = None) -> bool:
@@ -409,7 +375,7 @@ class Budgets:
         if self._close(conn, reservation_id, 0, "released") is None:
             return False
         if request is not None:
-            conn.execute(_INSERT_REQUEST, request.row())
+            self.hot.run(conn, "insert_request", request.row())
         return True
 
     def open_reservations(self) -> list[Reservation]:
