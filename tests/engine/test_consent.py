@@ -294,3 +294,19 @@ def test_events_and_withdrawal_when_the_client_leaves(capsys, patient):
         time.sleep(0.05)
     assert ("consent.requested", "pending") in seen and ("consent.cancelled", "cancelled") in seen
     assert json.loads(cli(capsys, patient, "consent", "pending", "--json")[1]) == []
+
+
+def test_answered_requests_are_forgotten_after_a_while(rig):
+    from datetime import timedelta
+
+    ids = [
+        httpx.post(rig.url + "/wallet/v1/connect", json={"app_name": f"a{i}"}).json()["id"]
+        for i in range(3)
+    ]
+    consent = rig.engine.consent
+    time.sleep(0.5)  # rig's prompts expire after 0.3 s
+    assert all(consent.requests[i].state == "expired" for i in ids)
+    for i in ids:
+        consent.requests[i].created_at -= timedelta(hours=1)
+    httpx.post(rig.url + "/wallet/v1/connect", json={"app_name": "new"})
+    assert not any(i in consent.requests for i in ids) and len(consent.requests) == 1

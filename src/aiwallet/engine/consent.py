@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_S = 60.0
 ONCE_LIFETIME = timedelta(minutes=2)
+KEEP_ANSWERED = timedelta(minutes=15)  # how long an answer can still be polled
 
 
 @dataclass
@@ -84,7 +85,16 @@ class ConsentManager:
         self.requests: dict[str, ConsentRequest] = {}
 
     # -- opening --------------------------------------------------------------------------
+    def _prune(self) -> None:
+        """Forget answered requests after a while (a long-running engine must not grow)."""
+        horizon = datetime.now(UTC) - KEEP_ANSWERED
+        for req_id in [
+            r.id for r in self.requests.values() if r.state != "pending" and r.created_at < horizon
+        ]:
+            del self.requests[req_id]
+
     def _open(self, **kw: Any) -> ConsentRequest:
+        self._prune()
         req = ConsentRequest(
             id="cr_" + uuid.uuid4().hex,
             created_at=datetime.now(UTC),
