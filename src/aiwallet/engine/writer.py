@@ -42,6 +42,7 @@ class BatchWriter:
         self.db = db
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="aiwallet-writer", daemon=True)
         self._thread.start()
         self.batches = 0
@@ -62,6 +63,7 @@ class BatchWriter:
         while True:
             first = self._queue.get()
             if first is _STOP:
+                self._drop_connection()
                 return
             batch: list[_Job] = [first]  # type: ignore[list-item]
             stop = False
@@ -76,6 +78,7 @@ class BatchWriter:
                 batch.append(nxt)  # type: ignore[arg-type]
             self._commit(batch)
             if stop:
+                self._drop_connection()
                 return
 
     def _commit(self, batch: list[_Job]) -> None:
@@ -99,13 +102,32 @@ class BatchWriter:
 
     def _run_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
-        with self.db.begin() as conn:
-            for job in batch:
-                try:
-                    outcomes.append((True, job.fn(conn)))
-                except WalletError as exc:
-                    outcomes.append((False, exc))
+        conn = self._connection()
+        try:
+            with conn.begin():
+                for job in batch:
+                    try:
+                        outcomes.append((True, job.fn(conn)))
+                    except WalletError as exc:
+                        outcomes.append((False, exc))
+        except Exception:
+            self._drop_connection()  # start the next batch on a fresh connection
+            raise
         return outcomes
+
+    def _connection(self) -> Connection:
+        """The writer's own connection, kept for its whole life (no pool round trip per
+        batch); only this thread uses it."""
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.db.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
