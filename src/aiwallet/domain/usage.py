@@ -66,17 +66,6 @@ class Usage:
             + self.cache_write_1h_tokens
         )
 
-    def with_source(self, source: TokenSource) -> Usage:
-        return Usage(
-            self.input_tokens,
-            self.output_tokens,
-            self.cache_read_tokens,
-            self.cache_write_tokens,
-            self.cache_write_1h_tokens,
-            self.reasoning_tokens,
-            source,
-        )
-
     @classmethod
     def from_openai_chat(cls, usage: object, source: TokenSource = TokenSource.PROVIDER) -> Usage:
         """Chat Completions ``usage``: cached tokens are a subset of ``prompt_tokens``."""

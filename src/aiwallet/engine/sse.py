@@ -7,7 +7,6 @@ and never coalesced beyond one event.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,10 +20,6 @@ class SSEEvent:
     raw: bytes
     event: str | None
     data: str | None
-
-    def json(self) -> object:
-        """The ``data`` field parsed as JSON (``None`` when there is no data)."""
-        return None if self.data is None else json.loads(self.data)
 
 
 def parse_event(raw: bytes) -> SSEEvent:
@@ -69,7 +64,3 @@ class SSESplitter:
             raw = bytes(self._buf[:end])
             del self._buf[:end]
             yield raw
-
-    def rest(self) -> bytes:
-        """Bytes after the last complete event (a stream cut mid-event leaves some)."""
-        return bytes(self._buf)

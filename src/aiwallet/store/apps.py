@@ -196,7 +196,3 @@ class Apps:
             conn.execute(update(t.apps).where(t.apps.c.id == app.id).values(**values))
             append_audit(conn, actor, "app.limits", f"app:{name}", values)
         return self.get(name)
-
-    def touch(self, app_id: int, at: datetime) -> None:
-        with self.db.begin() as conn:
-            conn.execute(update(t.apps).where(t.apps.c.id == app_id).values(last_used_at=at))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.store import schema as t
-from aiwallet.store.audit import append_audit
 from aiwallet.store.db import Database
 from aiwallet.store.records import RequestRecord
 
@@ -40,10 +39,6 @@ class Requests:
             q = q.where(t.requests.c.app_id == app_id)
         with self.db.read() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
-
-    def count(self) -> int:
-        with self.db.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(t.requests)).scalar_one())
 
 
 _INSERT_REQUEST = insert(t.requests)
@@ -94,14 +89,3 @@ class Ledger:
         q = q.group_by(key).order_by(func.sum(t.ledger.c.amount_nano).desc())
         with self.db.read() as conn:
             return [SpendSummary(k, int(n), int(s or 0)) for k, n, s in conn.execute(q)]
-
-    def record_topup(self, amount_nano: int, note: str, *, actor: str = "user") -> None:
-        if amount_nano <= 0:
-            raise InvalidInput("a top-up must be a positive amount")
-        with self.db.begin() as conn:
-            conn.execute(
-                insert(t.ledger).values(
-                    ts=datetime.now(UTC), kind="topup", amount_nano=amount_nano, note=note
-                )
-            )
-            append_audit(conn, actor, "ledger.topup", "wallet", {"amount_nano": amount_nano})
