@@ -46,7 +46,7 @@ class EngineState:
     def __init__(self, wallet: Wallet, db_workers: int = 4) -> None:
         self.wallet = wallet
         self.db_pool = ThreadPoolExecutor(max_workers=db_workers, thread_name_prefix="aiwallet-db")
-        self.writer = BatchWriter(wallet.db)
+        self.writer = BatchWriter(wallet.db, wallet.budgets.hot)
         self._apps: dict[str, tuple[float, AppContext | None]] = {}
         self._secrets: dict[str, str | None] = {}
         self._loading: dict[str, asyncio.Future[AppContext | None]] = {}

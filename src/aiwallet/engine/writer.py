@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 
 from aiwallet.domain.errors import WalletError
 from aiwallet.store.db import Database
+from aiwallet.store.hotsql import HotStatements
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,8 +39,9 @@ _STOP = object()
 
 
 class BatchWriter:
-    def __init__(self, db: Database, *, max_batch: int = 128) -> None:
+    def __init__(self, db: Database, hot: HotStatements, *, max_batch: int = 128) -> None:
         self.db = db
+        self.hot = hot
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._conn: Connection | None = None
@@ -105,12 +107,16 @@ class BatchWriter:
         conn = self._connection()
         try:
             with conn.begin():
+                if len(batch) > 1:
+                    self.hot.start_batch(conn)  # ledger and request rows: one executemany each
                 for job in batch:
                     try:
                         outcomes.append((True, job.fn(conn)))
                     except WalletError as exc:
                         outcomes.append((False, exc))
+                self.hot.flush_batch(conn)
         except Exception:
+            self.hot.abandon_batch(conn)
             self._drop_connection()  # start the next batch on a fresh connection
             raise
         return outcomes

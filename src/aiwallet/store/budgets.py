@@ -342,7 +342,7 @@ class Budgets:
         res = self._close(conn, reservation_id, actual_nano, "settled")
         if res is None:
             return False
-        self.hot.run(
+        self.hot.insert(
             conn,
             "insert_ledger",
             {
@@ -360,7 +360,7 @@ class Budgets:
             },
         )
         if request is not None:
-            self.hot.run(conn, "insert_request", request.row())
+            self.hot.insert(conn, "insert_request", request.row())
         return True
 
     def release(self, reservation_id: str, request: RequestRecord | None = None) -> bool:
@@ -375,7 +375,7 @@ class Budgets:
         if self._close(conn, reservation_id, 0, "released") is None:
             return False
         if request is not None:
-            self.hot.run(conn, "insert_request", request.row())
+            self.hot.insert(conn, "insert_request", request.row())
         return True
 
     def open_reservations(self) -> list[Reservation]:

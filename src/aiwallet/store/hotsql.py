@@ -51,6 +51,7 @@ REQUEST_COLUMNS = tuple(c.name for c in t.requests.c)
 _DATETIME = {"created_at", "ts", "window_end", "closed_at"}
 _JSON = {"counter_ids", "price_row"}
 _BOOL = {"stream"}
+_BATCH_KEY = "aiwallet_deferred_inserts"
 
 
 def _values(table: Any, columns: Sequence[str]) -> dict[str, Any]:
@@ -140,6 +141,37 @@ class HotStatements:
         else:
             cursor.execute(sql, {k: self._adapt(k, v) for k, v in values.items()})
         return cursor
+
+    def insert(self, conn: Connection, name: str, row: Mapping[str, Any]) -> None:
+        """An INSERT that may wait for the end of the transaction: when the caller opened a
+        batch (:meth:`start_batch`), rows are collected and written with one ``executemany``
+        per table at :meth:`flush_batch`; otherwise right away."""
+        pending = conn.info.get(_BATCH_KEY)
+        if pending is None:
+            self.run(conn, name, row)
+        else:
+            pending.setdefault(name, []).append(dict(row))
+
+    def start_batch(self, conn: Connection) -> None:
+        conn.info[_BATCH_KEY] = {}
+
+    def flush_batch(self, conn: Connection) -> None:
+        pending: dict[str, list[dict[str, Any]]] = conn.info.pop(_BATCH_KEY, None) or {}
+        for name, rows in pending.items():
+            sql, positional, defaults = self._compiled[name]
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            if positional is not None:
+                cursor.executemany(
+                    sql, [[self._adapt(k, {**defaults, **r}[k]) for k in positional] for r in rows]
+                )
+            else:
+                cursor.executemany(
+                    sql,
+                    [{k: self._adapt(k, v) for k, v in {**defaults, **r}.items()} for r in rows],
+                )
+
+    def abandon_batch(self, conn: Connection) -> None:
+        conn.info.pop(_BATCH_KEY, None)
 
     def read_datetime(self, value: Any) -> datetime:
         if isinstance(value, datetime):

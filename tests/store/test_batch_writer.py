@@ -1,0 +1,84 @@
+"""The engine's group-commit writer on both databases: many jobs, one transaction, exact."""
+
+import asyncio
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from aiwallet.domain.errors import BudgetExceeded
+from aiwallet.domain.money import BudgetSpec, Period
+from aiwallet.engine.writer import BatchWriter
+from aiwallet.store import schema as t
+from aiwallet.store.budgets import Budgets
+from aiwallet.store.db import open_database
+from aiwallet.store.records import RequestRecord, SpendEntry
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SPEND = SpendEntry("openai", "gpt-4o-mini", "ref", {"input": 1}, "provider")
+
+
+def test_batches_reserve_settle_and_refuse_exactly(db_url):
+    db = open_database(db_url)
+    budgets = Budgets(db)
+    b = budgets.set_budget(BudgetSpec(10_000, Period.DAY))
+    writer = BatchWriter(db, budgets.hot)
+    tz = ZoneInfo("UTC")
+
+    async def one(i):
+        try:
+            res = await writer.submit(
+                lambda conn: budgets.reserve_in(
+                    conn, [b.id], 700, at=NOW, tz=tz, request_id=f"r{i}", known=[b]
+                )
+            )
+        except BudgetExceeded:
+            return "refused"
+        record = RequestRecord(
+            f"r{i}", NOW, "/v1/chat/completions", 200, cost_nano=300, stream=i % 2 == 0
+        )
+        await writer.submit(lambda conn: budgets.settle_in(conn, res.id, 300, SPEND, record))
+        return "ok"
+
+    async def main():
+        return await asyncio.gather(*(one(i) for i in range(40)))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        writer.close()
+    ok = results.count("ok")
+    assert (
+        ok >= 14 and "refused" in results
+    )  # 10,000 / 700 = 14 fit at once; settled ones free room
+    assert writer.batches < writer.jobs  # jobs really shared transactions
+    state = budgets.state(b, NOW, tz)
+    assert (state.spent_nano, state.reserved_nano) == (ok * 300, 0)
+    with db.read() as conn:
+        ledger = conn.execute(select(t.ledger.c.request_id, t.ledger.c.price_row)).all()
+        requests = conn.execute(select(t.requests.c.id, t.requests.c.stream, t.requests.c.ts)).all()
+    assert len(ledger) == len(requests) == ok
+    assert all(row.price_row == {"input": 1} for row in ledger)
+    assert all(row.ts == NOW for row in requests)
+    assert {row.stream for row in requests} <= {True, False}
+    db.dispose()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_failing_job_fails_alone(db_url, n):
+    db = open_database(db_url)
+    budgets = Budgets(db)
+    writer = BatchWriter(db, budgets.hot)
+
+    async def main():
+        bad = writer.submit(lambda conn: budgets.settle_in(conn, "no-such-reservation", 1, SPEND))
+        good = [writer.submit(lambda conn: 42) for _ in range(n)]
+        return await asyncio.gather(bad, *good, return_exceptions=True)
+
+    try:
+        bad, *good = asyncio.run(main())
+    finally:
+        writer.close()
+    assert type(bad).__name__ == "NotFound" and good == [42] * n
+    db.dispose()
