@@ -100,8 +100,8 @@ async def messages(
     resp = await start_sse(request)
     stream = Stream(resp, request, script, served)
 
-    async def ev(etype: str, payload: dict[str, Any]) -> None:
-        await stream.send(dumps({"type": etype, **payload}), event=etype)
+    async def ev(etype: str, payload: dict[str, Any], last: bool = False) -> None:
+        await stream.send(dumps({"type": etype, **payload}), event=etype, last=last)
 
     start_usage = {**usage, "output_tokens": 1}
     final_usage = reported(usage, script)
@@ -138,8 +138,7 @@ async def messages(
             )
             served.reported = delta["usage"]
         await ev("message_delta", delta)
-        await ev("message_stop", {})
-        served.completed = True
+        await ev("message_stop", {}, last=True)
         await resp.write_eof()
     except (Cut, ConnectionResetError):
         pass

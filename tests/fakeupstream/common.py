@@ -41,7 +41,18 @@ class Stream:
     ):
         self.resp, self.request, self.script, self.served = resp, request, script, served
 
-    async def send(self, data: str, event: str | None = None) -> None:
+    async def send(self, data: str, event: str | None = None, *, last: bool = False) -> None:
+        """Write one event. ``last``: the record says "completed" from this write on (set
+        before the write, so a test that has read the last event never sees it lag)."""
+        if last:
+            self.served.completed = True
+        try:
+            await self._send(data, event)
+        except BaseException:
+            self.served.completed = False
+            raise
+
+    async def _send(self, data: str, event: str | None = None) -> None:
         if (
             self.script.cut_after_events is not None
             and self.served.events_sent >= self.script.cut_after_events

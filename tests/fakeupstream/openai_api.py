@@ -157,8 +157,7 @@ async def chat(
         if include_usage and script.usage != "missing":
             served.reported = reported(usage, script)
             await stream.send(chunk([], usage=served.reported))
-        await stream.send("[DONE]")
-        served.completed = True
+        await stream.send("[DONE]", last=True)
         await resp.write_eof()
     except (Cut, ConnectionResetError):
         pass
@@ -239,9 +238,11 @@ async def responses(
     stream = Stream(resp, request, script, served)
     seq = 0
 
-    async def ev(etype: str, payload: dict[str, Any]) -> None:
+    async def ev(etype: str, payload: dict[str, Any], last: bool = False) -> None:
         nonlocal seq
-        await stream.send(dumps({"type": etype, "sequence_number": seq, **payload}), event=etype)
+        await stream.send(
+            dumps({"type": etype, "sequence_number": seq, **payload}), event=etype, last=last
+        )
         seq += 1
 
     try:
@@ -289,8 +290,7 @@ async def responses(
         done_item = {**item, "status": "completed", "content": [done_part]}
         await ev("response.output_item.done", {"output_index": 0, "item": done_item})
         final = "response.incomplete" if status == "incomplete" else "response.completed"
-        await ev(final, {"response": response_obj(status, True, True)})
-        served.completed = True
+        await ev(final, {"response": response_obj(status, True, True)}, last=True)
         await resp.write_eof()
     except (Cut, ConnectionResetError):
         pass
