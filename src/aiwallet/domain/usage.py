@@ -69,35 +69,28 @@ class Usage:
     @classmethod
     def from_openai_chat(cls, usage: object, source: TokenSource = TokenSource.PROVIDER) -> Usage:
         """Chat Completions ``usage``: cached tokens are a subset of ``prompt_tokens``."""
-        u = _mapping(usage)
-        prompt = _count(u, "prompt_tokens")
-        completion = _count(u, "completion_tokens", default=0)
-        cached = _count(_mapping(u.get("prompt_tokens_details") or {}), "cached_tokens", 0)
-        reasoning = _count(
-            _mapping(u.get("completion_tokens_details") or {}), "reasoning_tokens", 0
-        )
-        if cached > prompt:
-            raise InvalidInput("usage cached_tokens exceeds prompt_tokens")
-        return cls(
-            input_tokens=prompt - cached,
-            output_tokens=completion,
-            cache_read_tokens=cached,
-            reasoning_tokens=min(reasoning, completion),
-            source=source,
+        return cls._openai(
+            usage, source, ("prompt_tokens", "completion_tokens"), "prompt", "completion"
         )
 
     @classmethod
     def from_openai_responses(
         cls, usage: object, source: TokenSource = TokenSource.PROVIDER
     ) -> Usage:
-        """Responses API ``usage``: same subset rule with ``input_tokens`` names."""
+        """Responses API ``usage``: the same subset rule under ``input``/``output`` names."""
+        return cls._openai(usage, source, ("input_tokens", "output_tokens"), "input", "output")
+
+    @classmethod
+    def _openai(
+        cls, usage: object, source: TokenSource, names: tuple[str, str], inp: str, out: str
+    ) -> Usage:
         u = _mapping(usage)
-        total_in = _count(u, "input_tokens")
-        output = _count(u, "output_tokens", default=0)
-        cached = _count(_mapping(u.get("input_tokens_details") or {}), "cached_tokens", 0)
-        reasoning = _count(_mapping(u.get("output_tokens_details") or {}), "reasoning_tokens", 0)
+        total_in = _count(u, names[0])
+        output = _count(u, names[1], default=0)
+        cached = _count(_mapping(u.get(f"{inp}_tokens_details") or {}), "cached_tokens", 0)
+        reasoning = _count(_mapping(u.get(f"{out}_tokens_details") or {}), "reasoning_tokens", 0)
         if cached > total_in:
-            raise InvalidInput("usage cached_tokens exceeds input_tokens")
+            raise InvalidInput(f"usage cached_tokens exceeds {names[0]}")
         return cls(
             input_tokens=total_in - cached,
             output_tokens=output,
