@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nacl.signing
@@ -32,6 +32,8 @@ from aiwallet.domain.providers import (
 )
 from aiwallet.domain.receipts import public_key_text, sign_receipt
 from aiwallet.paths import DataDir, database_url
+from aiwallet.preferences import Pref
+from aiwallet.preferences import read as read_pref
 from aiwallet.store.apps import AppRecord, Apps
 from aiwallet.store.audit import AuditLog
 from aiwallet.store.budgets import Budgets
@@ -39,6 +41,7 @@ from aiwallet.store.consent import ConsentRules
 from aiwallet.store.db import Database, open_database
 from aiwallet.store.ledger import Ledger, Requests
 from aiwallet.store.providers import ProviderRecord, Providers
+from aiwallet.store.reports import Reports
 from aiwallet.store.settings import Settings
 from aiwallet.upstreams.probe import ProbeResult, probe_provider
 from aiwallet.vault import Vault, key_hint, open_vault
@@ -50,6 +53,7 @@ SIGNING_KEY_SECRET = "wallet:receipt-signing-key"  # noqa: S105 - a vault entry 
 PUBLIC_KEY_SETTING = "wallet_public_key"
 ORIGINS_SETTING = "allowed_origins"
 TIMEZONE_SETTING = "timezone"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,7 @@ class Wallet:
         self.budgets = Budgets(db)
         self.ledger = Ledger(db)
         self.requests = Requests(db)
+        self.reports = Reports(db)
         self.audit = AuditLog(db)
         self.consent_rules = ConsentRules(db)
         self.wallet_id: str = self.settings.get_or_create(
@@ -365,6 +370,18 @@ class Wallet:
         origins = [o for o in self.allowed_origins() if o != origin.strip().rstrip("/")]
         self.settings.set(ORIGINS_SETTING, origins)
         self.notify_engine()
+
+    def pref(self, pref: Pref[T]) -> T:
+        return read_pref(self.settings.get(pref.key), pref)
+
+    def set_pref(self, pref: Pref[T], value: T) -> T:
+        """Validate and store a preference (audited); a running engine picks it up."""
+        checked = pref.check(list(value) if isinstance(value, tuple) else value)
+        stored = list(checked) if isinstance(checked, tuple) else checked
+        self.settings.set(pref.key, stored)
+        self.audit.append("user", "settings.set", f"setting:{pref.key}", {"value": stored})
+        self.notify_engine()
+        return checked
 
     @property
     def paused(self) -> bool:

@@ -9,7 +9,7 @@ import click
 from aiwallet.cli_commands.common import Context, emit_json, emit_table, json_option, pass_state
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import BudgetSpec, format_usd, parse_budget_spec, usd_string
-from aiwallet.domain.windows import describe_until
+from aiwallet.summaries import app_summaries
 
 
 def _budget_option(value: str | None) -> BudgetSpec | None:
@@ -86,32 +86,8 @@ def add(
 
 
 def _app_rows(state: Context) -> list[dict[str, object]]:
-    w = state.wallet
     now = datetime.now(UTC)
-    out: list[dict[str, object]] = []
-    for app in w.apps.list():
-        grant = w.apps.grant(app.id)
-        budget = w.budgets.app_budget(app.id)
-        st = w.budgets.state(budget, now, w.timezone) if budget else None
-        status = "revoked" if app.revoked_at else ("paused" if app.paused else "active")
-        if grant and not grant.active_at(now) and status == "active":
-            status = "expired"
-        out.append(
-            {
-                "name": app.name,
-                "status": status,
-                "key_prefix": app.key_prefix,
-                "models": list(grant.scopes) if grant else [],
-                "budget": str(BudgetSpec(budget.amount_nano, budget.period)) if budget else None,
-                "spent_usd": usd_string(st.spent_nano) if st else None,
-                "remaining_usd": usd_string(max(st.remaining_nano, 0)) if st else None,
-                "resets_at": st.reset_at.isoformat() if st and st.reset_at else None,
-                "resets": describe_until(now, st.reset_at) if st else None,
-                "expires_at": grant.expires_at.isoformat() if grant and grant.expires_at else None,
-                "spent_total_usd": usd_string(w.ledger.total_spent(app_id=app.id)),
-            }
-        )
-    return out
+    return [a.to_json(now) for a in app_summaries(state.wallet, now)]
 
 
 @group.command("list")

@@ -99,3 +99,40 @@ def describe_until(at: datetime, until: datetime | None) -> str:
             return f"resets in {hours} h"
         return f"resets in {hours} h {rest} min"
     return f"resets in {hours // 24} days"
+
+
+# -- chart buckets ------------------------------------------------------------------------
+# What the spend chart offers: (label, bucket unit, number of buckets).
+CHART_RANGES: dict[str, tuple[str, int]] = {
+    "today": ("hour", 24),
+    "7 days": ("day", 7),
+    "30 days": ("day", 30),
+    "12 weeks": ("week", 12),
+    "12 months": ("month", 12),
+}
+
+
+def bucket_edges(unit: str, count: int, at: datetime, tz: tzinfo) -> list[datetime]:
+    """UTC edges of ``count`` consecutive local buckets (``hour``, ``day``, ``week``,
+    ``month``), the last one containing ``at``; ``hour`` over today spans the local day."""
+    _require_aware(at)
+    if count < 1:
+        raise InvalidInput("a chart needs at least one bucket")
+    if unit == "hour":
+        day = window_for(Period.DAY, at, tz)
+        assert day.start is not None and day.end is not None
+        edges = [day.start]
+        while edges[-1] < day.end:  # 23, 24 or 25 hours: local hours of today
+            edges.append(min(edges[-1] + timedelta(hours=1), day.end))
+        return edges
+    period = {"day": Period.DAY, "week": Period.WEEK, "month": Period.MONTH}.get(unit)
+    if period is None:
+        raise InvalidInput(f"unknown chart bucket {unit!r}; use hour, day, week or month")
+    current = window_for(period, at, tz)
+    assert current.start is not None and current.end is not None
+    edges = [current.end, current.start]
+    while len(edges) < count + 1:
+        previous = window_for(period, edges[-1] - timedelta(microseconds=1), tz)
+        assert previous.start is not None
+        edges.append(previous.start)
+    return edges[::-1]

@@ -38,7 +38,7 @@ def add_admin_routes(app: web.Application, engine: Engine) -> None:
         )
 
     async def reload(request: web.Request) -> web.Response:
-        await engine.state.reload()
+        await engine.reload()
         return web.json_response({"ok": True, "generation": engine.state.generation})
 
     async def consent_pending(request: web.Request) -> web.Response:

@@ -1,4 +1,9 @@
-"""The engine's event bus: consent requested / answered / cancelled, and more to come.
+"""The engine's event bus.
+
+Events: ``consent.requested`` / ``consent.answered`` / ``consent.cancelled`` (a prompt's
+lifecycle), ``request.logged`` (a request was settled, released or refused; its row is
+committed), ``upstream.failed`` (a provider could not be reached or failed), and
+``engine.reloaded`` (settings, apps or the pause switch changed).
 
 Subscribers are called on the engine's loop thread and must not block; the GUI subscribes
 through one bridge that re-emits each event as a Qt signal on the GUI thread.
@@ -7,6 +12,7 @@ through one bridge that re-emits each event as a Qt signal on the GUI thread.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,14 +24,15 @@ Subscriber = Callable[[str, dict[str, Any]], None]
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
-        self.history: list[tuple[str, dict[str, Any]]] = []  # the last events, for late joiners
+        # The last events, for late joiners.
+        self.history: deque[tuple[str, dict[str, Any]]] = deque(maxlen=100)
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn)
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
-        self.history = [*self.history[-99:], (name, payload)]
+        self.history.append((name, payload))
         for fn in list(self._subscribers):
             try:
                 fn(name, payload)

@@ -28,6 +28,7 @@ from aiwallet.domain.usage import Usage
 from aiwallet.engine.endpoints import Endpoint
 from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.estimate import estimate_tokens, estimated_usage
+from aiwallet.engine.events import EventBus
 from aiwallet.engine.ratelimit import Limits, RateLimiter
 from aiwallet.engine.routing import Route, scope_allows
 from aiwallet.engine.state import AppContext, EngineState
@@ -93,6 +94,7 @@ class Proxy:
         self.limiter = RateLimiter()
         self.tokens = SessionTokens()
         self.consent: ConsentManager | None = None
+        self.events = EventBus()
 
     # -- entry --------------------------------------------------------------------------------
     async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
@@ -405,6 +407,7 @@ class Proxy:
             lambda conn: w.budgets.settle_in(conn, res.id, cost.nano, spend, record)
         )
         call.settled = True
+        self._logged(record)
         remaining = None
         if res.remaining_nano is not None:
             remaining = res.remaining_nano + res.amount_nano - cost.nano
@@ -417,6 +420,12 @@ class Proxy:
         res_id, budgets = call.reservation.id, self.state.wallet.budgets
         await self.state.write(lambda conn: budgets.release_in(conn, res_id, record))
         call.settled = True
+        self._logged(record)
+        if code in ("upstream_timeout", "upstream_unavailable") and call.route is not None:
+            self.events.emit(
+                "upstream.failed",
+                {"provider": call.route.provider.name, "status": status, "code": code},
+            )
 
     def _record(
         self,
@@ -459,7 +468,24 @@ class Proxy:
             return
         record = self._record(call, err.status, error_code=err.code)
         requests = self.state.wallet.requests
-        self.spawn(self.state.write(lambda conn: requests.record_in(conn, record)))
+        self.spawn(self._write_refusal(record, lambda conn: requests.record_in(conn, record)))
+
+    async def _write_refusal(self, record: RequestRecord, fn: Any) -> None:
+        await self.state.write(fn)
+        self._logged(record)
+
+    def _logged(self, record: RequestRecord) -> None:
+        """Tell subscribers (the desktop app) that a request row is committed."""
+        self.events.emit(
+            "request.logged",
+            {
+                "id": record.id,
+                "app_id": record.app_id,
+                "status": record.status,
+                "cost_nano": record.cost_nano,
+                "error_code": record.error_code,
+            },
+        )
 
     def _after_cancel(self, call: Call) -> None:
         """The client went away: settle what is known, never lose the spend."""

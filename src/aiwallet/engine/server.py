@@ -30,6 +30,7 @@ from aiwallet.engine.proxy import Proxy, app_key_of
 from aiwallet.engine.state import EngineState
 from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
 from aiwallet.engine.wallet_api import add_wallet_routes
+from aiwallet.preferences import PROMPT_TIMEOUT_S
 from aiwallet.upstreams.client import Timeouts, make_session
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class Engine:
         max_body: int = MAX_BODY,
         timeouts: Timeouts | None = None,
         allow_non_loopback: bool = False,
-        consent_timeout_s: float = DEFAULT_TIMEOUT_S,
+        consent_timeout_s: float | None = None,
         session_ttl_s: int = DEFAULT_TTL_S,
     ) -> None:
         if not _is_loopback(host) and not allow_non_loopback:
@@ -90,7 +91,11 @@ class Engine:
         self.state = EngineState(wallet)
         self.events = EventBus()
         self.consent: ConsentManager | None = None
-        self.consent_timeout_s = consent_timeout_s
+        # An explicit timeout (tests, ``serve``) wins; else the user's preference applies.
+        self._timeout_from_settings = consent_timeout_s is None
+        self.consent_timeout_s = (
+            DEFAULT_TIMEOUT_S if consent_timeout_s is None else consent_timeout_s
+        )
         self.session_ttl_s = session_ttl_s
         self.admin_token = ""
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -137,6 +142,11 @@ class Engine:
         session = make_session(self.timeouts)
         self._proxy = Proxy(self.state, session, self.max_body)
         self._proxy.tokens = SessionTokens(self.session_ttl_s)
+        self._proxy.events = self.events
+        if self._timeout_from_settings:
+            self.consent_timeout_s = float(
+                await self.state.db(lambda: wallet.pref(PROMPT_TIMEOUT_S))
+            )
         self.consent = ConsentManager(self.state, self.events, self.consent_timeout_s)
         self._proxy.consent = self.consent
         app = web.Application(
@@ -170,6 +180,18 @@ class Engine:
         if self.loop is not None and self._thread is not None and self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(30)
+
+    async def reload(self) -> None:
+        """Re-read settings, apps and providers (after a change made outside the engine)."""
+        await self.state.reload()
+        if self.consent is not None and self._timeout_from_settings:
+            wallet = self.wallet
+            self.consent.timeout_s = float(
+                await self.state.db(lambda: wallet.pref(PROMPT_TIMEOUT_S))
+            )
+        self.events.emit(
+            "engine.reloaded", {"paused": self.state.paused, "generation": self.state.generation}
+        )
 
     @property
     def url(self) -> str:

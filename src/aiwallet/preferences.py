@@ -1,0 +1,71 @@
+"""The user's preferences: typed, declared once, stored in the settings table by name.
+
+The desktop app's Settings page and the engine read these; nothing is keyed by a widget's
+index, and a stored value that no longer validates falls back to the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aiwallet.domain.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Pref(Generic[T]):
+    key: str
+    default: T
+    check: Callable[[Any], T]
+    label: str
+
+
+def _int_between(lo: int, hi: int, what: str) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise InvalidInput(f"{what} is a whole number from {lo} to {hi}")
+        return value
+
+    return check
+
+
+def _thresholds(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise InvalidInput("notification thresholds are percentages such as 80, 100")
+    out = sorted({int(v) for v in value if isinstance(v, int) and not isinstance(v, bool)})
+    if len(out) != len(value) or not all(1 <= v <= 100 for v in out):
+        raise InvalidInput("each notification threshold is a whole percentage from 1 to 100")
+    return tuple(out)
+
+
+PORT: Pref[int] = Pref("port", 8402, _int_between(1024, 65535, "the port"), "Loopback port")
+PROMPT_TIMEOUT_S: Pref[int] = Pref(
+    "prompt_timeout_s",
+    60,
+    _int_between(10, 600, "the prompt timeout (seconds)"),
+    "Consent prompt timeout",
+)
+NOTIFY_THRESHOLDS: Pref[tuple[int, ...]] = Pref(
+    "notify_thresholds", (80, 100), _thresholds, "Budget notifications at"
+)
+NOTIFY_UPSTREAM: Pref[bool] = Pref(
+    "notify_upstream_failures",
+    True,
+    lambda v: v if isinstance(v, bool) else bool(v),
+    "Notify when a provider fails",
+)
+
+ALL: tuple[Pref[Any], ...] = (PORT, PROMPT_TIMEOUT_S, NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM)
+
+
+def read(stored: Any, pref: Pref[T]) -> T:
+    """The stored value if it still validates, else the default."""
+    if stored is None:
+        return pref.default
+    try:
+        return pref.check(stored)
+    except (InvalidInput, TypeError, ValueError):
+        return pref.default

@@ -1,0 +1,136 @@
+"""Read models that the CLI and the desktop app show: apps with their budgets, and the
+wallet's overview (spend today / this week / this month, the wallet budget).
+
+Each function reads through a :class:`~aiwallet.service.Wallet` and is blocking: the desktop
+app calls it on a worker thread, never on the GUI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiwallet.domain.money import BudgetSpec, Period, usd_string
+from aiwallet.domain.windows import describe_until, window_for
+from aiwallet.store.reports import RequestFilter
+
+if TYPE_CHECKING:
+    from aiwallet.service import Wallet
+    from aiwallet.store.records import BudgetState
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    spec: BudgetSpec
+    spent_nano: int
+    reserved_nano: int
+    reset_at: datetime | None
+
+    @property
+    def remaining_nano(self) -> int:
+        return max(self.spec.amount_nano - self.spent_nano - self.reserved_nano, 0)
+
+    @property
+    def used_fraction(self) -> float:
+        """For progress bars and thresholds only (money itself stays integer)."""
+        if self.spec.amount_nano <= 0:
+            return 1.0
+        return (self.spent_nano + self.reserved_nano) / self.spec.amount_nano
+
+    @classmethod
+    def of(cls, st: BudgetState) -> BudgetView:
+        spec = BudgetSpec(st.budget.amount_nano, st.budget.period)
+        return cls(spec, st.spent_nano, st.reserved_nano, st.reset_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSummary:
+    id: int
+    name: str
+    status: str  # active | paused | revoked | expired
+    key_prefix: str
+    models: tuple[str, ...]
+    budget: BudgetView | None
+    spent_total_nano: int
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    created_at: datetime
+    rpm_limit: int | None
+    tpm_limit: int | None
+    concurrency_limit: int | None
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        b = self.budget
+        return {
+            "name": self.name,
+            "status": self.status,
+            "key_prefix": self.key_prefix,
+            "models": list(self.models),
+            "budget": str(b.spec) if b else None,
+            "spent_usd": usd_string(b.spent_nano) if b else None,
+            "remaining_usd": usd_string(b.remaining_nano) if b else None,
+            "resets_at": b.reset_at.isoformat() if b and b.reset_at else None,
+            "resets": describe_until(now, b.reset_at) if b else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "spent_total_usd": usd_string(self.spent_total_nano),
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+        }
+
+
+def app_summaries(wallet: Wallet, now: datetime | None = None) -> list[AppSummary]:
+    """Every app with its grant, budget state in the current window and last use."""
+    now = now or datetime.now(UTC)
+    tz = wallet.timezone
+    last_used = wallet.reports.last_used()
+    out: list[AppSummary] = []
+    for app in wallet.apps.list():
+        grant = wallet.apps.grant(app.id)
+        budget = wallet.budgets.app_budget(app.id)
+        view = BudgetView.of(wallet.budgets.state(budget, now, tz)) if budget else None
+        status = "revoked" if app.revoked_at else ("paused" if app.paused else "active")
+        if status == "active" and grant is not None and not grant.active_at(now):
+            status = "expired"
+        out.append(
+            AppSummary(
+                id=app.id,
+                name=app.name,
+                status=status,
+                key_prefix=app.key_prefix,
+                models=grant.scopes if grant else (),
+                budget=view,
+                spent_total_nano=wallet.ledger.total_spent(app_id=app.id),
+                last_used_at=last_used.get(app.id),
+                expires_at=grant.expires_at if grant else None,
+                created_at=app.created_at,
+                rpm_limit=app.rpm_limit,
+                tpm_limit=app.tpm_limit,
+                concurrency_limit=app.concurrency_limit,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    today_nano: int
+    week_nano: int
+    month_nano: int
+    requests_today: int
+    wallet_budget: BudgetView | None
+    paused: bool
+    timezone: str
+
+
+def overview(wallet: Wallet, now: datetime | None = None) -> Overview:
+    now = now or datetime.now(UTC)
+    tz = wallet.timezone
+    totals = []
+    for period in (Period.DAY, Period.WEEK, Period.MONTH):
+        w = window_for(period, now, tz)
+        totals.append(wallet.ledger.total_spent(since=w.start, until=w.end))
+    day = window_for(Period.DAY, now, tz)
+    requests_today = wallet.reports.request_count(RequestFilter(since=day.start, until=day.end))
+    budget = wallet.budgets.wallet_budget()
+    view = BudgetView.of(wallet.budgets.state(budget, now, tz)) if budget else None
+    return Overview(totals[0], totals[1], totals[2], requests_today, view, wallet.paused, tz.key)
