@@ -29,15 +29,40 @@ log = logging.getLogger("aiwallet.cli")
     envvar="AIWALLET_HOME",
     help="Where the wallet keeps its files (default: the platform user-data dir).",
 )
+@click.option("--minimized", is_flag=True, help="Start the desktop app in the tray.")
 @click.version_option(__version__, prog_name="aiwallet")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str | None) -> None:
-    """aiwallet: your own AI gateway and wallet."""
+def cli(ctx: click.Context, data_dir: str | None, minimized: bool) -> None:
+    """aiwallet: your own AI gateway and wallet. With no command, the desktop app starts."""
     state = Context(resolve_data_dir(data_dir))
     ctx.obj = state
     ctx.call_on_close(state.close)
     if ctx.invoked_subcommand is None:
-        ctx.invoke(status)
+        ctx.invoke(gui, minimized=minimized)
+
+
+@cli.command()
+@click.option("--minimized", is_flag=True, help="Start in the tray without opening the window.")
+@pass_state
+def gui(state: Context, minimized: bool) -> None:
+    """Start the desktop app (window, tray, prompts) with its engine."""
+    import os
+    import sys
+
+    headless = (
+        sys.platform.startswith("linux")
+        and not os.environ.get("DISPLAY")
+        and not os.environ.get("WAYLAND_DISPLAY")
+        and not os.environ.get("QT_QPA_PLATFORM")
+    )
+    if headless:
+        raise WalletError(
+            "no display to show the desktop app on; run 'aiwallet serve' for the headless "
+            "engine, or 'aiwallet status'"
+        )
+    from aiwallet.gui.app import run
+
+    raise SystemExit(run(state.data_dir, minimized=minimized))
 
 
 @cli.command()

@@ -1,0 +1,144 @@
+"""Spend charts (pyqtgraph): spend per bucket stacked by app or model, and cumulative spend
+against a budget. Data arrive already aggregated in SQL (a few dozen buckets), so a redraw
+costs the same over a hundred requests or a million; series beyond the largest few are
+folded into "other" so the legend stays readable."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+import pyqtgraph as pg
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QWidget
+
+from aiwallet.domain.money import NANOS_PER_USD
+from aiwallet.gui import theme
+from aiwallet.store.reports import SpendSeries
+
+MAX_SERIES = 8
+OTHER = "other"
+
+
+def bucket_label(start: datetime, unit: str, tz: tzinfo) -> str:
+    local = start.astimezone(tz)
+    if unit == "hour":
+        return local.strftime("%H:00")
+    if unit == "day":
+        return local.strftime("%a %-d")
+    if unit == "week":
+        return local.strftime("%-d %b")
+    return local.strftime("%b %Y")
+
+
+def folded(series: SpendSeries, limit: int = MAX_SERIES) -> list[tuple[str, list[int]]]:
+    """The largest ``limit - 1`` series, and the rest summed as "other" (exact integers)."""
+    keys = list(series.keys)
+    if len(keys) <= limit:
+        return [(k, series.values[k]) for k in keys]
+    head, tail = keys[: limit - 1], keys[limit - 1 :]
+    n = len(series.edges) - 1
+    other = [sum(series.values[k][i] for k in tail) for i in range(n)]
+    return [(k, series.values[k]) for k in head] + [(OTHER, other)]
+
+
+def _usd(nano: int) -> float:
+    """Pixels only: plotted heights are floats; every figure shown as text stays exact."""
+    return nano / NANOS_PER_USD
+
+
+class _Plot(pg.PlotWidget):  # type: ignore[misc]
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        dark = theme.is_dark()
+        self.setBackground("#1e2326" if dark else "#ffffff")
+        fg = QColor("#c9d1d4" if dark else "#3a474c")
+        for axis in ("left", "bottom"):
+            ax = self.getAxis(axis)
+            ax.setPen(fg)
+            ax.setTextPen(fg)
+        self.showGrid(x=False, y=True, alpha=0.15)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.getAxis("left").setLabel("USD")
+        self.setMinimumHeight(180)
+
+
+class StackedSpendChart(_Plot):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.legend = self.addLegend(offset=(10, 5), colCount=4)
+        self.drawn: list[tuple[str, list[int]]] = []
+
+    def show_series(self, series: SpendSeries, unit: str, tz: tzinfo) -> None:
+        self.clear()
+        self.legend.clear()
+        n = len(series.edges) - 1
+        self.drawn = folded(series)
+        base = [0.0] * n
+        xs = list(range(n))
+        for i, (key, values) in enumerate(self.drawn):
+            heights = [_usd(v) for v in values]
+            bars = pg.BarGraphItem(
+                x=xs,
+                height=heights,
+                y0=list(base),
+                width=0.72,
+                brush=pg.mkBrush(theme.SERIES[i % len(theme.SERIES)]),
+                pen=pg.mkPen(None),
+                name=key,
+            )
+            self.addItem(bars)
+            self.legend.addItem(bars, key)
+            base = [b + h for b, h in zip(base, heights, strict=True)]
+        step = max(1, n // 12)
+        ticks = [(i, bucket_label(series.edges[i], unit, tz)) for i in range(0, n, step)]
+        self.getAxis("bottom").setTicks([ticks])
+        self.setXRange(-0.6, n - 0.4, padding=0)
+        top = max(base, default=0.0)
+        self.setYRange(0, top * 1.25 if top > 0 else 1.0, padding=0)
+
+    def total_nano(self) -> int:
+        return sum(sum(v) for _, v in self.drawn)
+
+
+class CumulativeChart(_Plot):
+    """Spend accumulated over a budget window, with the budget as a line."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.points: list[int] = []
+
+    def show_cumulative(
+        self, per_bucket: list[int], budget_nano: int | None, labels: list[str]
+    ) -> None:
+        self.clear()
+        running, points = 0, [0]
+        for v in per_bucket:
+            running += v
+            points.append(running)
+        self.points = points
+        accent = theme.ACCENT_DARK if theme.is_dark() else theme.ACCENT
+        self.plot(
+            list(range(len(points))),
+            [_usd(p) for p in points],
+            pen=pg.mkPen(accent, width=2.5),
+            fillLevel=0,
+            brush=pg.mkBrush(QColor(accent).lighter(170)),
+            stepMode=None,
+        )
+        top = _usd(points[-1])
+        if budget_nano is not None:
+            line = pg.InfiniteLine(
+                pos=_usd(budget_nano),
+                angle=0,
+                pen=pg.mkPen(theme.DANGER, width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine),
+                label="budget",
+                labelOpts={"position": 0.05, "color": theme.DANGER},
+            )
+            self.addItem(line)
+            top = max(top, _usd(budget_nano))
+        step = max(1, len(labels) // 8)
+        self.getAxis("bottom").setTicks([[(i, labels[i]) for i in range(0, len(labels), step)]])
+        self.setXRange(0, max(len(points) - 1, 1), padding=0.02)
+        self.setYRange(0, top * 1.15 if top > 0 else 1.0, padding=0)

@@ -1,0 +1,283 @@
+"""The GUI's handle on the wallet and its engine.
+
+Blocking :class:`~aiwallet.service.Wallet` calls run on a small worker pool and are awaited
+on the GUI's qasync loop; consent answers run on the engine's loop
+(``run_coroutine_threadsafe``). Engine events arrive through :class:`EngineBridge` and are
+turned into a few signals; "data changed" is coalesced by a timer, so a burst of a thousand
+requests causes a handful of redraws, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from aiwallet.domain.errors import WalletError
+from aiwallet.domain.money import format_usd
+from aiwallet.domain.windows import describe_until
+from aiwallet.engine.errors import ProxyError
+from aiwallet.engine.server import Engine
+from aiwallet.gui import texts
+from aiwallet.gui.bridge import EngineBridge, dispatch
+from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT
+from aiwallet.service import Wallet
+from aiwallet.summaries import AppSummary, app_summaries
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+REDRAW_MS = 400
+
+
+class Controller(QObject):
+    consent_requested = Signal(dict)
+    consent_closed = Signal(str, str)  # request id, its state
+    data_changed = Signal()
+    paused_changed = Signal(bool)
+    engine_changed = Signal()
+    notice = Signal(str, str, str)  # kind, title, text
+    failed = Signal(str)  # an action failed: what to tell the user
+    totals_changed = Signal()  # today's spend (tray tooltip) was re-read
+
+    def __init__(self, wallet: Wallet, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.wallet = wallet
+        self.engine: Engine | None = None
+        self.engine_error: str | None = None
+        self.paused = False
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.recent_prompts: deque[dict[str, Any]] = deque(maxlen=8)
+        self.today_nano = 0
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="aiwallet-gui")
+        self._bridge = EngineBridge(self)
+        self._bridge.engine_event.connect(self._on_event)
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self._flush)
+        self._budget_levels: dict[tuple[int, str], int] = {}
+        self._levels_primed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- running work -----------------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run a blocking call on the worker pool; await it on the GUI loop."""
+        loop = asyncio.get_event_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kw))
+
+    async def on_engine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the engine's loop and await its result here."""
+        if self.engine is None or self.engine.loop is None:
+            coro.close()
+            raise WalletError(self.engine_error or "the engine is not running")
+        future = asyncio.run_coroutine_threadsafe(coro, self.engine.loop)
+        return await asyncio.wrap_future(future)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
+        """Run a GUI-side coroutine; a failure is reported, never raised into Qt."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except (WalletError, ProxyError) as exc:
+                self.failed.emit(f"{what}: {exc}")
+            except Exception as exc:
+                log.exception("%s failed", what)
+                self.failed.emit(f"{what} failed ({type(exc).__name__}); see the log")
+
+        task = asyncio.ensure_future(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- engine lifecycle -------------------------------------------------------------------
+    async def start_engine(self, port: int | None = None, **engine_kw: Any) -> None:
+        """Unlock the vault and start the engine on its own thread (off the GUI thread)."""
+        wallet = self.wallet
+        try:
+            if port is None:
+                port = int(await self.run(lambda: wallet.pref(PORT)))
+            await self.run(wallet.unlock_vault)
+            engine = Engine(wallet, port=port, **engine_kw)
+            self._bridge.attach(engine.events.subscribe)
+            await self.run(engine.start)
+        except (OSError, WalletError) as exc:
+            self._bridge.detach()
+            self.engine_error = (
+                f"port {port} is in use (is another aiwallet running?)"
+                if isinstance(exc, OSError) and "address already in use" in str(exc).lower()
+                else str(exc)
+            )
+            self.engine_changed.emit()
+            return
+        self.engine, self.engine_error = engine, None
+        self.paused = engine.state.paused
+        for req in await self.on_engine(self._pending_now()):
+            self._consent_requested(req)
+        self.engine_changed.emit()
+        self.paused_changed.emit(self.paused)
+        self.mark_dirty()
+
+    async def _pending_now(self) -> list[dict[str, Any]]:
+        assert self.engine is not None and self.engine.consent is not None
+        return [r.to_json() for r in self.engine.consent.pending()]
+
+    def stop(self) -> None:
+        """Stop the engine (waits for its in-flight settlements) and the worker pool."""
+        self._bridge.detach()
+        self._redraw.stop()
+        if self.engine is not None:
+            self.engine.stop()
+            self.engine = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def url(self) -> str:
+        if self.engine is not None:
+            return self.engine.url
+        return f"http://127.0.0.1:{self.wallet.pref(PORT)}"
+
+    # -- events from the engine ------------------------------------------------------------
+    def _on_event(self, name: str, payload: dict[str, Any]) -> None:
+        dispatch(self, name, payload)
+
+    def on_event_consent_requested(self, payload: dict[str, Any]) -> None:
+        self._consent_requested(payload)
+
+    def _consent_requested(self, payload: dict[str, Any]) -> None:
+        if payload.get("state", "pending") != "pending" or payload["id"] in self.pending:
+            return
+        self.pending[payload["id"]] = payload
+        self.recent_prompts.appendleft({**payload, "outcome": "pending"})
+        self.consent_requested.emit(payload)
+
+    def on_event_consent_answered(self, payload: dict[str, Any]) -> None:
+        self._consent_closed(payload["id"], payload["state"])
+        self.mark_dirty()
+
+    def on_event_consent_cancelled(self, payload: dict[str, Any]) -> None:
+        self._consent_closed(payload["id"], payload["state"])
+
+    def _consent_closed(self, req_id: str, state: str) -> None:
+        self.pending.pop(req_id, None)
+        for item in self.recent_prompts:
+            if item["id"] == req_id:
+                item["outcome"] = state
+        self.consent_closed.emit(req_id, state)
+
+    def on_event_request_logged(self, payload: dict[str, Any]) -> None:
+        self.mark_dirty()
+
+    def on_event_engine_reloaded(self, payload: dict[str, Any]) -> None:
+        paused = bool(payload.get("paused"))
+        if paused != self.paused:
+            self.paused = paused
+            self.paused_changed.emit(paused)
+            self.notice.emit(
+                "paused",
+                texts.NOTIFY_PAUSED if paused else texts.NOTIFY_RESUMED,
+                texts.PAUSED_BANNER if paused else "",
+            )
+        self.mark_dirty()
+
+    def on_event_upstream_failed(self, payload: dict[str, Any]) -> None:
+        self.spawn(self._upstream_failed(payload), "Notification")
+
+    async def _upstream_failed(self, payload: dict[str, Any]) -> None:
+        if await self.run(self.wallet.pref, NOTIFY_UPSTREAM):
+            text = texts.NOTIFY_UPSTREAM.format(
+                provider=payload.get("provider"), code=payload.get("code")
+            )
+            self.notice.emit("upstream", "A provider is failing", text)
+
+    # -- redraws ------------------------------------------------------------------------------
+    def mark_dirty(self) -> None:
+        """Something changed: pages reload once the timer fires (coalesced)."""
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def _flush(self) -> None:
+        self.data_changed.emit()
+        self.spawn(self._check_budgets(), "Budget check")
+
+    async def _check_budgets(self) -> None:
+        """Notify when an app's spend crosses a threshold (80 % and 100 % by default), once
+        per app, threshold and budget window."""
+        wallet = self.wallet
+        apps, thresholds, today = await self.run(self._budget_facts, wallet)
+        self.today_nano = today
+        self.totals_changed.emit()
+        now = datetime.now(UTC)
+        for app in apps:
+            b = app.budget
+            if b is None:
+                continue
+            window = b.reset_at.isoformat() if b.reset_at else "total"
+            pct = (b.spent_nano * 100) // b.spec.amount_nano if b.spec.amount_nano else 100
+            level = max((t for t in thresholds if pct >= t), default=0)
+            key = (app.id, window)
+            before = self._budget_levels.get(key, 0)
+            self._budget_levels[key] = max(level, before)
+            if not self._levels_primed or level <= before:
+                continue
+            if level >= 100:
+                text = texts.NOTIFY_BUDGET_FULL.format(
+                    app=app.name,
+                    budget=b.spec.describe(),
+                    reset=describe_until(now, b.reset_at).removeprefix("resets "),
+                )
+            else:
+                text = texts.NOTIFY_BUDGET.format(
+                    app=app.name,
+                    pct=level,
+                    spent=format_usd(b.spent_nano),
+                    budget=b.spec.describe(),
+                )
+            self.notice.emit(f"budget{min(level, 100)}", f"Budget: {app.name}", text)
+        self._levels_primed = True
+
+    @staticmethod
+    def _budget_facts(wallet: Wallet) -> tuple[list[AppSummary], tuple[int, ...], int]:
+        from aiwallet.summaries import overview
+
+        return app_summaries(wallet), wallet.pref(NOTIFY_THRESHOLDS), overview(wallet).today_nano
+
+    # -- user actions ---------------------------------------------------------------------------
+    async def approve(
+        self,
+        req_id: str,
+        *,
+        budget: str | None,
+        models: list[str] | None,
+        lifetime_s: int | None,
+        once: bool,
+    ) -> dict[str, Any]:
+        assert self.engine is not None
+        consent = self.engine.consent
+        assert consent is not None
+        req = await self.on_engine(
+            consent.approve(req_id, budget=budget, models=models, lifetime_s=lifetime_s, once=once)
+        )
+        return req.to_json()
+
+    async def deny(self, req_id: str, *, always: bool = False) -> None:
+        assert self.engine is not None
+        consent = self.engine.consent
+        assert consent is not None
+        try:
+            await self.on_engine(consent.deny(req_id, always=always))
+        except ProxyError as exc:
+            if "already" not in str(exc):  # expired or withdrawn meanwhile: nothing to do
+                raise
+
+    async def set_paused(self, paused: bool) -> None:
+        await self.run(self.wallet.set_paused, paused)
+        if self.engine is not None:
+            await self.on_engine(self.engine.reload())

@@ -1,0 +1,213 @@
+"""Small dialogs: a budget editor, a new app (its key shown once), a provider key."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from aiwallet.domain.errors import InvalidInput
+from aiwallet.domain.money import BudgetSpec, Period, format_usd, parse_usd
+from aiwallet.domain.providers import KINDS
+
+LIFETIMES: tuple[tuple[str, int | None], ...] = (
+    ("1 hour", 3600),
+    ("1 day", 86_400),
+    ("7 days", 7 * 86_400),
+    ("30 days", 30 * 86_400),
+    ("until I revoke it", None),
+)
+
+
+def period_combo(selected: Period = Period.DAY) -> QComboBox:
+    combo = QComboBox()
+    for period, text in (
+        (Period.DAY, "per day"),
+        (Period.WEEK, "per week"),
+        (Period.MONTH, "per month"),
+        (Period.TOTAL, "in total"),
+    ):
+        combo.addItem(text, period.value)
+    combo.setCurrentIndex(combo.findData(selected.value))
+    return combo
+
+
+def lifetime_combo(seconds: int | None) -> QComboBox:
+    combo = QComboBox()
+    for text, value in LIFETIMES:
+        combo.addItem(text, value)
+    found = combo.findData(seconds)
+    if found < 0 and seconds is not None:
+        combo.insertItem(0, f"{seconds // 3600} h (asked)", seconds)
+        found = 0
+    combo.setCurrentIndex(found if found >= 0 else len(LIFETIMES) - 1)
+    return combo
+
+
+class BudgetEditor(QWidget):
+    """An exact amount (parsed as decimal text, never a float) and a period."""
+
+    def __init__(self, spec: BudgetSpec | None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.amount = QLineEdit(format_usd(spec.amount_nano, places=None) if spec else "$2.00")
+        self.amount.setPlaceholderText("$2.00")
+        self.amount.setMaximumWidth(140)
+        self.period = period_combo(spec.period if spec else Period.DAY)
+        row.addWidget(self.amount)
+        row.addWidget(self.period)
+        row.addStretch(1)
+
+    def spec(self) -> BudgetSpec:
+        """The budget typed in; raises InvalidInput with a message for the user."""
+        nano = parse_usd(self.amount.text().strip())
+        return BudgetSpec(nano, Period(self.period.currentData()))
+
+
+class BudgetDialog(QDialog):
+    def __init__(self, whose: str, spec: BudgetSpec | None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Budget")
+        self.spec: BudgetSpec | None = None
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel(f"Budget for {whose}:"))
+        self.editor = BudgetEditor(spec)
+        lay.addWidget(self.editor)
+        self.none = QCheckBox("No budget")
+        self.none.toggled.connect(self.editor.setDisabled)
+        lay.addWidget(self.none)
+        self.error = QLabel("")
+        self.error.setObjectName("muted")
+        lay.addWidget(self.error)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self._save)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+
+    def _save(self) -> None:
+        if self.none.isChecked():
+            self.spec = None
+            self.accept()
+            return
+        try:
+            self.spec = self.editor.spec()
+        except InvalidInput as exc:
+            self.error.setText(str(exc))
+            return
+        self.accept()
+
+
+class NewAppDialog(QDialog):
+    """Name, budget, models and lifetime of a new app."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New app")
+        form = QFormLayout(self)
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("my-script")
+        self.budget = BudgetEditor(None)
+        self.no_budget = QCheckBox("No budget of its own")
+        self.no_budget.toggled.connect(self.budget.setDisabled)
+        self.models = QLineEdit("*")
+        self.models.setToolTip("Comma-separated models or patterns: gpt-4o-mini, anthropic/*")
+        self.lifetime = lifetime_combo(None)
+        self.error = QLabel("")
+        form.addRow("Name", self.name)
+        form.addRow("Budget", self.budget)
+        form.addRow("", self.no_budget)
+        form.addRow("Models", self.models)
+        form.addRow("Lifetime", self.lifetime)
+        form.addRow(self.error)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Create")
+        buttons.accepted.connect(self._create)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.spec: BudgetSpec | None = None
+
+    def _create(self) -> None:
+        if not self.name.text().strip():
+            self.error.setText("Give the app a name")
+            return
+        try:
+            self.spec = None if self.no_budget.isChecked() else self.budget.spec()
+        except InvalidInput as exc:
+            self.error.setText(str(exc))
+            return
+        self.accept()
+
+    def scopes(self) -> list[str]:
+        return [m.strip() for m in self.models.text().split(",") if m.strip()] or ["*"]
+
+
+class KeyShownDialog(QDialog):
+    """An app key, shown this once."""
+
+    def __init__(self, app: str, key: str, url: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Key of {app}")
+        lay = QVBoxLayout(self)
+        lay.addWidget(
+            QLabel(f"The key of <b>{app}</b>. It is shown only now: copy it into the app.")
+        )
+        field = QLineEdit(key)
+        field.setReadOnly(True)
+        field.setMinimumWidth(420)
+        lay.addWidget(field)
+        copy = QPushButton("Copy key")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(key))
+        lay.addWidget(copy)
+        lay.addWidget(
+            QLabel(f"Base URL: {url}/v1 (OpenAI SDK) or {url} (Anthropic SDK)", wordWrap=True)
+        )
+        ok = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        ok.rejected.connect(self.accept)
+        lay.addWidget(ok)
+
+
+class ProviderDialog(QDialog):
+    """Add a provider, or rotate its key (then only the key is asked)."""
+
+    def __init__(self, rotate: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"New key for {rotate}" if rotate else "Add a provider")
+        form = QFormLayout(self)
+        self.name = QLineEdit(rotate or "")
+        self.name.setPlaceholderText("openai")
+        self.kind = QComboBox()
+        for kind in KINDS.values():
+            self.kind.addItem(kind.label, kind.id)
+        self.base_url = QLineEdit()
+        self.base_url.setPlaceholderText("default for the kind")
+        self.key = QLineEdit()
+        self.key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key.setPlaceholderText("paste the API key")
+        if rotate is None:
+            form.addRow("Name", self.name)
+            form.addRow("Kind", self.kind)
+            form.addRow("Base URL", self.base_url)
+        form.addRow("API key", self.key)
+        form.addRow(QLabel("The key goes to the secret store and is never shown again."))
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)

@@ -1,0 +1,91 @@
+"""The main window: a navigation list and one page per entry (Ctrl+1..5 or the arrow keys
+in the list), a status bar for results and errors. Closing it hides to the tray when there is
+one."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QWidget,
+)
+
+from aiwallet.gui import texts
+from aiwallet.gui.controller import Controller
+from aiwallet.gui.pages.activity import ActivityPage
+from aiwallet.gui.pages.apps import AppsPage
+from aiwallet.gui.pages.base import Page
+from aiwallet.gui.pages.overview import OverviewPage
+from aiwallet.gui.pages.providers import ProvidersPage
+from aiwallet.gui.pages.settings import SettingsPage
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, controller: Controller, *, hide_on_close: bool = False) -> None:
+        super().__init__()
+        self.controller = controller
+        self.hide_on_close = hide_on_close
+        self.setWindowTitle(texts.APP_TITLE)
+        self.resize(1200, 800)
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 8, 0, 0)
+        row.setSpacing(0)
+        self.nav = QListWidget()
+        self.nav.setObjectName("nav")
+        self.nav.setFixedWidth(210)
+        self.stack = QStackedWidget()
+        self.overview = OverviewPage(controller)
+        self.apps = AppsPage(controller)
+        self.activity = ActivityPage(controller)
+        self.providers = ProvidersPage(controller)
+        self.settings = SettingsPage(controller)
+        self.pages: list[Page] = [
+            self.overview,
+            self.apps,
+            self.activity,
+            self.providers,
+            self.settings,
+        ]
+        for n, page in enumerate(self.pages, start=1):
+            item = QListWidgetItem(page.title)
+            item.setSizeHint(QSize(190, 38))
+            item.setToolTip(f"Ctrl+{n}")
+            self.nav.addItem(item)
+            self.stack.addWidget(page)
+            QShortcut(QKeySequence(f"Ctrl+{n}"), self, lambda i=n - 1: self.show_page(i))
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.nav.setCurrentRow(0)
+        row.addWidget(self.nav)
+        row.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        controller.failed.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        controller.paused_changed.connect(self._title)
+        self._title(controller.paused)
+
+    def show_page(self, index: int) -> None:
+        self.nav.setCurrentRow(index)
+        page = self.stack.currentWidget()
+        if page is not None:
+            page.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def _title(self, paused: bool) -> None:
+        self.setWindowTitle(f"{texts.APP_TITLE} — paused" if paused else texts.APP_TITLE)
+
+    def bring_up(self) -> None:
+        self.show()
+        self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized)
+        self.raise_()
+        self.activateWindow()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.hide_on_close:
+            event.ignore()
+            self.hide()
+            return
+        super().closeEvent(event)

@@ -1,0 +1,245 @@
+"""Activity: spend charts (stacked by app or model; cumulative against the budget) and the
+request log, filtered by app, model, status and time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableView,
+    QWidget,
+)
+
+from aiwallet.domain.money import Period
+from aiwallet.domain.windows import CHART_RANGES, bucket_edges, window_for
+from aiwallet.gui.charts import CumulativeChart, StackedSpendChart, bucket_label
+from aiwallet.gui.controller import Controller
+from aiwallet.gui.pages.base import Page
+from aiwallet.gui.request_model import SORT_ROLE, RequestLogModel
+from aiwallet.gui.widgets import Card, label, money
+from aiwallet.store.reports import RequestFilter, RequestRow, SpendSeries
+
+STATUSES: tuple[tuple[str, str | None], ...] = (
+    ("Any status", None),
+    ("Succeeded", "ok"),
+    ("Failed or refused", "error"),
+    ("Budget exceeded", "budget_exceeded"),
+    ("Wallet paused", "wallet_paused"),
+    ("Consent required", "consent_required"),
+    ("Rate limited", "rate_limited"),
+    ("Provider failing", "upstream_unavailable"),
+)
+TIMES: tuple[tuple[str, int | None], ...] = (
+    ("Any time", None),
+    ("Last hour", 3600),
+    ("Last 24 hours", 86_400),
+    ("Last 7 days", 7 * 86_400),
+    ("Last 30 days", 30 * 86_400),
+)
+CUMULATIVE_UNIT = {Period.DAY: "hour", Period.WEEK: "day", Period.MONTH: "day"}
+
+
+class ActivityPage(Page):
+    title = "Activity"
+
+    def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
+        super().__init__(controller, parent)
+        filters = QHBoxLayout()
+        self.app_filter = QComboBox()
+        self.app_filter.addItem("All apps", None)
+        self.model_filter = QComboBox()
+        self.model_filter.addItem("All models", None)
+        self.status_filter = QComboBox()
+        for text, value in STATUSES:
+            self.status_filter.addItem(text, value)
+        self.time_filter = QComboBox()
+        for text, seconds in TIMES:
+            self.time_filter.addItem(text, seconds)
+        self.range = QComboBox()
+        for name in CHART_RANGES:
+            self.range.addItem(name, name)
+        self.range.setCurrentIndex(self.range.findData("30 days"))
+        self.group = QComboBox()
+        self.group.addItem("by app", "app")
+        self.group.addItem("by model", "model")
+        for combo in (self.app_filter, self.model_filter, self.status_filter, self.time_filter):
+            combo.currentIndexChanged.connect(self._filters_changed)
+            filters.addWidget(combo)
+        filters.addStretch(1)
+        filters.addWidget(QLabel("Chart:"))
+        for combo in (self.range, self.group):
+            combo.currentIndexChanged.connect(self.reload)
+            filters.addWidget(combo)
+        self.body.addLayout(filters)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        charts = QSplitter(Qt.Orientation.Horizontal)
+        stacked_card = Card("Spend over time")
+        self.stacked = StackedSpendChart()
+        stacked_card.body.addWidget(self.stacked)
+        self.stacked_total = label("", "muted")
+        stacked_card.body.addWidget(self.stacked_total)
+        cumulative_card = Card("Spent in this budget window")
+        self.cumulative = CumulativeChart()
+        cumulative_card.body.addWidget(self.cumulative)
+        self.cumulative_note = label("", "muted", wrap=True)
+        cumulative_card.body.addWidget(self.cumulative_note)
+        charts.addWidget(stacked_card)
+        charts.addWidget(cumulative_card)
+        charts.setSizes([640, 420])
+        split.addWidget(charts)
+
+        log_card = Card("Requests")
+        self.log = RequestLogModel(self._load_page)
+        self.proxy = QSortFilterProxyModel()
+        self.proxy.setSourceModel(self.log)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        self.table.setAlternatingRowColors(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 10)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        self.table.verticalScrollBar().valueChanged.connect(self._maybe_more)
+        log_card.body.addWidget(self.table)
+        self.count = label("", "muted")
+        log_card.body.addWidget(self.count)
+        self.log.page_loaded.connect(self._show_count)
+        split.addWidget(log_card)
+        split.setSizes([330, 400])
+        self.body.addWidget(split, 1)
+        self.series: SpendSeries | None = None
+        self._widths_set = False
+
+    # -- loading --------------------------------------------------------------------------------
+    def current_filter(self) -> RequestFilter:
+        seconds = self.time_filter.currentData()
+        return RequestFilter(
+            app_id=self.app_filter.currentData(),
+            model=self.model_filter.currentData(),
+            status=self.status_filter.currentData(),
+            since=datetime.now(UTC) - timedelta(seconds=seconds) if seconds else None,
+        )
+
+    async def _load_page(
+        self, f: RequestFilter, before: tuple[datetime, str] | None
+    ) -> list[RequestRow]:
+        reports = self.controller.wallet.reports
+        return await self.controller.run(reports.request_page, f, before=before)
+
+    def _filters_changed(self) -> None:
+        self.controller.spawn(self.log.reset(self.current_filter()), "Loading requests")
+
+    def _maybe_more(self, value: int) -> None:
+        bar = self.table.verticalScrollBar()
+        if value >= bar.maximum() - 5 and self.log.has_more():
+            self.controller.spawn(self.log.load_more(), "Loading more requests")
+
+    def _show_count(self, loaded: int) -> None:
+        more = " (scroll for more)" if self.log.has_more() else ""
+        self.count.setText(f"{loaded:,} requests shown{more}")
+        if not self._widths_set and loaded:
+            self.table.resizeColumnsToContents()
+            self._widths_set = True
+
+    async def refresh(self) -> None:
+        wallet = self.controller.wallet
+        unit, count = CHART_RANGES[str(self.range.currentData())]
+        group = str(self.group.currentData())
+        app_id = self.app_filter.currentData()
+        now = datetime.now(UTC)
+
+        def read() -> tuple[Any, ...]:
+            tz = wallet.timezone
+            edges = bucket_edges(unit, count, now, tz)
+            series = wallet.reports.spend_series(edges, group, app_id=app_id)
+            budget = (
+                wallet.budgets.app_budget(app_id)
+                if app_id is not None
+                else wallet.budgets.wallet_budget()
+            )
+            cumulative: tuple[SpendSeries, int | None, Period] | None = None
+            period = budget.period if budget else Period.MONTH
+            if period in CUMULATIVE_UNIT:
+                window = window_for(period, now, tz)
+                assert window.start is not None and window.end is not None
+                cunit = CUMULATIVE_UNIT[period]
+                cedges = _edges_over(cunit, window.start, min(window.end, now), tz)
+                cseries = wallet.reports.spend_series(cedges, "model", app_id=app_id)
+                cumulative = (cseries, budget.amount_nano if budget else None, period)
+            names = wallet.reports.app_names()
+            models = wallet.reports.models_used()
+            return tz, series, cumulative, names, models
+
+        tz, series, cumulative, names, models = await self.controller.run(read)
+        self._fill_filters(names, models)
+        self.series = series
+        self.stacked.show_series(series, unit, tz)
+        self.stacked_total.setText(
+            f"{money(series.total_nano)} in the last {self.range.currentText()}"
+            if series.total_nano
+            else "No spend in this range yet"
+        )
+        if cumulative is not None:
+            cseries, budget_nano, period = cumulative
+            cunit = CUMULATIVE_UNIT[period]
+            labels = [bucket_label(e, cunit, tz) for e in cseries.edges]
+            self.cumulative.show_cumulative(cseries.bucket_totals(), budget_nano, labels)
+            whose = "this app's" if app_id is not None else "the wallet's"
+            self.cumulative_note.setText(
+                f"{money(cseries.total_nano)} so far this {period.value}; "
+                + (
+                    f"{whose} budget is {money(budget_nano)}"
+                    if budget_nano is not None
+                    else f"{whose} spend has no budget (set one on Overview or Apps)"
+                )
+            )
+        await self.log.reset(self.current_filter())
+
+    def _fill_filters(self, names: dict[int, str], models: list[str]) -> None:
+        for combo, items in (
+            (self.app_filter, sorted(((n, i) for i, n in names.items()), key=lambda x: x[0])),
+            (self.model_filter, [(m, m) for m in models]),
+        ):
+            current = combo.currentData()
+            wanted = [(text, value) for text, value in items]
+            have = [(combo.itemText(i), combo.itemData(i)) for i in range(1, combo.count())]
+            if have == wanted:
+                continue
+            combo.blockSignals(True)
+            while combo.count() > 1:
+                combo.removeItem(1)
+            for text, value in wanted:
+                combo.addItem(text, value)
+            found = combo.findData(current)
+            combo.setCurrentIndex(found if found >= 0 else 0)
+            combo.blockSignals(False)
+
+
+def _edges_over(unit: str, start: datetime, end: datetime, tz: Any) -> list[datetime]:
+    """Local buckets of ``unit`` (hour or day) from ``start`` up to ``end`` (now, in a budget
+    window): the last bucket is the one still running."""
+    edges = [start]
+    while edges[-1] < end:
+        if unit == "hour":
+            nxt: datetime | None = edges[-1] + timedelta(hours=1)
+        else:
+            nxt = window_for(Period.DAY, edges[-1], tz).end
+        assert nxt is not None
+        edges.append(nxt)
+    if len(edges) == 1:
+        edges.append(edges[0] + timedelta(hours=1))
+    return edges

@@ -1,0 +1,312 @@
+"""The consent prompt and its queue.
+
+A prompt shows who asks (the name an app gave, or the program: executable, pid, command
+line), what (models, budget, period, lifetime) and why (purpose). Deny / Allow once / Allow
+with a budget and lifetime, editable before approving. It stays on top; Esc and closing deny
+once; any interaction stops the countdown; "remember" is never pre-checked; a timeout denies
+once and remembers nothing. Requests queue; one withdrawn (its client left) or answered
+elsewhere (the CLI) disappears from the queue, and from the screen if it was showing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeyEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from aiwallet.domain.errors import InvalidInput
+from aiwallet.domain.money import parse_budget_spec
+from aiwallet.gui import texts
+from aiwallet.gui.dialogs import BudgetEditor, lifetime_combo
+from aiwallet.gui.widgets import label
+
+Answer = dict[str, Any]  # {"action": "deny"|"once"|"allow", ...}
+
+
+class ConsentPrompt(QDialog):
+    answered = Signal(str, dict)  # request id, answer
+
+    def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.request = request
+        self.request_id: str = request["id"]
+        self._done = False
+        self.setWindowTitle(texts.PROMPT_TITLE)
+        self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
+        self.setModal(False)
+        self.setMinimumWidth(520)
+        lay = QVBoxLayout(self)
+        lay.setSpacing(10)
+
+        self.position = label("", "muted")
+        lay.addWidget(self.position)
+        proc = request.get("process") or {}
+        who = request.get("app_name") or "An unknown program"
+        heading = QLabel(f"<b>{_esc(who)}</b> wants to use your AI wallet")
+        heading.setObjectName("pageTitle")
+        heading.setWordWrap(True)
+        lay.addWidget(heading)
+
+        facts = QFormLayout()
+        facts.setHorizontalSpacing(14)
+        if proc:
+            facts.addRow("Program", label(str(proc.get("exe") or "unknown executable"), wrap=True))
+            facts.addRow(
+                "Process", label(f"pid {proc.get('pid')} · user {proc.get('user') or '?'}")
+            )
+            cmd = " ".join(proc.get("cmdline") or [])
+            if cmd:
+                facts.addRow("Command", label(_ellipsize(cmd, 300), "muted", wrap=True))
+        else:
+            facts.addRow(
+                "Program",
+                label(
+                    "not known (the caller is not on this machine's process table)",
+                    "muted",
+                    wrap=True,
+                ),
+            )
+        facts.addRow(
+            "Why",
+            label(request.get("purpose") or "It did not say.", wrap=True),
+        )
+        lay.addLayout(facts)
+
+        asked = QFormLayout()
+        asked.setHorizontalSpacing(14)
+        self.models = QLineEdit(", ".join(request.get("models") or ["*"]))
+        self.models.setToolTip("Models or patterns it may use: gpt-4o-mini, anthropic/*, *")
+        spec = None
+        if request.get("budget"):
+            try:
+                spec = parse_budget_spec(request["budget"])
+            except InvalidInput:
+                spec = None
+        self.budget = BudgetEditor(spec)
+        self.lifetime = lifetime_combo(request.get("lifetime_s"))
+        asked.addRow("Models", self.models)
+        asked.addRow("Budget", self.budget)
+        asked.addRow("Lifetime", self.lifetime)
+        lay.addLayout(asked)
+        self.error = label("", "muted", wrap=True)
+        lay.addWidget(self.error)
+
+        self.remember = QCheckBox(texts.PROMPT_REMEMBER)
+        self.remember.setChecked(False)
+        lay.addWidget(self.remember)
+
+        self.countdown = label("", "muted")
+        lay.addWidget(self.countdown)
+        buttons = QHBoxLayout()
+        self.deny_button = QPushButton("Deny")
+        self.once_button = QPushButton("Allow once")
+        self.allow_button = QPushButton("Allow with budget")
+        self.allow_button.setObjectName("primary")
+        self.deny_button.clicked.connect(self.deny)
+        self.once_button.clicked.connect(self.allow_once)
+        self.allow_button.clicked.connect(self.allow)
+        buttons.addWidget(self.deny_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.once_button)
+        buttons.addWidget(self.allow_button)
+        lay.addLayout(buttons)
+        # No default button: Enter must not approve anything by accident.
+        for b in (self.deny_button, self.once_button, self.allow_button):
+            b.setAutoDefault(False)
+            b.setDefault(False)
+
+        self.remaining = int(request.get("expires_in_s") or 60)
+        self.counting = True
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._on_tick)
+        self._tick.start()
+        self._show_countdown()
+        for child in self.findChildren(QWidget):
+            child.installEventFilter(self)
+
+    # -- countdown ----------------------------------------------------------------------------
+    def stop_countdown(self) -> None:
+        if self.counting:
+            self.counting = False
+            self._tick.stop()
+            self.countdown.setText(texts.PROMPT_STOPPED)
+
+    def _on_tick(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self._answer({"action": "deny", "always": False, "timeout": True})
+            return
+        self._show_countdown()
+
+    def _show_countdown(self) -> None:
+        self.countdown.setText(texts.PROMPT_COUNTDOWN.format(s=self.remaining))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in (
+            QEvent.Type.MouseButtonPress,
+            QEvent.Type.KeyPress,
+            QEvent.Type.Wheel,
+        ):
+            self.stop_countdown()
+        return False
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            self.deny_once()
+            return
+        self.stop_countdown()
+        super().keyPressEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._done:
+            self._answer({"action": "deny", "always": False})
+        super().closeEvent(event)
+
+    def reject(self) -> None:  # Esc through QDialog
+        self.deny_once()
+
+    # -- answers ------------------------------------------------------------------------------
+    def deny_once(self) -> None:
+        self._answer({"action": "deny", "always": False})
+
+    def deny(self) -> None:
+        self._answer({"action": "deny", "always": self.remember.isChecked()})
+
+    def allow_once(self) -> None:
+        self._answer({"action": "once", "models": self._models()})
+
+    def allow(self) -> None:
+        try:
+            spec = self.budget.spec()
+        except InvalidInput as exc:
+            self.stop_countdown()
+            self.error.setText(str(exc))
+            return
+        self._answer(
+            {
+                "action": "allow",
+                "budget": str(spec),
+                "models": self._models(),
+                "lifetime_s": self.lifetime.currentData(),
+            }
+        )
+
+    def _models(self) -> list[str]:
+        return [m.strip() for m in self.models.text().split(",") if m.strip()] or ["*"]
+
+    def _answer(self, answer: Answer) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._tick.stop()
+        self.answered.emit(self.request_id, answer)
+        self.hide()
+        self.deleteLater()
+
+    def withdraw(self) -> None:
+        """The request ended elsewhere: close without answering."""
+        self._done = True
+        self._tick.stop()
+        self.hide()
+        self.deleteLater()
+
+
+class PromptQueue(QObject):
+    """One prompt on screen at a time; the rest wait in arrival order."""
+
+    shown = Signal(str)  # request id now on screen
+    changed = Signal()
+
+    def __init__(
+        self,
+        answer: Callable[[str, Answer], None],
+        parent_widget: Callable[[], QWidget | None] = lambda: None,
+    ) -> None:
+        super().__init__()
+        self._answer = answer
+        self._parent_widget = parent_widget
+        self.queue: list[dict[str, Any]] = []
+        self.current: ConsentPrompt | None = None
+
+    def add(self, request: dict[str, Any]) -> None:
+        if any(r["id"] == request["id"] for r in self.queue) or (
+            self.current is not None and self.current.request_id == request["id"]
+        ):
+            return
+        self.queue.append(request)
+        self.changed.emit()
+        self._next()
+
+    def withdraw(self, request_id: str) -> None:
+        """Answered elsewhere, expired, or its client left."""
+        self.queue = [r for r in self.queue if r["id"] != request_id]
+        if self.current is not None and self.current.request_id == request_id:
+            self.current.withdraw()
+            self.current = None
+            self._next()
+        self.changed.emit()
+        self._update_position()
+
+    def show_request(self, request_id: str) -> None:
+        """Bring a queued request to the front (from the tray's recent prompts)."""
+        if self.current is not None and self.current.request_id == request_id:
+            self.current.raise_()
+            self.current.activateWindow()
+            return
+        for r in self.queue:
+            if r["id"] == request_id:
+                self.queue.remove(r)
+                self.queue.insert(0, r)
+        self._update_position()
+
+    @property
+    def waiting(self) -> int:
+        return len(self.queue) + (1 if self.current is not None else 0)
+
+    def _next(self) -> None:
+        if self.current is not None or not self.queue:
+            self._update_position()
+            return
+        request = self.queue.pop(0)
+        prompt = ConsentPrompt(request, self._parent_widget())
+        prompt.answered.connect(self._on_answered)
+        self.current = prompt
+        self._update_position()
+        prompt.show()
+        prompt.raise_()
+        prompt.activateWindow()
+        self.shown.emit(request["id"])
+
+    def _update_position(self) -> None:
+        if self.current is None:
+            return
+        more = len(self.queue)
+        self.current.position.setText(f"{more} more waiting after this one" if more else "")
+
+    def _on_answered(self, request_id: str, answer: Answer) -> None:
+        self.current = None
+        self._answer(request_id, answer)
+        self.changed.emit()
+        self._next()
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _ellipsize(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,143 @@
+"""The request log as a Qt model: pages of 200 rows read on demand (``fetchMore``), newest
+first, filtered in SQL. Sorting by a column sorts the rows loaded so far (a proxy)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+
+from aiwallet.domain.usage import TokenSource
+from aiwallet.gui.widgets import money, when
+from aiwallet.store.reports import RequestFilter, RequestRow
+
+Index = QModelIndex | QPersistentModelIndex
+PAGE = 200
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+
+
+class Col(enum.IntEnum):
+    TIME = 0
+    APP = 1
+    MODEL = 2
+    TOKENS_IN = 3
+    TOKENS_OUT = 4
+    COST = 5
+    LATENCY = 6
+    STATUS = 7
+
+
+HEADERS = ("Time", "App", "Model", "In", "Out", "Cost", "Latency", "Status")
+
+
+def status_text(row: RequestRow) -> str:
+    if row.status < 400:
+        text = "ok"
+        if row.token_source and row.token_source != TokenSource.PROVIDER.value:
+            text += f" ({row.token_source})"
+        return text + (" · stream" if row.stream else "")
+    return f"{row.status} {row.error_code or ''}".strip()
+
+
+class RequestLogModel(QAbstractTableModel):
+    page_loaded = Signal(int)  # rows now loaded
+
+    def __init__(
+        self, load: Callable[[RequestFilter, tuple[datetime, str] | None], Awaitable[Any]]
+    ) -> None:
+        super().__init__()
+        self._load = load  # awaits a page of rows (off the GUI thread)
+        self.rows: list[RequestRow] = []
+        self.filter = RequestFilter()
+        self._more = True
+        self._loading = False
+        self.now = datetime.now(UTC)
+
+    async def reset(self, f: RequestFilter) -> None:
+        """Show the first page for filter ``f``."""
+        self._loading = True
+        try:
+            rows = await self._load(f, None)
+        finally:
+            self._loading = False
+        self.beginResetModel()
+        self.filter, self.rows, self.now = f, list(rows), datetime.now(UTC)
+        self._more = len(rows) == PAGE
+        self.endResetModel()
+        self.page_loaded.emit(len(self.rows))
+
+    async def load_more(self) -> None:
+        if not self._more or self._loading or not self.rows:
+            return
+        self._loading = True
+        try:
+            last = self.rows[-1]
+            rows = await self._load(self.filter, (last.ts, last.id))
+        finally:
+            self._loading = False
+        if rows:
+            start = len(self.rows)
+            self.beginInsertRows(QModelIndex(), start, start + len(rows) - 1)
+            self.rows.extend(rows)
+            self.endInsertRows()
+        self._more = len(rows) == PAGE
+        self.page_loaded.emit(len(self.rows))
+
+    def has_more(self) -> bool:
+        return self._more
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return len(Col)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[section]
+        return None
+
+    def data(self, index: Index, role: int = 0) -> Any:
+        if not index.isValid():
+            return None
+        row, col = self.rows[index.row()], Col(index.column())
+        if role == SORT_ROLE:
+            return {
+                Col.TIME: row.ts.timestamp(),
+                Col.APP: row.app,
+                Col.MODEL: row.model or "",
+                Col.TOKENS_IN: row.input_tokens,
+                Col.TOKENS_OUT: row.output_tokens,
+                Col.COST: row.cost_nano,
+                Col.LATENCY: row.latency_ms or 0,
+                Col.STATUS: row.status,
+            }[col]
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (
+            Col.TOKENS_IN,
+            Col.TOKENS_OUT,
+            Col.COST,
+            Col.LATENCY,
+        ):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{row.id} · {row.endpoint} · {row.provider or '-'}"
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if col is Col.TIME:
+            return when(row.ts, self.now)
+        if col is Col.APP:
+            return row.app
+        if col is Col.MODEL:
+            return row.model or "–"
+        if col is Col.TOKENS_IN:
+            return f"{row.input_tokens:,}"
+        if col is Col.TOKENS_OUT:
+            return f"{row.output_tokens:,}"
+        if col is Col.COST:
+            return money(row.cost_nano)
+        if col is Col.LATENCY:
+            return f"{row.latency_ms:,} ms" if row.latency_ms is not None else "–"
+        return status_text(row)

@@ -1,0 +1,47 @@
+"""User-visible text in one place (headings, explanations, notifications)."""
+
+from __future__ import annotations
+
+APP_TITLE = "aiwallet"
+PAGES = ("Overview", "Apps", "Activity", "Providers and keys", "Settings")
+
+PAUSE_ALL = "Pause all AI spending"
+RESUME_ALL = "Resume AI spending"
+PAUSED_BANNER = (
+    "All AI spending is paused. Every app gets a 'wallet_paused' error until you resume."
+)
+
+NO_WALLET_BUDGET = "No wallet budget: each app is limited only by its own budget."
+CONNECT_HINT = (
+    "Point any OpenAI or Anthropic SDK here with an app key (Apps ▸ New app). "
+    "A program that calls without a key is held while the wallet asks you."
+)
+OPENAI_SNIPPET = (
+    'from openai import OpenAI\nclient = OpenAI(base_url="{url}/v1", api_key="aw_app_...")'
+)
+ANTHROPIC_SNIPPET = (
+    'from anthropic import Anthropic\nclient = Anthropic(base_url="{url}", api_key="aw_app_...")'
+)
+BALANCES_NOTE = (
+    "OpenAI and Anthropic do not publish account credit through their APIs; "
+    "check their billing pages. The wallet shows what it spent for you."
+)
+
+FALLBACK_VAULT_WARNING = (
+    "No OS keyring was found, so provider keys are kept in a file sealed with your "
+    "passphrase. It is safe at rest, but the passphrase is needed at every start."
+)
+
+PROMPT_TITLE = "An app wants to use your AI wallet"
+PROMPT_REMEMBER = "Remember a denial: never ask again for this program"
+PROMPT_COUNTDOWN = "Denies once in {s} s unless you answer"
+PROMPT_STOPPED = "Countdown stopped: take your time"
+
+ENGINE_STARTING = "Starting the engine…"
+ENGINE_FAILED = "The engine is not running: {error}"
+
+NOTIFY_BUDGET = "{app} has used {pct}% of its budget ({spent} of {budget})"
+NOTIFY_BUDGET_FULL = "{app} reached its budget of {budget}; its requests are refused until {reset}"
+NOTIFY_PAUSED = "All AI spending is paused"
+NOTIFY_RESUMED = "AI spending resumed"
+NOTIFY_UPSTREAM = "Provider {provider} is failing ({code}); apps get errors until it recovers"
