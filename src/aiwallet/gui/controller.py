@@ -133,6 +133,8 @@ class Controller(QObject):
         """Stop the engine (waits for its in-flight settlements) and the worker pool."""
         self._bridge.detach()
         self._redraw.stop()
+        for task in list(self._tasks):
+            task.cancel()
         if self.engine is not None:
             self.engine.stop()
             self.engine = None
@@ -174,6 +176,31 @@ class Controller(QObject):
 
     def on_event_request_logged(self, payload: dict[str, Any]) -> None:
         self.mark_dirty()
+        if payload.get("error_code") == "budget_exceeded":
+            self.spawn(self._budget_refused(payload.get("app_id")), "Notification")
+
+    async def _budget_refused(self, app_id: int | None) -> None:
+        """An app was stopped by a budget: that is "reaching 100 %" even when the last
+        cents are too few for one more request."""
+        wallet = self.wallet
+        apps = await self.run(app_summaries, wallet)
+        app = next((a for a in apps if a.id == app_id), None)
+        if app is None:
+            return
+        b = app.budget
+        if b is not None:
+            key = (app.id, b.reset_at.isoformat() if b.reset_at else "total")
+            if self._budget_levels.get(key, 0) >= 100:
+                return
+            self._budget_levels[key] = 100
+            text = texts.NOTIFY_BUDGET_FULL.format(
+                app=app.name,
+                budget=b.spec.describe(),
+                reset=describe_until(datetime.now(UTC), b.reset_at).removeprefix("resets "),
+            )
+        else:
+            text = texts.NOTIFY_WALLET_FULL.format(app=app.name)
+        self.notice.emit("budget100", f"Budget: {app.name}", text)
 
     def on_event_engine_reloaded(self, payload: dict[str, Any]) -> None:
         paused = bool(payload.get("paused"))

@@ -42,6 +42,7 @@ ENGINE_FAILED = "The engine is not running: {error}"
 
 NOTIFY_BUDGET = "{app} has used {pct}% of its budget ({spent} of {budget})"
 NOTIFY_BUDGET_FULL = "{app} reached its budget of {budget}; its requests are refused until {reset}"
+NOTIFY_WALLET_FULL = "{app} was stopped by the wallet budget; raise it on the Overview page"
 NOTIFY_PAUSED = "All AI spending is paused"
 NOTIFY_RESUMED = "AI spending resumed"
 NOTIFY_UPSTREAM = "Provider {provider} is failing ({code}); apps get errors until it recovers"
