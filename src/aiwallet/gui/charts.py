@@ -67,17 +67,16 @@ class _Plot(pg.PlotWidget):  # type: ignore[misc]
 class StackedSpendChart(_Plot):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.legend = self.addLegend(offset=(10, 5), colCount=4)
         self.drawn: list[tuple[str, list[int]]] = []
+        self.legend_html = ""
 
     def show_series(self, series: SpendSeries, unit: str, tz: tzinfo) -> None:
         self.clear()
-        self.legend.clear()
         n = len(series.edges) - 1
         self.drawn = folded(series)
         base = [0.0] * n
         xs = list(range(n))
-        for i, (key, values) in enumerate(self.drawn):
+        for i, (_key, values) in enumerate(self.drawn):
             heights = [_usd(v) for v in values]
             bars = pg.BarGraphItem(
                 x=xs,
@@ -86,12 +85,14 @@ class StackedSpendChart(_Plot):
                 width=0.72,
                 brush=pg.mkBrush(theme.SERIES[i % len(theme.SERIES)]),
                 pen=pg.mkPen(None),
-                name=key,
             )
             self.addItem(bars)
-            self.legend.addItem(bars, key)
             base = [b + h for b, h in zip(base, heights, strict=True)]
-        step = max(1, n // 12)
+        self.legend_html = " &nbsp; ".join(
+            f'<span style="color:{theme.SERIES[i % len(theme.SERIES)]}">■</span> {_esc(key)}'
+            for i, (key, _) in enumerate(self.drawn)
+        )
+        step = max(1, -(-n // 8))
         ticks = [(i, bucket_label(series.edges[i], unit, tz)) for i in range(0, n, step)]
         self.getAxis("bottom").setTicks([ticks])
         self.setXRange(-0.6, n - 0.4, padding=0)
@@ -134,11 +135,15 @@ class CumulativeChart(_Plot):
                 angle=0,
                 pen=pg.mkPen(theme.DANGER, width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine),
                 label="budget",
-                labelOpts={"position": 0.05, "color": theme.DANGER},
+                labelOpts={"position": 0.92, "color": theme.DANGER, "anchors": [(1, 1), (1, 1)]},
             )
             self.addItem(line)
             top = max(top, _usd(budget_nano))
-        step = max(1, len(labels) // 8)
+        step = max(1, -(-len(labels) // 6))
         self.getAxis("bottom").setTicks([[(i, labels[i]) for i in range(0, len(labels), step)]])
         self.setXRange(0, max(len(points) - 1, 1), padding=0.02)
         self.setYRange(0, top * 1.15 if top > 0 else 1.0, padding=0)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

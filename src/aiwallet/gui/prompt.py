@@ -219,6 +219,8 @@ class ConsentPrompt(QDialog):
 
     def withdraw(self) -> None:
         """The request ended elsewhere: close without answering."""
+        if self._done:
+            return
         self._done = True
         self._tick.stop()
         self.hide()

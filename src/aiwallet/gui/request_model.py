@@ -10,8 +10,9 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
+from aiwallet.domain.money import format_usd
 from aiwallet.domain.usage import TokenSource
-from aiwallet.gui.widgets import money, when
+from aiwallet.gui.widgets import when
 from aiwallet.store.reports import RequestFilter, RequestRow
 
 Index = QModelIndex | QPersistentModelIndex
@@ -123,7 +124,8 @@ class RequestLogModel(QAbstractTableModel):
         ):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{row.id} · {row.endpoint} · {row.provider or '-'}"
+            exact = format_usd(row.cost_nano, places=None)
+            return f"{row.id} · {row.endpoint} · {row.provider or '-'} · cost {exact}"
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if col is Col.TIME:
@@ -137,7 +139,7 @@ class RequestLogModel(QAbstractTableModel):
         if col is Col.TOKENS_OUT:
             return f"{row.output_tokens:,}"
         if col is Col.COST:
-            return money(row.cost_nano)
+            return format_usd(row.cost_nano, places=4)
         if col is Col.LATENCY:
             return f"{row.latency_ms:,} ms" if row.latency_ms is not None else "–"
         return status_text(row)

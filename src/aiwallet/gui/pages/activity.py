@@ -85,6 +85,9 @@ class ActivityPage(Page):
         stacked_card = Card("Spend over time")
         self.stacked = StackedSpendChart()
         stacked_card.body.addWidget(self.stacked)
+        self.legend = label("")
+        self.legend.setWordWrap(True)
+        stacked_card.body.addWidget(self.legend)
         self.stacked_total = label("", "muted")
         stacked_card.body.addWidget(self.stacked_total)
         cumulative_card = Card("Spent in this budget window")
@@ -188,6 +191,7 @@ class ActivityPage(Page):
         self._fill_filters(names, models)
         self.series = series
         self.stacked.show_series(series, unit, tz)
+        self.legend.setText(self.stacked.legend_html)
         self.stacked_total.setText(
             f"{money(series.total_nano)} in the last {self.range.currentText()}"
             if series.total_nano

@@ -56,7 +56,8 @@ class OverviewPage(Page):
             if note is not None:
                 card.body.addWidget(note)
             else:
-                card.body.addWidget(label("since Monday" if title == "This week" else "", "muted"))
+                note_text = "since Monday" if title == "This week" else "since the 1st"
+                card.body.addWidget(label(note_text, "muted"))
             spend.addWidget(card)
         self.body.addLayout(spend)
 
@@ -73,7 +74,7 @@ class OverviewPage(Page):
         budget_card.body.addWidget(self.budget_text)
         budget_card.body.addWidget(self.budget_bar)
         budget_card.body.addWidget(self.budget_reset)
-        budget_card.body.addWidget(edit)
+        budget_card.body.addLayout(_left(edit))
         budget_card.body.addStretch(1)
         grid.addWidget(budget_card, 0, 0)
 
@@ -109,7 +110,7 @@ class OverviewPage(Page):
             copy_snippet = QPushButton("Copy")
             copy_snippet.clicked.connect(lambda _=False, e=edit_box: self._copy(e.toPlainText()))
             lay.addWidget(edit_box)
-            lay.addWidget(copy_snippet)
+            lay.addLayout(_left(copy_snippet))
             self.snippets.addTab(tab, name)
         connect.body.addWidget(self.snippets)
         connect.body.addWidget(label(texts.CONNECT_HINT, "muted", wrap=True))
@@ -208,3 +209,11 @@ class OverviewPage(Page):
     def _copy(text: str) -> None:
         clip = QGuiApplication.clipboard()
         clip.setText(text)
+
+
+def _left(widget: QWidget) -> QHBoxLayout:
+    """A button at its natural width, on the left."""
+    row = QHBoxLayout()
+    row.addWidget(widget)
+    row.addStretch(1)
+    return row

@@ -1,0 +1,158 @@
+"""Screenshots of every page and of a consent prompt, for looking at the app and for the
+README. Starts the real app (engine included) on a seeded data dir (several apps, a month of
+requests), under Xvfb when there is no display, in light and dark palettes and at 100 % and
+200 % scale; writes PNGs to a folder.
+
+    python scripts/screenshots.py [OUT_DIR] [--rows 3000] [--themes light,dark] [--scales 1,2]
+
+Needs Debian's ``xvfb`` (and the Qt xcb libraries); each variant runs in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("overview", "apps", "activity", "providers", "settings")
+
+
+def _free_port(wanted: int) -> int:
+    """The default port when it is free (so the pictures show it), else any."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", wanted))
+        except OSError:
+            return 0
+    return wanted
+
+
+def _child(out: Path, data: Path, theme: str, scale: str) -> None:
+    """Inside the display: open each page, grab it, then raise a prompt and grab it."""
+    import asyncio
+
+    import qasync
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from aiwallet.gui import theme as look
+    from aiwallet.gui.app import DesktopApp
+    from aiwallet.paths import DataDir
+    from aiwallet.service import Wallet
+
+    app = QApplication(sys.argv)
+    look.apply(app)
+    wallet = Wallet.open(DataDir(data))
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    desk = DesktopApp(wallet, use_tray=False)
+    desk.window.resize(1280, 820)
+    suffix = f"{theme}-{scale}x"
+
+    async def shoot() -> None:
+        desk.start(port=_free_port(8402))
+        while desk.controller.engine is None and desk.controller.engine_error is None:
+            await asyncio.sleep(0.05)
+        for i, name in enumerate(PAGES):
+            page = desk.window.pages[i]
+            desk.window.show_page(i)
+            while page.loads < 1:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.6)
+            desk.window.grab().save(str(out / f"{name}-{suffix}.png"))
+        desk.window.show_page(0)
+        desk.prompts.add(
+            {
+                "id": "cr_screenshot",
+                "kind": "connect",
+                "app_name": "pr-review-agent",
+                "purpose": "Review open pull requests in ~/src/shop and suggest fixes",
+                "models": ["claude-sonnet-4-5", "gpt-4o-mini"],
+                "budget": "3/day",
+                "lifetime_s": 7 * 86_400,
+                "process": {
+                    "pid": 48213,
+                    "exe": "/home/ana/.local/share/pipx/venvs/review/bin/python3.12",
+                    "cmdline": ["python3", "-m", "review_agent", "--repo", "~/src/shop"],
+                    "user": "ana",
+                },
+                "expires_in_s": 60,
+                "state": "pending",
+            }
+        )
+        prompt = desk.prompts.current
+        assert prompt is not None
+        await asyncio.sleep(1.2)
+        prompt.grab().save(str(out / f"prompt-{suffix}.png"))
+        desk.prompts.withdraw("cr_screenshot")
+        app.quit()
+
+    QTimer.singleShot(0, lambda: asyncio.ensure_future(shoot()))
+    with loop:
+        loop.run_forever()
+    desk.shutdown()
+    wallet.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", nargs="?", default="docs/screenshots")
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--themes", default="light,dark")
+    parser.add_argument("--scales", default="1,2")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        out, data, theme, scale = args.child
+        _child(Path(out), Path(data), theme, scale)
+        return
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="aiwallet-shots-"))
+    env = dict(os.environ)
+    env["PYTHON_KEYRING_BACKEND"] = "keyring_backend.TestFileKeyring"
+    env["AIWALLET_TEST_KEYRING_FILE"] = str(work / "keyring.json")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT / "scripts")])
+    env["TZ"] = env.get("TZ", "Europe/Berlin")
+    data = work / "wallet"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "seed_demo.py"), str(data), "--rows",
+         str(args.rows)],
+        env=env, check=True,
+    )  # fmt: skip
+    xvfb = None
+    if not env.get("DISPLAY"):
+        if shutil.which("Xvfb") is None:
+            sys.exit("screenshots need a display or Debian's xvfb (apt-get install xvfb)")
+        display = ":97"
+        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "2800x1900x24", "-nolisten",
+                                 "tcp"])  # fmt: skip
+        env["DISPLAY"] = display
+        time.sleep(1.0)
+    env["QT_QPA_PLATFORM"] = "xcb"
+    try:
+        for theme in args.themes.split(","):
+            for scale in args.scales.split(","):
+                child_env = dict(env, AIWALLET_THEME=theme, QT_SCALE_FACTOR=scale)
+                subprocess.run(
+                    [sys.executable, __file__, "--child", str(out), str(data), theme, scale],
+                    env=child_env, check=True, timeout=180,
+                )  # fmt: skip
+                print(f"wrote {theme} {scale}x screenshots to {out}")
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
