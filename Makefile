@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Until the desktop window lands, the app is the engine: `make run` starts it on
-# 127.0.0.1:8402 (ARGS="..." runs any other subcommand instead, e.g. ARGS="status").
-ARGS ?= serve
+# `make run` starts the desktop app with its engine on 127.0.0.1:8402 (ARGS="serve" runs
+# the engine headless; any other subcommand works too, e.g. ARGS="status").
+ARGS ?=
 run: $(STAMP)
 	$(BIN)/aiwallet $(ARGS)
 
@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
@@ -35,6 +35,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/clients.py
 	$(BIN)/python bench/reserve.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/gui.py --quick
+
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py docs/screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

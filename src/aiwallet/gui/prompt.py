@@ -50,13 +50,15 @@ class ConsentPrompt(QDialog):
         self.setMinimumWidth(520)
         lay = QVBoxLayout(self)
         lay.setSpacing(10)
+        lay.setContentsMargins(20, 16, 20, 16)
 
         self.position = label("", "muted")
+        self.position.hide()
         lay.addWidget(self.position)
         proc = request.get("process") or {}
         who = request.get("app_name") or "An unknown program"
         heading = QLabel(f"<b>{_esc(who)}</b> wants to use your AI wallet")
-        heading.setObjectName("pageTitle")
+        heading.setObjectName("promptTitle")
         heading.setWordWrap(True)
         lay.addWidget(heading)
 
@@ -101,7 +103,8 @@ class ConsentPrompt(QDialog):
         asked.addRow("Budget", self.budget)
         asked.addRow("Lifetime", self.lifetime)
         lay.addLayout(asked)
-        self.error = label("", "muted", wrap=True)
+        self.error = label("", "warning", wrap=True)
+        self.error.hide()
         lay.addWidget(self.error)
 
         self.remember = QCheckBox(texts.PROMPT_REMEMBER)
@@ -195,6 +198,7 @@ class ConsentPrompt(QDialog):
         except InvalidInput as exc:
             self.stop_countdown()
             self.error.setText(str(exc))
+            self.error.show()
             return
         self._answer(
             {
@@ -298,6 +302,7 @@ class PromptQueue(QObject):
             return
         more = len(self.queue)
         self.current.position.setText(f"{more} more waiting after this one" if more else "")
+        self.current.position.setVisible(bool(more))
 
     def _on_answered(self, request_id: str, answer: Answer) -> None:
         self.current = None

@@ -68,6 +68,7 @@ def style_sheet(dark: bool) -> str:
     return f"""
     QFrame#card {{ background: {card}; border: 1px solid {border}; border-radius: 8px; }}
     QLabel#pageTitle {{ font-size: 20pt; font-weight: 600; }}
+    QLabel#promptTitle {{ font-size: 15pt; font-weight: 600; }}
     QLabel#cardTitle {{ font-weight: 600; color: {muted}; }}
     QLabel#bigNumber {{ font-size: 20pt; font-weight: 600; }}
     QLabel#muted {{ color: {muted}; }}

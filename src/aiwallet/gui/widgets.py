@@ -5,23 +5,31 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
-    QApplication,
     QFrame,
     QLabel,
     QStyle,
     QStyledItemDelegate,
-    QStyleOptionProgressBar,
     QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
 from aiwallet.domain.money import format_usd
+from aiwallet.gui.theme import DANGER, WARN
+
+OK_COLOUR = "#38a169"
 
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a 0..1000 per-mille value for the delegate
+
+
+def money_short(nano: int) -> str:
+    """Cents only, for tight columns: ``$1.23``; ``<$0.01`` for a few tenths of a cent."""
+    if 0 < nano < 5_000_000:
+        return "<$0.01"
+    return format_usd(nano)
 
 
 def money(nano: int) -> str:
@@ -69,7 +77,10 @@ class Card(QFrame):
 
 
 class ProgressDelegate(QStyledItemDelegate):
-    """Draws a progress bar from ``PROGRESS_ROLE`` (per mille) with the cell's text on it."""
+    """Draws a budget bar from ``PROGRESS_ROLE`` (per mille): green, amber from 80 %, red at
+    100 %, with the cell's text beside it."""
+
+    BAR_WIDTH = 70
 
     def paint(
         self,
@@ -81,13 +92,35 @@ class ProgressDelegate(QStyledItemDelegate):
         if value is None:
             super().paint(painter, option, index)
             return
-        bar = QStyleOptionProgressBar()
-        bar.rect = option.rect.adjusted(4, 5, -4, -5)
-        bar.minimum, bar.maximum = 0, 1000
-        bar.progress = min(int(value), 1000)
-        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
-        bar.textVisible = True
-        bar.state = option.state
-        bar.palette = option.palette
-        style = option.widget.style() if option.widget else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+        rect = option.rect
+        palette = option.palette
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(rect, palette.highlight())
+        per_mille = max(0, min(int(value), 1000))
+        height = 8
+        track = QRect(rect.left() + 6, rect.center().y() - height // 2, self.BAR_WIDTH, height)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(palette.mid())
+        painter.drawRoundedRect(track, 4, 4)
+        colour = DANGER if per_mille >= 1000 else WARN if per_mille >= 800 else OK_COLOUR
+        fill = QRect(track)
+        fill.setWidth(max(int(track.width() * per_mille / 1000), 4 if per_mille else 0))
+        if per_mille:
+            painter.setBrush(QColor(colour))
+            painter.drawRoundedRect(fill, 4, 4)
+        painter.restore()
+        text_rect = QRect(rect)
+        text_rect.setLeft(track.right() + 8)
+        painter.drawText(
+            text_rect,
+            int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
+            str(index.data(Qt.ItemDataRole.DisplayRole) or ""),
+        )
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        hint = super().sizeHint(option, index)
+        return QSize(hint.width() + self.BAR_WIDTH + 14, hint.height())

@@ -28,7 +28,14 @@ from aiwallet.domain.windows import describe_until
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import BudgetDialog, KeyShownDialog, NewAppDialog
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.widgets import PROGRESS_ROLE, Card, ProgressDelegate, money, when
+from aiwallet.gui.widgets import (
+    PROGRESS_ROLE,
+    Card,
+    ProgressDelegate,
+    money,
+    money_short,
+    when,
+)
 from aiwallet.store.consent import ConsentRule
 from aiwallet.summaries import AppSummary, app_summaries
 
@@ -98,7 +105,7 @@ class AppsModel(QAbstractTableModel):
         if col is AppCol.BUDGET:
             return b.spec.describe() if b else "none"
         if col is AppCol.USED:
-            return f"{money(b.spent_nano)} ({b.used_fraction:.0%})" if b else "–"
+            return f"{money_short(b.spent_nano)} · {b.used_fraction:.0%}" if b else "–"
         if col is AppCol.LEFT:
             return money(b.remaining_nano) if b else "–"
         if col is AppCol.RESETS:
@@ -171,6 +178,7 @@ def _table(model: QAbstractTableModel) -> tuple[QTableView, QSortFilterProxyMode
     view = QTableView()
     view.setModel(proxy)
     view.setSortingEnabled(True)
+    view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     view.setAlternatingRowColors(True)

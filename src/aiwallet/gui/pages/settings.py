@@ -41,6 +41,8 @@ class SettingsPage(Page):
         self.thresholds = QLineEdit()
         self.thresholds.setPlaceholderText("80, 100")
         self.upstream = QCheckBox("Tell me when a provider fails")
+        for field in (self.port, self.timeout, self.thresholds):
+            field.setMaximumWidth(180)
         data_row = QHBoxLayout()
         self.data_dir = QLineEdit(str(controller.wallet.data_dir.root))
         self.data_dir.setReadOnly(True)
