@@ -68,9 +68,7 @@ def seed(root: Path, rows: int, days: int, *, seed_value: int = 7) -> Wallet:
     wallet.consent_rules.add(
         "app", "research-notebook", "allow", app_id=app_ids["research-notebook"]
     )
-    rows_by_model = {
-        m: wallet.catalog.get(p, m) for p, m, _ in MODELS if wallet.catalog.get(p, m)
-    }
+    rows_by_model = {m: wallet.catalog.get(p, m) for p, m, _ in MODELS if wallet.catalog.get(p, m)}
     now = datetime.now(UTC)
     start = now - timedelta(days=days)
     span = (now - start).total_seconds()
@@ -142,8 +140,7 @@ def _counters(wallet: Wallet, ledger: list[dict[str, object]], now: datetime) ->
             spent = sum(
                 int(e["amount_nano"])  # type: ignore[call-overload]
                 for e in ledger
-                if (b.scope == "wallet" or e["app_id"] == b.app_id)
-                and w.contains(e["ts"])  # type: ignore[arg-type]
+                if (b.scope == "wallet" or e["app_id"] == b.app_id) and w.contains(e["ts"])  # type: ignore[arg-type]
             )
             conn.execute(
                 insert(t.budget_counters).values(
