@@ -175,8 +175,18 @@ def test_audit_verify_finds_an_edited_row(capsys, tmp_path):
     assert code == 2 and "BROKEN at entry 1" in out
 
 
-def test_status_without_subcommand(capsys, tmp_path):
-    code, out, _ = cli(capsys)
+def test_status_and_data_dir(capsys, tmp_path):
+    code, out, _ = cli(capsys, "status")
     assert code == 0 and "secret store:  OS keyring" in out and str(tmp_path / "home") in out
     code, out, _ = cli(capsys, "--data-dir", str(tmp_path / "elsewhere"), "status", "--json")
     assert json.loads(out)["data_dir"] == str(tmp_path / "elsewhere")
+
+
+def test_no_subcommand_without_a_display_says_how_to_run_headless(capsys, monkeypatch):
+    # With no subcommand the desktop app starts; without a display it explains instead.
+    monkeypatch.setattr("sys.platform", "linux")
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    code, _, err = cli(capsys)
+    assert code == 1
+    assert "no display" in err and "aiwallet serve" in err

@@ -99,7 +99,7 @@ def app_summaries(wallet: Wallet, now: datetime | None = None) -> list[AppSummar
                 key_prefix=app.key_prefix,
                 models=grant.scopes if grant else (),
                 budget=view,
-                spent_total_nano=wallet.ledger.total_spent(app_id=app.id),
+                spent_total_nano=wallet.reports.spend_total(app_id=app.id),
                 last_used_at=last_used.get(app.id),
                 expires_at=grant.expires_at if grant else None,
                 created_at=app.created_at,
@@ -128,7 +128,7 @@ def overview(wallet: Wallet, now: datetime | None = None) -> Overview:
     totals = []
     for period in (Period.DAY, Period.WEEK, Period.MONTH):
         w = window_for(period, now, tz)
-        totals.append(wallet.ledger.total_spent(since=w.start, until=w.end))
+        totals.append(wallet.reports.spend_total(w.start, w.end))
     day = window_for(Period.DAY, now, tz)
     requests_today = wallet.reports.request_count(RequestFilter(since=day.start, until=day.end))
     budget = wallet.budgets.wallet_budget()

@@ -37,6 +37,12 @@ def qloop(qapp):
     loop = qasync.QEventLoop(qapp, already_running=True)
     asyncio.set_event_loop(loop)
     yield loop
+    # qasync marks the loop running for good (Qt's own loop is what runs); undo that so
+    # later tests can use asyncio.run().
+    asyncio.events._set_running_loop(None)
+    loop._QEventLoop__is_running = False
+    qapp.aboutToQuit.disconnect(loop._after_run_forever)
+    loop.close()
     asyncio.set_event_loop(None)
 
 
@@ -97,4 +103,5 @@ def desk(qtbot, qloop, tmp_path, fake):
     for thread in d.threads:
         thread.join(10)
     app.shutdown()
+    qtbot.wait(100)  # let cancelled GUI tasks finish before the loop closes
     wallet.close()

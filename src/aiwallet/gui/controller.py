@@ -65,10 +65,13 @@ class Controller(QObject):
         self._budget_levels: dict[tuple[int, str], int] = {}
         self._levels_primed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
 
     # -- running work -----------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run a blocking call on the worker pool; await it on the GUI loop."""
+        if self.closed:
+            raise asyncio.CancelledError
         loop = asyncio.get_event_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kw))
 
@@ -86,13 +89,26 @@ class Controller(QObject):
         async def guarded() -> None:
             try:
                 await coro
+            except asyncio.CancelledError:
+                return
+            except Exception:
+                if self.closed:  # shutting down: nobody is left to tell
+                    return
+                raise
+
+        async def reported() -> None:
+            try:
+                await guarded()
             except (WalletError, ProxyError) as exc:
                 self.failed.emit(f"{what}: {exc}")
             except Exception as exc:
                 log.exception("%s failed", what)
                 self.failed.emit(f"{what} failed ({type(exc).__name__}); see the log")
 
-        task = asyncio.ensure_future(guarded())
+        if self.closed:
+            coro.close()
+            return asyncio.ensure_future(asyncio.sleep(0))
+        task = asyncio.ensure_future(reported())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -131,6 +147,7 @@ class Controller(QObject):
 
     def stop(self) -> None:
         """Stop the engine (waits for its in-flight settlements) and the worker pool."""
+        self.closed = True
         self._bridge.detach()
         self._redraw.stop()
         for task in list(self._tasks):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.store import schema as t
@@ -79,44 +79,104 @@ class _Lookup:
         return self.names.get(app_id, UNKNOWN_APP)
 
 
-# Built once: a bucket query run N times with new bounds.
-_APP_BUCKET = (
-    select(t.ledger.c.app_id, func.sum(t.ledger.c.amount_nano))
-    .where(
-        t.ledger.c.kind == "spend",
-        t.ledger.c.ts >= bindparam("lo"),
-        t.ledger.c.ts < bindparam("hi"),
+# Far bounds for open ranges (aware UTC, comparable in every backend's storage).
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _bucket_stmt(source: str, group: str | None, one_app: bool) -> Select[Any]:
+    """Spend in ``[:lo, :hi)`` from the ledger or the hourly rollup, grouped by ``app_id``,
+    ``model`` or nothing, optionally for one app (``:app_id``)."""
+    table = t.ledger if source == "ledger" else t.spend_hourly
+    ts = t.ledger.c.ts if source == "ledger" else t.spend_hourly.c.hour
+    cols = [table.c[group]] if group else []
+    q = select(*cols, func.sum(table.c.amount_nano)).where(
+        ts >= bindparam("lo"), ts < bindparam("hi")
     )
-    .group_by(t.ledger.c.app_id)
-)
-_MODEL_BUCKET = (
-    select(t.ledger.c.model, func.sum(t.ledger.c.amount_nano))
-    .where(
-        t.ledger.c.kind == "spend",
-        t.ledger.c.ts >= bindparam("lo"),
-        t.ledger.c.ts < bindparam("hi"),
-    )
-    .group_by(t.ledger.c.model)
-)
-_APP_BUCKET_ONE = (
-    select(t.ledger.c.model, func.sum(t.ledger.c.amount_nano))
-    .where(
-        t.ledger.c.kind == "spend",
-        t.ledger.c.app_id == bindparam("app_id"),
-        t.ledger.c.ts >= bindparam("lo"),
-        t.ledger.c.ts < bindparam("hi"),
-    )
-    .group_by(t.ledger.c.model)
-)
+    if source == "ledger":
+        q = q.where(t.ledger.c.kind == "spend")
+    if one_app:
+        q = q.where(table.c.app_id == bindparam("app_id"))
+    if group:
+        q = q.group_by(table.c[group])
+    return q
+
+
+# Built once: bucket queries run many times with new bounds.
+_STATEMENTS = {
+    (source, group, one_app): _bucket_stmt(source, group, one_app)
+    for source in ("ledger", "rollup")
+    for group in ("app_id", "model", None)
+    for one_app in (False, True)
+}
+
+
+def _floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(at: datetime) -> datetime:
+    floor = _floor_hour(at)
+    return floor if floor == at else floor + timedelta(hours=1)
 
 
 class Reports:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.rollup = db.is_sqlite  # migration 0003: the hourly rollup exists on SQLite
 
     def app_names(self) -> dict[int, str]:
         with self.db.read() as conn:
             return {int(i): str(n) for i, n in conn.execute(select(t.apps.c.id, t.apps.c.name))}
+
+    def _pieces(self, lo: datetime, hi: datetime) -> list[tuple[str, datetime, datetime]]:
+        """Where to read ``[lo, hi)``: whole UTC hours from the rollup (SQLite), the partial
+        hours at either end (a local day in a :30 zone) from the ledger."""
+        if not self.rollup:
+            return [("ledger", lo, hi)]
+        lo_h = lo if lo == _EARLIEST else _ceil_hour(lo)
+        hi_h = hi if hi == _LATEST else _floor_hour(hi)
+        if lo_h >= hi_h:
+            return [("ledger", lo, hi)]
+        pieces = [("rollup", lo_h, hi_h)]
+        if lo < lo_h:
+            pieces.append(("ledger", lo, lo_h))
+        if hi_h < hi:
+            pieces.append(("ledger", hi_h, hi))
+        return pieces
+
+    def _sums(
+        self,
+        conn: Connection,
+        lo: datetime | None,
+        hi: datetime | None,
+        group: str | None,
+        app_id: int | None,
+    ) -> dict[Any, int]:
+        out: dict[Any, int] = {}
+        for source, a, b in self._pieces(lo or _EARLIEST, hi or _LATEST):
+            params: dict[str, Any] = {"lo": a, "hi": b}
+            if app_id is not None:
+                params["app_id"] = app_id
+            stmt = _STATEMENTS[(source, group, app_id is not None)]
+            for row in conn.execute(stmt, params):
+                key = row[0] if group else None
+                if source == "rollup" and key in (0, ""):
+                    key = None  # the rollup spells "no app" / "no model" as 0 / ''
+                amount = row[-1]
+                out[key] = out.get(key, 0) + int(amount or 0)
+        return out
+
+    def spend_total(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        app_id: int | None = None,
+    ) -> int:
+        """Spend in ``[since, until)`` (open ends allowed), of one app or all."""
+        with self.db.read() as conn:
+            return sum(self._sums(conn, since, until, None, app_id).values())
 
     def spend_series(
         self, edges: Sequence[datetime], group: str, *, app_id: int | None = None
@@ -128,24 +188,21 @@ class Reports:
         if group not in ("app", "model"):
             raise InvalidInput("group spend by 'app' or 'model'")
         n = len(edges) - 1
+        by_app = group == "app" and app_id is None
         values: dict[str, list[int]] = {}
         with self.db.read() as conn:
             names = _Lookup(
                 {int(i): str(nm) for i, nm in conn.execute(select(t.apps.c.id, t.apps.c.name))}
             )
-            stmt = _APP_BUCKET_ONE if app_id is not None else (
-                _APP_BUCKET if group == "app" else _MODEL_BUCKET
-            )  # fmt: skip
             for i in range(n):
-                params: dict[str, Any] = {"lo": edges[i], "hi": edges[i + 1]}
-                if app_id is not None:
-                    params["app_id"] = app_id
-                for key, amount in conn.execute(stmt, params):
-                    if app_id is None and group == "app":
+                sums = self._sums(conn, edges[i], edges[i + 1], "app_id" if by_app else "model",
+                                  app_id)  # fmt: skip
+                for key, amount in sums.items():
+                    if by_app:
                         label = names.name(key)
                     else:
                         label = str(key) if key is not None else "(unknown model)"
-                    values.setdefault(label, [0] * n)[i] += int(amount or 0)
+                    values.setdefault(label, [0] * n)[i] += amount
         totals = {k: sum(v) for k, v in values.items()}
         keys = tuple(sorted(values, key=lambda k: (-totals[k], k)))
         return SpendSeries(tuple(edges), keys, values, sum(totals.values()))

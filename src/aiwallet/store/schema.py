@@ -146,6 +146,18 @@ ledger = Table(
     UniqueConstraint("request_id", name="uq_ledger_request"),
 )
 
+# SQLite only (migration 0003): spend per UTC hour, app (0: none) and model ('': none), kept
+# exact by a trigger on every ledger insert. ``hour`` is text in the ledger's own format.
+spend_hourly = Table(
+    "spend_hourly",
+    metadata,
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("app_id", Integer, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("entries", Integer, nullable=False),
+)
+
 requests = Table(
     "requests",
     metadata,
@@ -169,6 +181,7 @@ requests = Table(
     Column("stream", Boolean, nullable=False, default=False),
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_app_ts", "app_id", "ts"),
+    Index("ix_requests_model", "model"),
 )
 
 audit = Table(
