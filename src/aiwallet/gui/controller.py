@@ -16,20 +16,21 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from aiwallet.domain.errors import WalletError
 from aiwallet.domain.money import format_usd
 from aiwallet.domain.windows import describe_until
-from aiwallet.engine.errors import ProxyError
-from aiwallet.engine.server import Engine
 from aiwallet.gui import texts
 from aiwallet.gui.bridge import EngineBridge, dispatch
 from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT
 from aiwallet.service import Wallet
 from aiwallet.summaries import AppSummary, app_summaries
+
+if TYPE_CHECKING:
+    from aiwallet.engine.server import Engine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -99,9 +100,12 @@ class Controller(QObject):
         async def reported() -> None:
             try:
                 await guarded()
-            except (WalletError, ProxyError) as exc:
+            except WalletError as exc:
                 self.failed.emit(f"{what}: {exc}")
             except Exception as exc:
+                if _is_refusal(exc):  # the engine's own refusal: its message is for people
+                    self.failed.emit(f"{what}: {exc}")
+                    return
                 log.exception("%s failed", what)
                 self.failed.emit(f"{what} failed ({type(exc).__name__}); see the log")
 
@@ -121,6 +125,10 @@ class Controller(QObject):
             if port is None:
                 port = int(await self.run(lambda: wallet.pref(PORT)))
             await self.run(wallet.unlock_vault)
+            # Imported here, off the path to the first window (aiohttp and the engine are
+            # a fifth of a second of imports).
+            from aiwallet.engine.server import Engine
+
             engine = Engine(wallet, port=port, **engine_kw)
             self._bridge.attach(engine.events.subscribe)
             await self.run(engine.start)
@@ -317,11 +325,20 @@ class Controller(QObject):
         assert consent is not None
         try:
             await self.on_engine(consent.deny(req_id, always=always))
-        except ProxyError as exc:
-            if "already" not in str(exc):  # expired or withdrawn meanwhile: nothing to do
+        except Exception as exc:
+            if not (
+                _is_refusal(exc) and "already" in str(exc)
+            ):  # expired or withdrawn meanwhile: nothing to do
                 raise
 
     async def set_paused(self, paused: bool) -> None:
         await self.run(self.wallet.set_paused, paused)
         if self.engine is not None:
             await self.on_engine(self.engine.reload())
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """An engine ``ProxyError`` (loaded once the engine runs; no import before that)."""
+    from aiwallet.engine.errors import ProxyError
+
+    return isinstance(exc, ProxyError)

@@ -4,6 +4,8 @@ one."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -17,12 +19,16 @@ from PySide6.QtWidgets import (
 
 from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
-from aiwallet.gui.pages.activity import ActivityPage
 from aiwallet.gui.pages.apps import AppsPage
 from aiwallet.gui.pages.base import Page
 from aiwallet.gui.pages.overview import OverviewPage
 from aiwallet.gui.pages.providers import ProvidersPage
 from aiwallet.gui.pages.settings import SettingsPage
+
+if TYPE_CHECKING:
+    from aiwallet.gui.pages.activity import ActivityPage
+
+ACTIVITY = 2  # built on first visit: its charts (pyqtgraph, numpy) are most of the imports
 
 
 class MainWindow(QMainWindow):
@@ -42,24 +48,25 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.overview = OverviewPage(controller)
         self.apps = AppsPage(controller)
-        self.activity = ActivityPage(controller)
+        self._activity: ActivityPage | None = None
+        self._placeholder = QWidget()
         self.providers = ProvidersPage(controller)
         self.settings = SettingsPage(controller)
-        self.pages: list[Page] = [
-            self.overview,
-            self.apps,
-            self.activity,
-            self.providers,
-            self.settings,
-        ]
-        for n, page in enumerate(self.pages, start=1):
-            item = QListWidgetItem(page.title)
+        for n, (title, page) in enumerate(
+            zip(
+                texts.PAGES,
+                (self.overview, self.apps, self._placeholder, self.providers, self.settings),
+                strict=True,
+            ),
+            start=1,
+        ):
+            item = QListWidgetItem(title)
             item.setSizeHint(QSize(190, 38))
             item.setToolTip(f"Ctrl+{n}")
             self.nav.addItem(item)
             self.stack.addWidget(page)
             QShortcut(QKeySequence(f"Ctrl+{n}"), self, lambda i=n - 1: self.show_page(i))
-        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.nav.currentRowChanged.connect(self._switch)
         self.nav.setCurrentRow(0)
         row.addWidget(self.nav)
         row.addWidget(self.stack, 1)
@@ -67,6 +74,27 @@ class MainWindow(QMainWindow):
         controller.failed.connect(lambda text: self.statusBar().showMessage(text, 15_000))
         controller.paused_changed.connect(self._title)
         self._title(controller.paused)
+
+    @property
+    def activity(self) -> ActivityPage:
+        if self._activity is None:
+            from aiwallet.gui.pages.activity import ActivityPage
+
+            page = ActivityPage(self.controller)
+            self.stack.insertWidget(ACTIVITY, page)
+            self.stack.removeWidget(self._placeholder)
+            self._placeholder.deleteLater()
+            self._activity = page
+        return self._activity
+
+    @property
+    def pages(self) -> list[Page]:
+        return [self.overview, self.apps, self.activity, self.providers, self.settings]
+
+    def _switch(self, index: int) -> None:
+        if index == ACTIVITY:
+            self.activity  # noqa: B018 - builds the page on first visit
+        self.stack.setCurrentIndex(index)
 
     def show_page(self, index: int) -> None:
         self.nav.setCurrentRow(index)
