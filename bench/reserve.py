@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/reserve.py [--seconds 5] [--threads 1,8]
 
+Each backend also runs once without what migration 0003 added for the charts (the hourly
+spend rollup trigger on SQLite, the covering ledger index on PostgreSQL): the cost of
+fast charts on the write path, measured in the same run.
+
 Each run: a wallet budget and an app budget, then reserve → settle (ledger + request row)
 in a loop for a bounded time and count. Prints ops/s and per-op latency percentiles for
 each backend in the same run, so the figures compare like with like. PostgreSQL is a
@@ -23,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from sqlalchemy import text
+
 from aiwallet.domain.money import BudgetSpec, Period
 from aiwallet.store.apps import Apps
 from aiwallet.store.budgets import Budgets
@@ -34,8 +40,17 @@ MAX_OPS = 200_000
 SPEND = SpendEntry("openai", "gpt-4o-mini", "models.dev:openai/gpt-4o-mini@bench", None, "provider")
 
 
-def run(url: str, seconds: float, threads: int) -> dict[str, float]:
+WITHOUT_CHART_AIDS = {
+    "sqlite": "DROP TRIGGER IF EXISTS ledger_spend_hourly",
+    "postgresql": "DROP INDEX IF EXISTS ix_ledger_spend_cover",
+}
+
+
+def run(url: str, seconds: float, threads: int, strip: str | None = None) -> dict[str, float]:
     db = open_database(url)
+    if strip:
+        with db.begin() as conn:
+            conn.execute(text(strip))
     budgets = Budgets(db)
     app, _ = Apps(db).create(
         f"bench-{uuid.uuid4().hex[:6]}", key_hash=uuid.uuid4().hex * 2, key_prefix="aw_app_b…",
@@ -92,19 +107,25 @@ def main() -> None:
     ap.add_argument("--threads", default="1,8")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="aiwallet-bench-"))
-    backends: list[tuple[str, str]] = [("sqlite", f"sqlite:///{tmp / 'bench.sqlite3'}")]
+    backends: list[tuple[str, str, str | None]] = [
+        ("sqlite", f"sqlite:///{tmp / 'bench.sqlite3'}", None),
+        ("sqlite -rollup", f"sqlite:///{tmp / 'plain.sqlite3'}", WITHOUT_CHART_AIDS["sqlite"]),
+    ]
     server = start_pg_server()
     if isinstance(server, PgServer):
-        backends.append(("postgresql", server.create_database()))
+        backends.append(("postgresql", server.create_database(), None))
+        backends.append(
+            ("postgres -cover", server.create_database(), WITHOUT_CHART_AIDS["postgresql"])
+        )
     else:
         print(f"(PostgreSQL skipped: {server})")
     try:
-        print(f"{'backend':<11} {'threads':>7} {'ops':>7} {'ops/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
-        for name, url in backends:
+        print(f"{'backend':<16} {'threads':>7} {'ops':>7} {'ops/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
+        for name, url, strip in backends:
             for threads in (int(x) for x in args.threads.split(",")):
-                r = run(url, args.seconds, threads)
+                r = run(url, args.seconds, threads, strip)
                 print(
-                    f"{name:<11} {threads:>7} {r['ops']:>7.0f} {r['ops_per_s']:>8.0f} "
+                    f"{name:<16} {threads:>7} {r['ops']:>7.0f} {r['ops_per_s']:>8.0f} "
                     f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}"
                 )
     finally:
