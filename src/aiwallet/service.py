@@ -43,6 +43,7 @@ from aiwallet.store.ledger import Ledger, Requests
 from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.reports import Reports
 from aiwallet.store.settings import Settings
+from aiwallet.upstreams.balance import KINDS_WITH_BALANCE, Balance, provider_balance
 from aiwallet.upstreams.probe import ProbeResult, probe_provider
 from aiwallet.vault import Vault, key_hint, open_vault
 from aiwallet.vault.select import VaultStatus
@@ -261,6 +262,25 @@ class Wallet:
         )
         self.providers.record_test(name, result.ok)
         return result
+
+    async def provider_balances(self, *, timeout_s: float = 10.0) -> list[Balance]:
+        """What each provider that publishes a balance says is left (OpenRouter today)."""
+        out: list[Balance] = []
+        for record in self.providers.list():
+            kind = provider_kind(record.kind)
+            if kind.id not in KINDS_WITH_BALANCE:
+                continue
+            secret = await self.vault.aget(record.secret_ref) if record.secret_ref else None
+            balance = await provider_balance(
+                record.name,
+                kind,
+                record.base_url,
+                secret.reveal() if secret else None,
+                timeout_s=timeout_s,
+            )
+            if balance is not None:
+                out.append(balance)
+        return out
 
     # -- apps, budgets, pause -------------------------------------------------------------
     def create_app(

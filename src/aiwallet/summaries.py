@@ -134,3 +134,12 @@ def overview(wallet: Wallet, now: datetime | None = None) -> Overview:
     budget = wallet.budgets.wallet_budget()
     view = BudgetView.of(wallet.budgets.state(budget, now, tz)) if budget else None
     return Overview(totals[0], totals[1], totals[2], requests_today, view, wallet.paused, tz.key)
+
+
+def month_by_app(wallet: Wallet, now: datetime | None = None) -> list[tuple[str, int]]:
+    """This month's spend per app (largest first), aggregated in SQL."""
+    now = now or datetime.now(UTC)
+    month = window_for(Period.MONTH, now, wallet.timezone)
+    assert month.start is not None and month.end is not None
+    series = wallet.reports.spend_series([month.start, month.end], "app")
+    return [(k, series.values[k][0]) for k in series.keys if series.values[k][0]]

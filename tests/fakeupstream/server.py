@@ -20,6 +20,14 @@ class FakeUpstream:
     def __init__(self, openai_key: str = OPENAI_KEY, anthropic_key: str = ANTHROPIC_KEY) -> None:
         self.openai_key, self.anthropic_key = openai_key, anthropic_key
         self.record = Record()
+        # What GET /v1/key answers (OpenRouter's shape: dollars as JSON numbers).
+        self.key_info: dict[str, Any] = {
+            "label": "sk-or-v1-fak...e00",
+            "limit": 50,
+            "limit_remaining": 37.6543210988,
+            "usage": 12.3456789012,
+            "is_free_tier": False,
+        }
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -84,6 +92,9 @@ class FakeUpstream:
             return openai_api.error(
                 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
             )
+        if request.path == "/v1/key" and request.method == "GET":
+            # OpenRouter's "current API key" (its credit limit and what was used of it).
+            return web.json_response({"data": self.key_info})
         if request.path not in (
             "/v1/chat/completions",
             "/v1/responses",

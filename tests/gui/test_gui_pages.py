@@ -201,3 +201,19 @@ def test_settings_are_saved_and_validated(desk, qtbot):
     qtbot.mouseClick(page.save, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "percentage" in page.status.text(), timeout=10_000)
     assert desk.wallet.pref(NOTIFY_THRESHOLDS) == (50, 90, 100)
+
+
+def test_overview_shows_openrouter_credit_and_month_by_app(desk, qtbot):
+    desk.wallet.add_provider(
+        "router", kind="openrouter", api_key=OPENAI_KEY, base_url=desk.fake.base_url + "/v1"
+    )
+    _chat(desk, desk.app_key("alpha", None), 2)
+    page = desk.app.window.overview
+    desk.app.controller.mark_dirty()
+    qtbot.waitUntil(lambda: "credit left" in page.balances_list.text(), timeout=15_000)
+    assert "<b>$37.65</b> credit left of $50.00" in page.balances_list.text()
+    assert OPENAI_KEY not in page.balances_list.text()
+    texts = [w.text() for w in page.findChildren(QLabel)]
+    from aiwallet.gui.widgets import money
+
+    assert any(t.startswith("alpha · <b>" + money(_ledger_spend(desk.wallet))) for t in texts)

@@ -125,7 +125,7 @@ class CumulativeChart(_Plot):
             [_usd(p) for p in points],
             pen=pg.mkPen(accent, width=2.5),
             fillLevel=0,
-            brush=pg.mkBrush(QColor(accent).lighter(170)),
+            brush=pg.mkBrush(_translucent(accent, 70)),
             stepMode=None,
         )
         top = _usd(points[-1])
@@ -143,6 +143,12 @@ class CumulativeChart(_Plot):
         self.getAxis("bottom").setTicks([[(i, labels[i]) for i in range(0, len(labels), step)]])
         self.setXRange(0, max(len(points) - 1, 1), padding=0.02)
         self.setYRange(0, top * 1.15 if top > 0 else 1.0, padding=0)
+
+
+def _translucent(colour: str, alpha: int) -> QColor:
+    c = QColor(colour)
+    c.setAlpha(alpha)
+    return c
 
 
 def _esc(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from aiwallet.gui.bridge import EngineBridge, dispatch
 from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT
 from aiwallet.service import Wallet
 from aiwallet.summaries import AppSummary, app_summaries
+from aiwallet.upstreams.balance import Balance
 
 if TYPE_CHECKING:
     from aiwallet.engine.server import Engine
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REDRAW_MS = 400
+BALANCE_TTL_S = 300.0  # provider balances are re-read at most every five minutes
 
 
 class Controller(QObject):
@@ -56,6 +59,9 @@ class Controller(QObject):
         self.pending: dict[str, dict[str, Any]] = {}
         self.recent_prompts: deque[dict[str, Any]] = deque(maxlen=8)
         self.today_nano = 0
+        self.balances: dict[str, Balance] = {}
+        self._balances_for: tuple[str, ...] | None = None
+        self._balances_at = 0.0
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="aiwallet-gui")
         self._bridge = EngineBridge(self)
         self._bridge.engine_event.connect(self._on_event)
@@ -116,6 +122,20 @@ class Controller(QObject):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    # -- balances -------------------------------------------------------------------------------
+    def balances_stale(self, providers: list[Any]) -> bool:
+        names = tuple(sorted(f"{p.name}:{p.key_hint}" for p in providers))
+        return names != self._balances_for or time.monotonic() - self._balances_at > BALANCE_TTL_S
+
+    async def load_balances(self) -> None:
+        """Ask the providers that publish a balance (network: on a worker thread)."""
+        wallet = self.wallet
+        providers = await self.run(wallet.list_providers)
+        self._balances_for = tuple(sorted(f"{p.name}:{p.key_hint}" for p in providers))
+        self._balances_at = time.monotonic()
+        found = await self.run(lambda: asyncio.run(wallet.provider_balances()))
+        self.balances = {b.provider: b for b in found}
 
     # -- engine lifecycle -------------------------------------------------------------------
     async def start_engine(self, port: int | None = None, **engine_kw: Any) -> None:

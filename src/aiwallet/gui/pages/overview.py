@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -25,7 +26,8 @@ from aiwallet.gui.dialogs import BudgetDialog
 from aiwallet.gui.pages.base import Page
 from aiwallet.gui.widgets import Card, label, money
 from aiwallet.service import ProviderInfo
-from aiwallet.summaries import Overview, overview
+from aiwallet.summaries import Overview, month_by_app, overview
+from aiwallet.upstreams.balance import KINDS_WITH_BALANCE
 
 
 class OverviewPage(Page):
@@ -78,12 +80,21 @@ class OverviewPage(Page):
         budget_card.body.addStretch(1)
         grid.addWidget(budget_card, 0, 0)
 
-        balances = Card("Balances")
+        top = Card("This month by app")
+        self.top_apps = QVBoxLayout()
+        self.top_apps.setSpacing(4)
+        top.body.addLayout(self.top_apps)
+        top.body.addStretch(1)
+        grid.addWidget(top, 0, 1)
+
+        balances = Card("Providers and balances")
         self.balances_list = label("", wrap=True)
+        self.balances_list.setTextFormat(Qt.TextFormat.RichText)
         balances.body.addWidget(self.balances_list)
-        balances.body.addWidget(label(texts.BALANCES_NOTE, "muted", wrap=True))
+        self.balances_note = label(texts.BALANCES_NOTE, "muted", wrap=True)
+        balances.body.addWidget(self.balances_note)
         balances.body.addStretch(1)
-        grid.addWidget(balances, 0, 1)
+        grid.addWidget(balances, 0, 2)
 
         connect = Card("Point your app here")
         row = QHBoxLayout()
@@ -114,9 +125,9 @@ class OverviewPage(Page):
             self.snippets.addTab(tab, name)
         connect.body.addWidget(self.snippets)
         connect.body.addWidget(label(texts.CONNECT_HINT, "muted", wrap=True))
-        grid.addWidget(connect, 1, 0, 1, 2)
-        grid.setColumnStretch(0, 1)
-        grid.setColumnStretch(1, 1)
+        grid.addWidget(connect, 1, 0, 1, 3)
+        for col in range(3):
+            grid.setColumnStretch(col, 1)
         self.body.addLayout(grid)
         self.body.addStretch(1)
 
@@ -128,10 +139,44 @@ class OverviewPage(Page):
     # -- data -------------------------------------------------------------------------------
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        ov, providers = await self.controller.run(
-            lambda: (overview(wallet), wallet.list_providers())
+        ov, providers, by_app = await self.controller.run(
+            lambda: (overview(wallet), wallet.list_providers(), month_by_app(wallet))
         )
         self.show_overview(ov, providers)
+        self.show_top_apps(by_app, ov.month_nano)
+        if self.controller.balances_stale(providers):
+            self.controller.spawn(self._load_balances(providers), "Reading balances")
+
+    async def _load_balances(self, providers: list[ProviderInfo]) -> None:
+        await self.controller.load_balances()
+        self.show_providers(providers)
+
+    def show_top_apps(self, by_app: list[tuple[str, int]], month_nano: int) -> None:
+        while self.top_apps.count():
+            item = self.top_apps.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
+        if not by_app:
+            self.top_apps.addWidget(label("Nothing spent this month yet.", "muted"))
+            return
+        for name, nano in by_app[:5]:
+            row = QWidget()
+            lay = QVBoxLayout(row)
+            lay.setContentsMargins(0, 0, 0, 2)
+            lay.setSpacing(1)
+            share = nano / month_nano if month_nano else 0.0  # a bar's length only
+            lay.addWidget(label(f"{name} · <b>{money(nano)}</b> · {share:.0%}"))
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setValue(int(share * 1000))
+            bar.setTextVisible(False)
+            bar.setFixedHeight(6)
+            lay.addWidget(bar)
+            self.top_apps.addWidget(row)
+        if len(by_app) > 5:
+            rest = sum(n for _, n in by_app[5:])
+            self.top_apps.addWidget(label(f"{len(by_app) - 5} more apps · {money(rest)}", "muted"))
 
     def show_overview(self, ov: Overview, providers: list[ProviderInfo]) -> None:
         now = datetime.now(UTC)
@@ -152,20 +197,35 @@ class OverviewPage(Page):
             )
             self.budget_bar.setValue(min(int(b.used_fraction * 1000), 1000))
             self.budget_reset.setText(f"Budget {describe_until(now, b.reset_at)}")
-        if providers:
-            lines = [
-                f"<b>{p.name}</b> ({p.kind}) · key {p.key_hint or 'none'} · "
-                + {True: "last test passed", False: "last test FAILED", None: "not tested"}[
-                    p.last_test_ok
-                ]
-                for p in providers
-            ]
-            self.balances_list.setText("<br>".join(lines))
-        else:
+        self.show_providers(providers)
+        self._show_paused(ov.paused)
+
+    def show_providers(self, providers: list[ProviderInfo]) -> None:
+        if not providers:
             self.balances_list.setText(
                 "No provider key yet. Add one under <b>Providers and keys</b>."
             )
-        self._show_paused(ov.paused)
+            self.balances_note.hide()
+            return
+        balances = self.controller.balances
+        lines = []
+        for p in providers:
+            test = {True: "key works", False: "key FAILED its test", None: "not tested"}[
+                p.last_test_ok
+            ]
+            line = f"<b>{_esc(p.name)}</b> · {test}"
+            b = balances.get(p.name)
+            if b is not None and b.problem:
+                line += f"<br>&nbsp;&nbsp;balance unknown: {_esc(b.problem)}"
+            elif b is not None and b.remaining_nano is not None:
+                limit = f" of {money(b.limit_nano)}" if b.limit_nano is not None else ""
+                line += f"<br>&nbsp;&nbsp;<b>{money(b.remaining_nano)}</b> credit left{limit}"
+            elif b is not None:
+                used = money(b.used_nano) if b.used_nano is not None else "unknown"
+                line += f"<br>&nbsp;&nbsp;no credit limit on this key; used {used}"
+            lines.append(line)
+        self.balances_list.setText("<br>".join(lines))
+        self.balances_note.setVisible(any(p.kind not in KINDS_WITH_BALANCE for p in providers))
 
     def _show_engine(self) -> None:
         url = self.controller.url
@@ -217,3 +277,7 @@ def _left(widget: QWidget) -> QHBoxLayout:
     row.addWidget(widget)
     row.addStretch(1)
     return row
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
