@@ -35,16 +35,35 @@ def _free_port(wanted: int) -> int:
     return wanted
 
 
+def _grab_popups(path: Path, *widgets: object) -> None:
+    """One picture of popups side by side (the tray menu and its submenu)."""
+    from PySide6.QtGui import QColor, QPainter, QPixmap
+
+    shots = [w.grab() for w in widgets]  # type: ignore[attr-defined]
+    width = sum(p.width() for p in shots) + 8 * (len(shots) + 1)
+    height = max(p.height() for p in shots) + 16
+    canvas = QPixmap(width, height)
+    canvas.fill(QColor("#7b8a90"))
+    painter = QPainter(canvas)
+    x = 8
+    for p in shots:
+        painter.drawPixmap(x, 8, p)
+        x += p.width() + 8
+    painter.end()
+    canvas.save(str(path))
+
+
 def _child(out: Path, data: Path, theme: str, scale: str) -> None:
     """Inside the display: open each page, grab it, then raise a prompt and grab it."""
     import asyncio
 
     import qasync
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QPoint, QTimer
     from PySide6.QtWidgets import QApplication
 
     from aiwallet.gui import theme as look
     from aiwallet.gui.app import DesktopApp
+    from aiwallet.gui.tray import Tray
     from aiwallet.paths import DataDir
     from aiwallet.service import Wallet
 
@@ -69,7 +88,7 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
             await asyncio.sleep(0.6)
             desk.window.grab().save(str(out / f"{name}-{suffix}.png"))
         desk.window.show_page(0)
-        desk.prompts.add(
+        desk.controller.on_event_consent_requested(
             {
                 "id": "cr_screenshot",
                 "kind": "connect",
@@ -92,6 +111,22 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
         assert prompt is not None
         await asyncio.sleep(1.2)
         prompt.grab().save(str(out / f"prompt-{suffix}.png"))
+        # The tray's menu (built as it opens), with the prompt above among recent ones.
+        tray = Tray(
+            desk.controller,
+            open_window=lambda: None,
+            show_prompt=lambda _: None,
+            quit_app=lambda: None,
+        )
+        tray.build_menu()
+        tray.menu.popup(desk.window.mapToGlobal(QPoint(400, 200)))
+        await asyncio.sleep(0.4)
+        recent = tray.menu.actions()[2].menu()
+        recent.popup(tray.menu.mapToGlobal(QPoint(tray.menu.width(), 0)))
+        await asyncio.sleep(0.6)
+        _grab_popups(out / f"tray-menu-{suffix}.png", tray.menu, recent)
+        recent.hide()
+        tray.menu.hide()
         desk.prompts.withdraw("cr_screenshot")
         app.quit()
 

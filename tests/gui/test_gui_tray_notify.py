@@ -138,3 +138,40 @@ def test_no_none_refcount_leak_from_qt_dispatch(qapp, qtbot, qloop):
     delta = sys.getrefcount(None) - before
     # 6.12 + 3.11 loses ~0.8 per dispatch (thousands here); allow noise from other objects.
     assert delta > -500, f"None lost {-delta} references over {count['ticks']} redraws"
+
+
+def test_without_a_tray_the_window_opens_even_when_minimized(qtbot, qloop, tmp_path):
+    from aiwallet.gui.app import DesktopApp
+    from aiwallet.paths import DataDir
+    from aiwallet.service import Wallet
+
+    wallet = Wallet.open(DataDir(tmp_path / "w"))
+    app = DesktopApp(wallet, use_tray=False)
+    qtbot.addWidget(app.window)
+    try:
+        app.start(minimized=True, port=0)
+        assert app.tray is None
+        assert app.window.isVisible()  # nowhere else to show the wallet
+        assert not app.window.hide_on_close  # closing the window quits
+        qtbot.waitUntil(lambda: app.controller.engine is not None, timeout=20_000)
+    finally:
+        app.shutdown()
+        qtbot.wait(100)
+        wallet.close()
+
+
+def test_a_failing_provider_is_notified(desk, qtbot):
+    events: list[tuple[str, str]] = []
+    desk.app.notifier.shown.connect(lambda kind, title, text: events.append((kind, text)))
+    desk.wallet.add_provider(
+        "openai", kind="openai", api_key="sk-x", base_url="http://127.0.0.1:9/v1", replace=True
+    )
+    key = desk.app_key()
+    with pytest.raises(openai.APIStatusError) as info:
+        desk.openai(key).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert info.value.body["code"] == "upstream_unavailable"
+    qtbot.waitUntil(lambda: any(k == "upstream" for k, _ in events), timeout=10_000)
+    assert any("Provider openai is failing" in t for _, t in events)
+    assert "sk-x" not in " ".join(t for _, t in events)

@@ -93,7 +93,8 @@ class StackedSpendChart(_Plot):
             for i, (key, _) in enumerate(self.drawn)
         )
         step = max(1, -(-n // 8))
-        ticks = [(i, bucket_label(series.edges[i], unit, tz)) for i in range(0, n, step)]
+        # Labelled from the newest bucket back, so "today" always has its label.
+        ticks = [(i, bucket_label(series.edges[i], unit, tz)) for i in range(n - 1, -1, -step)]
         self.getAxis("bottom").setTicks([ticks])
         self.setXRange(-0.6, n - 0.4, padding=0)
         top = max(base, default=0.0)
@@ -140,7 +141,9 @@ class CumulativeChart(_Plot):
             self.addItem(line)
             top = max(top, _usd(budget_nano))
         step = max(1, -(-len(labels) // 6))
-        self.getAxis("bottom").setTicks([[(i, labels[i]) for i in range(0, len(labels), step)]])
+        self.getAxis("bottom").setTicks(
+            [[(i, labels[i]) for i in range(len(labels) - 2, -1, -step)]]
+        )
         self.setXRange(0, max(len(points) - 1, 1), padding=0.02)
         self.setYRange(0, top * 1.15 if top > 0 else 1.0, padding=0)
 
