@@ -217,3 +217,68 @@ def test_overview_shows_openrouter_credit_and_month_by_app(desk, qtbot):
     from aiwallet.gui.widgets import money
 
     assert any(t.startswith("alpha · <b>" + money(_ledger_spend(desk.wallet))) for t in texts)
+
+
+def test_settings_start_at_login_writes_the_autostart_entry(desk, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    entry = tmp_path / "config" / "autostart" / "aiwallet.desktop"
+    window = desk.app.window
+    window.show_page(4)
+    page = window.settings
+    qtbot.waitUntil(lambda: page.loads >= 1, timeout=10_000)
+    assert not page.login.isChecked()
+    page.login.setChecked(True)
+    qtbot.mouseClick(page.save, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: entry.exists(), timeout=10_000)
+    assert "--minimized" in entry.read_text()
+    qtbot.waitUntil(lambda: page.status.text() == "Saved.", timeout=10_000)
+    page.login.setChecked(False)
+    qtbot.mouseClick(page.save, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not entry.exists(), timeout=10_000)
+
+
+def test_settings_verifies_the_audit_log(desk, qtbot):
+    window = desk.app.window
+    window.show_page(4)
+    page = window.settings
+    qtbot.waitUntil(lambda: page.loads >= 1, timeout=10_000)
+    assert "aiwallet" in page.about.text() and "models from" in page.about.text()
+    qtbot.mouseClick(page.verify, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.audit_result.text().startswith("Intact"), timeout=10_000)
+    import sqlite3
+
+    db = sqlite3.connect(desk.wallet.data_dir.database)
+    db.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 1")
+    db.commit()
+    db.close()
+    qtbot.mouseClick(page.verify, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: page.audit_result.text().startswith("BROKEN at entry 1"), timeout=10_000
+    )
+
+
+def test_providers_page_warns_when_keys_are_in_the_sealed_file(qtbot, qloop, tmp_path, monkeypatch):
+    import keyring.core
+
+    from aiwallet.gui.app import DesktopApp
+    from aiwallet.paths import DataDir
+    from aiwallet.service import Wallet
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    keyring.core._keyring_backend = None
+    wallet = Wallet.open(DataDir(tmp_path / "w"), passphrase_provider=lambda: "correct horse")
+    wallet.add_provider("openai", kind="openai", api_key="sk-sealed-" + "k" * 30)
+    app = DesktopApp(wallet, use_tray=False)
+    qtbot.addWidget(app.window)
+    try:
+        app.window.show()
+        app.window.show_page(3)
+        page = app.window.providers
+        qtbot.waitUntil(lambda: page.loads >= 1, timeout=10_000)
+        assert page.store_warning.isVisible()
+        assert "passphrase-sealed file" in page.store_text.text()
+    finally:
+        app.shutdown()
+        qtbot.wait(100)
+        wallet.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from aiwallet import autostart
+from aiwallet import __version__, autostart
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.pages.base import Page
@@ -76,24 +76,70 @@ class SettingsPage(Page):
         buttons.addWidget(self.status, 1)
         card.body.addLayout(buttons)
         self.body.addWidget(card)
+
+        about = Card("About this wallet")
+        self.about = label("", wrap=True)
+        self.about.setTextFormat(Qt.TextFormat.RichText)
+        about.body.addWidget(self.about)
+        audit_row = QHBoxLayout()
+        self.verify = QPushButton("Verify the audit log")
+        self.verify.clicked.connect(self._verify)
+        self.audit_result = label("", "muted", wrap=True)
+        audit_row.addWidget(self.verify)
+        audit_row.addWidget(self.audit_result, 1)
+        about.body.addLayout(audit_row)
+        self.body.addWidget(about)
         self.body.addStretch(1)
 
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        port, timeout, thresholds, upstream, login = await self.controller.run(
+        port, timeout, thresholds, upstream, login, status = await self.controller.run(
             lambda: (
                 wallet.pref(PORT),
                 wallet.pref(PROMPT_TIMEOUT_S),
                 wallet.pref(NOTIFY_THRESHOLDS),
                 wallet.pref(NOTIFY_UPSTREAM),
                 autostart.is_enabled(),
+                wallet.status(),
             )
+        )
+        catalog = status["catalog"]
+        rows = [
+            ("Version", f"aiwallet {__version__}"),
+            ("Database", status["database"]),
+            ("Secret store", status["vault"]["description"]),
+            ("Prices", f"{catalog['models']:,} models from {catalog['source']}"),
+            ("Time zone", f"{status['timezone']} (budget days, weeks and months)"),
+            ("Public key", f"{wallet.settings.get('wallet_public_key') or 'not made yet'}"
+                           " (signs consent receipts)"),
+        ]  # fmt: skip
+        self.about.setText(
+            "<table cellspacing=3>"
+            + "".join(
+                f"<tr><td><b>{_esc(k)}</b>&nbsp;&nbsp;</td><td>{_esc(str(v))}</td></tr>"
+                for k, v in rows
+            )
+            + "</table>"
         )
         self.port.setValue(port)
         self.timeout.setValue(timeout)
         self.thresholds.setText(", ".join(str(t) for t in thresholds))
         self.upstream.setChecked(upstream)
         self.login.setChecked(login)
+
+    def _verify(self) -> None:
+        self.audit_result.setText("Checking…")
+        self.controller.spawn(self._verified(), "Verifying the audit log")
+
+    async def _verified(self) -> None:
+        result = await self.controller.run(self.controller.wallet.verify_audit)
+        if result.ok:
+            self.audit_result.setText(f"Intact: {result.checked:,} entries, each chained.")
+        else:
+            self.audit_result.setText(
+                f"BROKEN at entry {result.first_bad_seq}: {result.problem}. Something edited "
+                "the database outside aiwallet."
+            )
 
     def _save(self) -> None:
         try:
@@ -136,3 +182,7 @@ class SettingsPage(Page):
             return
         self.status.setText("Saved.")
         self.reload()
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
