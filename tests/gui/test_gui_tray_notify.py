@@ -175,3 +175,21 @@ def test_a_failing_provider_is_notified(desk, qtbot):
     qtbot.waitUntil(lambda: any(k == "upstream" for k, _ in events), timeout=10_000)
     assert any("Provider openai is failing" in t for _, t in events)
     assert "sk-x" not in " ".join(t for _, t in events)
+
+
+def test_a_second_instance_brings_the_first_ones_window_up(qtbot, tmp_path):
+    from aiwallet.gui.single import InstanceServer, instance_name, signal_running
+    from aiwallet.paths import DataDir
+
+    name = instance_name(DataDir(tmp_path / "wallet"))
+    assert not signal_running(name)  # nobody there yet: this one starts the app
+    shown: list[bool] = []
+    server = InstanceServer(name, lambda: shown.append(True))
+    try:
+        assert server.listening
+        assert signal_running(name)
+        qtbot.waitUntil(lambda: shown == [True], timeout=5_000)
+        # Another data dir is another wallet: it does not reach this one.
+        assert not signal_running(instance_name(DataDir(tmp_path / "other")))
+    finally:
+        server.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -21,6 +22,7 @@ from aiwallet.gui.controller import Controller
 from aiwallet.gui.main_window import MainWindow
 from aiwallet.gui.notify import Notifier
 from aiwallet.gui.prompt import Answer, PromptQueue
+from aiwallet.gui.single import InstanceServer, instance_name, signal_running
 from aiwallet.gui.tray import Tray
 from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
@@ -133,20 +135,33 @@ def run(data_dir: DataDir, *, minimized: bool = False) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName("aiwallet")
     app.setDesktopFileName("aiwallet")
+    name = instance_name(data_dir)
+    if signal_running(name):
+        print("aiwallet is already running for this data dir; its window is up", file=sys.stderr)
+        return 0
     theme.apply(app)
     wallet = Wallet.open(data_dir, passphrase_provider=_passphrase)
     _ask_passphrase(wallet)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     desktop = DesktopApp(wallet)
+    instance = InstanceServer(name, desktop.window.bring_up)
     app.setQuitOnLastWindowClosed(desktop.tray is None)
     desktop.start(minimized=minimized)
+    # Ctrl+C / SIGTERM quit cleanly (the engine settles what is in flight). Python runs
+    # signal handlers only between bytecodes, so a timer wakes the interpreter now and then.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: desktop.quit())
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
     if os.environ.get("AIWALLET_EXIT_AFTER_START"):  # cold-start benchmark
         desktop.controller.engine_changed.connect(lambda: QTimer.singleShot(0, app.quit))
     try:
         with loop:
             loop.run_forever()
     finally:
+        instance.close()
         desktop.shutdown()
         wallet.close()
     return 0
