@@ -9,6 +9,7 @@ from aiohttp import web
 
 from aiwallet.domain.money import BudgetSpec, usd_string
 from aiwallet.engine.errors import ProxyError
+from aiwallet.engine.openapi import OPENAPI_PATH, openapi_document
 from aiwallet.engine.proxy import app_key_of
 
 if TYPE_CHECKING:
@@ -99,6 +100,10 @@ def add_wallet_routes(app: web.Application, engine: Engine) -> None:
             }
         )
 
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(MAX_POLL_S, engine.url))
+
+    app.router.add_get(OPENAPI_PATH, openapi)
     app.router.add_post("/wallet/v1/connect", connect)
     app.router.add_get("/wallet/v1/connect/{id}", connect_status)
     app.router.add_get("/wallet/v1/me", me)
