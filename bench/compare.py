@@ -518,8 +518,10 @@ def main() -> None:
         )
     else:
         litellm_policy = "master key only"
-    print(f"aiwallet: {aiwallet_policy}. LiteLLM: {litellm_policy}; no database, so no virtual")
-    print("keys or key budgets (they need Prisma's query-engine binary, not downloadable here).")
+    print(f"aiwallet: {aiwallet_policy}.")
+    print(f"LiteLLM: {litellm_policy}.")
+    print("LiteLLM runs without a database, so no virtual keys or key budgets (they need")
+    print("Prisma's query-engine binary, which cannot be downloaded here).")
     print()
     print(table(rows))
 
