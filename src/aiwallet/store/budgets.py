@@ -398,8 +398,11 @@ class Budgets:
                 note="engine stopped before the provider reported usage; billed at the "
                 "reserved worst case",
             )  # fmt: skip
-            outcome = "billed" if self.settle(res.id, res.amount_nano, spend) else "already closed"
+            # the spend and its audit entry commit together: a crash between them would
+            # leave spend that the audit log never mentions (nothing open to recover after)
             with self.db.begin() as conn:
+                billed = self.settle_in(conn, res.id, res.amount_nano, spend)
+                outcome = "billed" if billed else "already closed"
                 append_audit(
                     conn,
                     actor,
