@@ -8,6 +8,9 @@ import pytest
 
 from pgserver import PgServer, start_pg_server
 
+# After the session, fail it if a provider key landed in any file (tests/leakscan.py).
+pytest_plugins = ["leakscan"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):

@@ -1,0 +1,234 @@
+"""Leak scan: a pytest plugin that fails the session if a provider key landed in a file.
+
+Registered from ``tests/conftest.py`` (``pytest_plugins = ["leakscan"]``). When the session
+ends it scans, byte for byte (no decoding, so SQLite pages, ``-wal``/``-journal`` files,
+logs, audit exports, sealed vaults and recorded responses are all covered):
+
+- every file under the session's base temp dir (``tmp_path_factory.getbasetemp()``): every
+  test's data dirs, databases, logs and whatever else tests wrote;
+- every file or directory a test registered with :func:`register_path`;
+- every byte the in-process fake upstream wrote back as a streamed response (its record is
+  teed as it grows, because tests reset it between each other); the *requests* it received
+  are not scanned: they carry the provider key by design, that is where the key goes;
+
+for every provider key the tests configure:
+
+- every ``"sk-..."`` string literal of 16+ characters in the test sources (``tests/**.py``),
+  which covers ``fakeupstream.OPENAI_KEY`` / ``ANTHROPIC_KEY`` and the keys of the vault, CLI
+  and leak tests; minus :data:`NOT_PROVIDER_KEYS` (strings tests send *as app keys* to be
+  refused; they are never stored as a provider key);
+- :data:`EXTRA_KEYS`, keys built by expressions rather than written as one literal;
+- whatever a test passes to :func:`register_key` (in this process).
+
+No test stores a provider key in a plaintext place on purpose (checked when this was written:
+the leak and vault tests assert the opposite), so no test's key is left out.
+
+Excluded by design: the tests' stand-in for the OS keyring, ``<tmp>/os-keyring/keyring.json``
+(``tests/keyring_backend.py``): storing the key there in plaintext is its whole job, as the
+real OS keyring holds it (encrypted by the OS, out of reach of this scan). Nothing else is
+excluded.
+
+On a hit the session's exit status becomes "tests failed" and each hit is reported as file,
+byte offset and a hint of the key (its first characters and length), never the key itself.
+``AIWALLET_LEAKSCAN=0`` switches the scan off (for debugging a run, never in CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+KEY_LITERAL = re.compile(r"""["'](sk-[A-Za-z0-9_\-]{13,})["']""")
+# Strings tests send to the engine as (wrong) app keys: refused, never stored as provider keys.
+NOT_PROVIDER_KEYS = frozenset({"sk-not-a-wallet-key", "sk-ant-not-a-wallet-key"})
+# Provider keys built by an expression in a test (tests/gui/test_gui_pages.py).
+EXTRA_KEYS = frozenset({"sk-sealed-" + "k" * 30})
+CHUNK = 8 * 1024 * 1024
+
+_registered_keys: set[str] = set()
+_registered_paths: list[Path] = []
+_recorded: list[Any] = []  # fakeupstream Served records (their raw_out grows while streaming)
+_STASH_HITS = pytest.StashKey[list["Hit"]]()
+_STASH_STATS = pytest.StashKey["Stats"]()
+
+
+@dataclass(frozen=True)
+class Hit:
+    where: str  # a file path, or "fake upstream response <path> #n"
+    offset: int
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.where} at byte {self.offset}: provider key {hint(self.key)}"
+
+
+def hint(key: str) -> str:
+    """Enough to tell keys apart, too little to use one."""
+    return f"{key[:7]}… ({len(key)} chars)"
+
+
+def register_key(key: str) -> None:
+    """A provider key a test configured that the source scan cannot see."""
+    _registered_keys.add(key)
+
+
+def register_path(path: str | os.PathLike[str]) -> None:
+    """A file or directory outside the base temp dir that must hold no provider key."""
+    _registered_paths.append(Path(path))
+
+
+def keys_in_sources(root: Path = TESTS_DIR) -> set[str]:
+    found: set[str] = set()
+    for src in sorted(root.rglob("*.py")):
+        found.update(KEY_LITERAL.findall(src.read_text(encoding="utf-8", errors="replace")))
+    return found - NOT_PROVIDER_KEYS
+
+
+def provider_keys() -> set[str]:
+    return keys_in_sources() | EXTRA_KEYS | _registered_keys
+
+
+def is_excluded(path: Path) -> bool:
+    """The tests' OS keyring stand-in holds keys in plaintext by design (see module doc)."""
+    return path.name == "keyring.json" and path.parent.name == "os-keyring"
+
+
+def find_in_bytes(data: bytes, needles: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    for needle in needles:
+        start = data.find(needle)
+        while start != -1:
+            yield start, needle
+            start = data.find(needle, start + 1)
+
+
+def scan_file(path: Path, keys: Iterable[str]) -> list[Hit]:
+    needles = {k.encode(): k for k in keys if k}
+    if not needles:
+        return []
+    overlap = max(len(n) for n in needles) - 1
+    hits: set[Hit] = set()
+    try:
+        with path.open("rb") as f:
+            base, tail = 0, b""
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                window = tail + chunk
+                for off, needle in find_in_bytes(window, needles):
+                    hits.add(Hit(str(path), base - len(tail) + off, needles[needle]))
+                base += len(chunk)
+                tail = window[-overlap:] if overlap else b""
+    except OSError:
+        return []  # vanished or unreadable (a socket, a file being deleted): nothing to scan
+    return sorted(hits, key=lambda h: (h.offset, h.key))
+
+
+@dataclass
+class Stats:
+    files: int = 0
+    size: int = 0
+
+
+def scan_paths(roots: Iterable[Path], keys: Iterable[str], stats: Stats | None = None) -> list[Hit]:
+    """Every regular file under ``roots`` (files or directories), minus the exclusions."""
+    keys = sorted(set(keys))
+    hits: list[Hit] = []
+    seen: set[Path] = set()
+    stats = stats if stats is not None else Stats()
+    for root in roots:
+        if not root.exists():
+            continue
+        files = [root] if root.is_file() else sorted(root.rglob("*"))
+        for f in files:
+            if f in seen or f.is_symlink() or not f.is_file() or is_excluded(f):
+                continue
+            seen.add(f)
+            hits += scan_file(f, keys)
+            stats.files += 1
+            with contextlib.suppress(OSError):
+                stats.size += f.stat().st_size
+    return hits
+
+
+def scan_recorded(keys: Iterable[str]) -> list[Hit]:
+    needles = {k.encode(): k for k in keys if k}
+    hits: list[Hit] = []
+    for n, served in enumerate(_recorded):
+        data = bytes(getattr(served, "raw_out", b"") or b"")
+        for off, needle in find_in_bytes(data, needles):
+            where = f"fake upstream response {getattr(served, 'path', '?')} #{n}"
+            hits.append(Hit(where, off, needles[needle]))
+    return hits
+
+
+# -- hooks ----------------------------------------------------------------------------------
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: Any) -> Iterator[None]:
+    """Tee the in-process fake upstream's record, which tests reset between each other."""
+    outcome = yield
+    if fixturedef.argname != "fake":
+        return
+    try:
+        fake = outcome.get_result()
+    except BaseException:
+        return
+    record = getattr(fake, "record", None)
+    add = getattr(record, "add", None)
+    if record is None or add is None or getattr(add, "_leakscan", False):
+        return
+
+    def teed_add(served: Any) -> None:
+        _recorded.append(served)
+        add(served)
+
+    teed_add._leakscan = True  # type: ignore[attr-defined]
+    record.add = teed_add
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("AIWALLET_LEAKSCAN") == "0" or session.config.option.collectonly:
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    roots: list[Path] = []
+    if factory is not None:
+        with contextlib.suppress(OSError):
+            roots.append(factory.getbasetemp())
+    roots += _registered_paths
+    keys = provider_keys()
+    stats = Stats()
+    hits = scan_paths(roots, keys, stats) + scan_recorded(keys)
+    session.config.stash[_STASH_HITS] = hits
+    session.config.stash[_STASH_STATS] = stats
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if session.config.pluginmanager.get_plugin("terminalreporter") is None:
+            for h in hits:
+                print(f"leakscan: {h}", file=sys.stderr)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    hits = config.stash.get(_STASH_HITS, None)
+    if hits is None:
+        return
+    if not hits:
+        stats = config.stash.get(_STASH_STATS, Stats())
+        terminalreporter.write_line(
+            f"leakscan: no provider key ({len(provider_keys())} known) in {stats.files} files "
+            f"({stats.size / 1e6:.1f} MB) or {len(_recorded)} fake upstream records"
+        )
+        return
+    terminalreporter.section("provider keys leaked into files", sep="=", red=True, bold=True)
+    for h in hits[:200]:
+        terminalreporter.write_line(f"leakscan: {h}", red=True)
+    if len(hits) > 200:
+        terminalreporter.write_line(f"leakscan: … and {len(hits) - 200} more", red=True)
