@@ -7,9 +7,10 @@ logs, audit exports, sealed vaults and recorded responses are all covered):
 - every file under the session's base temp dir (``tmp_path_factory.getbasetemp()``): every
   test's data dirs, databases, logs and whatever else tests wrote;
 - every file or directory a test registered with :func:`register_path`;
-- every byte the in-process fake upstream wrote back as a streamed response (its record is
-  teed as it grows, because tests reset it between each other); the *requests* it received
-  are not scanned: they carry the provider key by design, that is where the key goes;
+- every byte an in-process fake upstream (any fixture yielding a ``FakeUpstream``) wrote back
+  as a streamed response (its record is teed as it grows, because tests reset it between
+  each other); the *requests* it received are not scanned: they carry the provider key by
+  design, that is where the key goes. Fakes run as subprocesses are not reached;
 
 for every provider key the tests configure:
 
@@ -174,13 +175,14 @@ def scan_recorded(keys: Iterable[str]) -> list[Hit]:
 # -- hooks ----------------------------------------------------------------------------------
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef: Any, request: Any) -> Iterator[None]:
-    """Tee the in-process fake upstream's record, which tests reset between each other."""
+    """Tee every in-process fake upstream's record (any fixture that yields a
+    ``FakeUpstream``), which tests reset between each other."""
     outcome = yield
-    if fixturedef.argname != "fake":
-        return
     try:
         fake = outcome.get_result()
     except BaseException:
+        return
+    if type(fake).__name__ != "FakeUpstream":
         return
     record = getattr(fake, "record", None)
     add = getattr(record, "add", None)

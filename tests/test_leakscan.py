@@ -56,12 +56,29 @@ def test_the_key_list_holds_every_configured_provider_key():
 
 
 INNER_TEST = """
+import types
+
+import pytest
+
 import leakscan
 
 KEY = {key!r}
 
-def test_writes(tmp_path):
+
+class FakeUpstream:  # stands in for fakeupstream.FakeUpstream: its record gets teed
+    def __init__(self):
+        self.record = types.SimpleNamespace(add=lambda served: None)
+
+
+@pytest.fixture
+def upstream():
+    return FakeUpstream()
+
+
+def test_writes(tmp_path, upstream):
     leakscan.register_key(KEY)
+    answer = ("data: " + (KEY if {leak!r} else "hello") + "\\n\\n").encode()
+    upstream.record.add(types.SimpleNamespace(path="/v1/chat/completions", raw_out=answer))
     (tmp_path / "os-keyring").mkdir()
     (tmp_path / "os-keyring" / "keyring.json").write_text(KEY)  # allowed: the OS keyring
     (tmp_path / "audit.log").write_text("prefix " + (KEY if {leak!r} else "no key here"))
@@ -102,6 +119,7 @@ def test_a_session_that_leaks_a_key_fails_and_names_the_file(tmp_path):
     assert proc.returncode == 1, out
     assert "1 passed" in out  # the test itself passed: the session fails on the leak
     assert "audit.log at byte 7: provider key sk-plan" in out
+    assert "response /v1/chat/completions #0 at byte 6: provider key sk-plan" in out
     assert "keyring.json" not in out
 
 
@@ -110,3 +128,4 @@ def test_a_clean_session_passes(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "leakscan: no provider key" in out and " in 1 files" in out
+    assert "or 1 fake upstream records" in out
