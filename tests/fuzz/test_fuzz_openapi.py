@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 
 from aiwallet.engine.openapi import OPENAPI_PATH, openapi_document
 from aiwallet.engine.wallet_api import MAX_POLL_S
+from fuzz.conftest import scaled
 
 PREFIXES = ("/wallet/v1/", "/admin/v1/")
 
@@ -51,3 +52,86 @@ def test_an_invalid_document_would_be_caught():
     doc["paths"]["/wallet/v1/me"]["get"]["responses"]["200"] = {"content": {}}  # no description
     with pytest.raises(OpenAPIValidationError):
         validate(doc)
+
+
+def _checks():
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    return [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+    ]
+
+
+def _fuzz(op, mode: str, rig, headers: dict, statuses: set, checks: list) -> None:
+    """Up to 25 (long: 200) generated requests to one operation, each validated."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from schemathesis import GenerationMode
+
+    def pending_id() -> str:
+        resp = httpx.post(rig.url + "/wallet/v1/connect", json={"app_name": "fuzzed"}, timeout=10)
+        assert resp.status_code == 202, resp.text
+        return resp.json()["id"]
+
+    @settings(
+        max_examples=scaled(25, 200),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=op.as_strategy(GenerationMode(mode)), real_id=st.booleans())
+    def run(case, real_id):
+        if "id" in (case.path_parameters or {}) and real_id:
+            # half the time a consent request that exists and waits for an answer
+            case.path_parameters = {**case.path_parameters, "id": pending_id()}
+            if op.path == "/wallet/v1/connect/{id}":
+                case.query = {**(case.query or {}), "wait": 0.05}
+        response = case.call_and_validate(
+            base_url=rig.url, headers=headers, checks=checks, timeout=30
+        )
+        statuses.add((op.label, response.status_code))
+
+    run()
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_against_the_live_engine(make_engine, mode):
+    import schemathesis
+
+    rig = make_engine(consent_timeout_s=30.0)
+    app_key = rig.app("schemathesis", budget="2/day")
+    admin = {"Authorization": f"Bearer {rig.engine.admin_token}"}
+    app = {"Authorization": f"Bearer {app_key}"}
+    schema = schemathesis.openapi.from_url(rig.url + OPENAPI_PATH, timeout=10)
+    checks = _checks()
+    statuses: set[tuple[str, int]] = set()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    documented = {
+        f"{method.upper()} {path}"
+        for path, item in openapi_document(MAX_POLL_S).get("paths", {}).items()
+        for method in item
+        if path != OPENAPI_PATH  # schemathesis leaves out the document's own URL
+    }
+    assert {op.label for op in operations} >= documented and len(documented) >= 10
+    if mode == "negative":  # only what has parameters or a body can be sent wrong
+        operations = [op for op in operations if op.path_parameters or op.query or op.body]
+        assert len(operations) >= 4
+    for op in operations:
+        headers = admin if op.path.startswith("/admin/") else app
+        _fuzz(op, mode, rig, headers, statuses, checks)
+    assert {label for label, _ in statuses} == {op.label for op in operations}
+    assert httpx.get(rig.url + "/healthz", timeout=5).json() == {"ok": True}
+    if mode == "positive":  # the generated requests really got through, not only refusals
+        for label in ("GET /admin/v1/status", "GET /wallet/v1/me", "POST /wallet/v1/token"):
+            assert (label, 200) in statuses, sorted(statuses)
+        assert ("POST /admin/v1/consent/{id}/approve", 200) in statuses, sorted(statuses)

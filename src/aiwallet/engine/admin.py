@@ -8,8 +8,30 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from aiwallet.domain.errors import InvalidInput
+from aiwallet.domain.money import parse_budget_spec
+from aiwallet.engine.consent import check_lifetime, read_json
+from aiwallet.engine.errors import ProxyError
+
 if TYPE_CHECKING:
     from aiwallet.engine.server import Engine
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object ({} when there is none); else ``invalid_request``."""
+    if not request.can_read_body:
+        return {}
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ProxyError("invalid_request", "the request body must be a JSON object")
+    return body
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ProxyError("invalid_request", f"{name} must be true or false", param=name)
+    return value
 
 
 def add_admin_routes(app: web.Application, engine: Engine) -> None:
@@ -17,7 +39,9 @@ def add_admin_routes(app: web.Application, engine: Engine) -> None:
         async def handler(request: web.Request) -> web.StreamResponse:
             auth = request.headers.get("Authorization", "")
             token = auth[7:] if auth[:7].lower() == "bearer " else ""
-            if not engine.admin_token or not hmac.compare_digest(token, engine.admin_token):
+            if not engine.admin_token or not hmac.compare_digest(
+                token.encode("utf-8", "surrogateescape"), engine.admin_token.encode()
+            ):
                 return web.json_response(
                     {"error": {"code": "admin_token_required", "message": "wrong admin token"}},
                     status=401,
@@ -47,21 +71,33 @@ def add_admin_routes(app: web.Application, engine: Engine) -> None:
 
     async def consent_approve(request: web.Request) -> web.Response:
         assert engine.consent is not None
-        body = await request.json() if request.can_read_body else {}
+        body = await _json_object(request)
+        budget, models, lifetime = body.get("budget"), body.get("models"), body.get("lifetime_s")
+        if budget is not None:
+            if not isinstance(budget, str):
+                raise ProxyError("invalid_request", "budget must be text such as 1/day")
+            try:
+                parse_budget_spec(budget)
+            except InvalidInput as exc:
+                raise ProxyError("invalid_request", str(exc), param="budget") from None
+        if models is not None and not (
+            isinstance(models, list) and all(isinstance(m, str) and m for m in models)
+        ):
+            raise ProxyError("invalid_request", "models must be a list of model names or patterns")
         req = await engine.consent.approve(
             request.match_info["id"],
-            budget=body.get("budget"),
-            models=body.get("models"),
-            lifetime_s=body.get("lifetime_s"),
-            once=bool(body.get("once", False)),
+            budget=budget,
+            models=models,
+            lifetime_s=check_lifetime(lifetime),
+            once=_flag(body, "once"),
         )
         answer = {k: v for k, v in req.answer.items() if k != "key"}  # the key is the app's
         return web.json_response({**req.to_json(), "answer": answer})
 
     async def consent_deny(request: web.Request) -> web.Response:
         assert engine.consent is not None
-        body = await request.json() if request.can_read_body else {}
-        req = await engine.consent.deny(request.match_info["id"], always=bool(body.get("always")))
+        body = await _json_object(request)
+        req = await engine.consent.deny(request.match_info["id"], always=_flag(body, "always"))
         return web.json_response(req.to_json())
 
     app.router.add_get("/admin/v1/status", guarded(status))

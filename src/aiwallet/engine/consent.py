@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT_S = 60.0
 ONCE_LIFETIME = timedelta(minutes=2)
 KEEP_ANSWERED = timedelta(minutes=15)  # how long an answer can still be polled
+MAX_LIFETIME_S = 10 * 366 * 24 * 3600  # ten years: longer is "no expiry", not a date
 
 
 @dataclass
@@ -64,6 +65,27 @@ class ConsentRequest:
             "expires_in_s": max(0, round(self.deadline - time.monotonic())),
             "state": self.state,
         }
+
+
+async def read_json(request: web.Request) -> Any:
+    """A request's JSON body; ``invalid_request`` when it is not JSON in a known charset."""
+    try:
+        return await request.json()
+    except (ValueError, LookupError, RecursionError):  # LookupError: an unknown charset
+        raise ProxyError("invalid_request", "the request body is not valid JSON") from None
+
+
+def check_lifetime(value: Any) -> int | None:
+    """A grant lifetime in whole seconds (None: as long as the app is not revoked)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_LIFETIME_S:
+        raise ProxyError(
+            "invalid_request",
+            f"lifetime_s must be a whole number of seconds from 1 to {MAX_LIFETIME_S}",
+            param="lifetime_s",
+        )
+    return value
 
 
 def _opt_str(body: dict[str, Any], key: str, limit: int = 500) -> str | None:
@@ -121,10 +143,7 @@ class ConsentManager:
 
     async def connect(self, request: web.Request) -> ConsentRequest:
         """``POST /wallet/v1/connect``: an app asks by name."""
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ProxyError("invalid_request", "the request body is not valid JSON") from None
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise ProxyError("invalid_request", "the request body must be a JSON object")
         name = _opt_str(body, "app_name", 100) or _opt_str(body, "name", 100)
@@ -139,9 +158,7 @@ class ConsentManager:
                 parse_budget_spec(budget)
             except InvalidInput as exc:
                 raise ProxyError("invalid_request", str(exc), param="budget") from None
-        lifetime = body.get("lifetime_s")
-        if lifetime is not None and (not isinstance(lifetime, int) or lifetime <= 0):
-            raise ProxyError("invalid_request", "lifetime_s must be a positive number of seconds")
+        lifetime = check_lifetime(body.get("lifetime_s"))
         rule = await self.state.db(self.state.wallet.consent_rules.find, "app", name)
         process = await self._peer(request)
         req = self._open(

@@ -14,6 +14,7 @@ import copy
 from typing import Any
 
 from aiwallet import __version__
+from aiwallet.engine.consent import MAX_LIFETIME_S
 from aiwallet.engine.errors import CODES
 
 JSON = dict[str, Any]
@@ -168,7 +169,7 @@ _SCHEMAS: dict[str, JSON] = {
                 description="an amount and a period: 2.50/day, 10/week, 40/month, 5 total",
                 examples=["2/day", "10/week", "5 total"],
             ),
-            "lifetime_s": _nullable("integer", minimum=1),
+            "lifetime_s": _nullable("integer", minimum=1, maximum=MAX_LIFETIME_S),
         },
     },
     "ConnectAccepted": {
@@ -311,7 +312,7 @@ _SCHEMAS: dict[str, JSON] = {
                 "type": ["array", "null"],
                 "items": {"type": "string", "minLength": 1},
             },
-            "lifetime_s": _nullable("integer", minimum=1),
+            "lifetime_s": _nullable("integer", minimum=1, maximum=MAX_LIFETIME_S),
             "once": {"type": "boolean"},
         },
     },

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MIN_OUTPUT_TOKENS = 16  # below this a clamped answer is useless: refuse instead
 DEFAULT_MAX_OUTPUT = 4096  # when the catalog knows no output limit
+MAX_OUTPUT_FIELD = 2**31 - 1  # a larger max-output field is refused before any reservation
 
 
 @dataclass
@@ -79,10 +80,14 @@ class Call:
 
 
 def app_key_of(request: web.Request) -> str | None:
+    """The key or session token a request carries; None when it carries none (keys and tokens
+    are ASCII: anything else is no key, and could not be hashed or compared)."""
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+        key = auth[7:].strip() or None
+    else:
+        key = request.headers.get("x-api-key") or None
+    return key if key is not None and key.isascii() else None
 
 
 class Proxy:
@@ -178,7 +183,7 @@ class Proxy:
             raise _too_large(self.max_body) from None
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             raise ProxyError("invalid_request", "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ProxyError("invalid_request", "the request body must be a JSON object")
@@ -196,6 +201,13 @@ class Proxy:
         call.route = route
         if ep.requires_max and not isinstance(body.get("max_tokens"), int):
             raise ProxyError("invalid_request", "max_tokens: Field required", param="max_tokens")
+        for name in ep.max_fields:
+            value = body.get(name)
+            if isinstance(value, int) and value > MAX_OUTPUT_FIELD:
+                # no model writes this much; its worst case would not fit a ledger integer
+                raise ProxyError(
+                    "invalid_request", f"{name}: at most {MAX_OUTPUT_FIELD}", param=name
+                )
         app = ctx.app
         limits = Limits(app.rpm_limit, app.tpm_limit, app.concurrency_limit)
         if limits.any:
