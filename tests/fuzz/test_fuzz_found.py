@@ -151,3 +151,20 @@ def test_admin_bad_bodies_are_refused_and_change_nothing(rig):
     )
     assert resp.status == 200, resp.body
     assert resp.json()["answer"]["budget"] == "0.50/day"
+
+
+def test_a_route_answers_in_its_own_shape_whatever_the_headers(rig):
+    """The guard and the middleware used to pick Anthropic's shape for any request saying
+    anthropic-version, while the proxy answered the same route in OpenAI's."""
+    port, key = rig.engine.port, rig.app()
+    auth = (b"Authorization", b"Bearer " + key.encode())
+    evil = (b"Origin", b"http://evil.example")
+    for path, api in (("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")):
+        for extra in ([ANTHROPIC], []):
+            resp = raw_request(port, "POST", path, [JSON, auth, evil, *extra], b"{}")
+            assert assert_wire_error(api, resp, 403) == "forbidden_origin"
+            resp = raw_request(port, "POST", path, [JSON, auth, *extra], b"{nope")
+            assert assert_wire_error(api, resp, 400) == "invalid_request"
+    # elsewhere anthropic-version still chooses Anthropic's shape
+    resp = raw_request(port, "GET", "/v1/nothing", [ANTHROPIC])
+    assert assert_wire_error("anthropic", resp, 404) == "not_found"

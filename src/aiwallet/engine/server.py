@@ -61,6 +61,11 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def api_of(request: web.Request) -> Api:
+    """The wire format of a request's errors: its route's, or (other paths) Anthropic's when
+    it says ``anthropic-version``."""
+    endpoint = ENDPOINTS.get(request.path)
+    if endpoint is not None:  # the guard and the middleware answer as the proxy would
+        return endpoint.api
     if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
         return Api.ANTHROPIC
     return Api.OPENAI
