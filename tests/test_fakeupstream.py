@@ -109,3 +109,11 @@ def test_header_script_and_wrong_usage(fake):
     r2 = oa(fake).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
     assert r2.usage.prompt_tokens == 110
     assert fake.served[-1].generated["prompt"] == 11
+
+
+def test_the_served_record_is_readable_over_http(fake):
+    list(oa(fake).chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))
+    served = httpx.get(fake.base_url + "/_fake/served", timeout=5).json()
+    assert served[-1]["path"] == "/v1/chat/completions" and served[-1]["completed"] is True
+    assert "data: [DONE]" in served[-1]["raw_out"]
+    assert '"gpt-4o-mini"' in served[-1]["raw_in"]

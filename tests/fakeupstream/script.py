@@ -50,7 +50,11 @@ class Served:
     raw_in: bytes = b""  # the request body exactly as received
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-safe: the raw bytes as text (undecodable bytes escaped)."""
+        data = asdict(self)
+        for name in ("raw_out", "raw_in"):
+            data[name] = data[name].decode("utf-8", "backslashreplace")
+        return data
 
 
 class Record:
