@@ -98,6 +98,13 @@ def test_kill_9_mid_stream_then_restart(tmp_path, fake):
         assert wallet.budgets.open_reservations() == []
         with wallet.db.read() as conn:
             ledger_ids = {r[0] for r in conn.execute(select(t.ledger.c.request_id))}
+            # every cost, recovered ones included, names its price row and token source
+            unpriced = conn.execute(
+                select(t.ledger.c.request_id).where(
+                    t.ledger.c.price_row_ref.is_(None) | t.ledger.c.token_source.is_(None)
+                )
+            ).all()
+        assert unpriced == []
         completed = [s for s in fake.served if s.completed and s.path == "/v1/chat/completions"]
         assert completed, "some streams should have completed before the kill"
         missing = [

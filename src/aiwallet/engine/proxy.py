@@ -264,8 +264,12 @@ class Proxy:
         ]
 
     async def _try_reserve(self, call: Call, amount: int) -> Reservation:
-        assert call.ctx is not None
+        assert call.ctx is not None and call.route is not None
         w, tz = self.state.wallet, self.state.timezone
+        route = call.route
+        priced = SpendEntry(
+            route.provider.name, route.upstream_model, route.row.ref, None, "estimated"
+        )
         return await self.state.write(
             lambda conn: w.budgets.reserve_in(
                 conn,
@@ -276,6 +280,7 @@ class Proxy:
                 request_id=call.request_id,
                 app_id=call.ctx.app.id if call.ctx else None,
                 known=call.ctx.budgets if call.ctx else None,
+                priced=priced,
             )
         )
 

@@ -77,6 +77,9 @@ def _reservation(r: RowMapping) -> Reservation:
         counter_ids=tuple(int(c) for c in r["counter_ids"]),
         created_at=r["created_at"],
         state=r["state"],
+        provider=r["provider"],
+        model=r["model"],
+        price_row_ref=r["price_row_ref"],
     )
 
 
@@ -205,12 +208,14 @@ class Budgets:
         tz: tzinfo,
         request_id: str,
         app_id: int | None = None,
+        priced: SpendEntry | None = None,
     ) -> Reservation:
         """Reserve ``amount_nano`` on every budget in ``budget_ids``, all or nothing."""
         with self.db.begin() as conn:
             return self.reserve_in(
-                conn, budget_ids, amount_nano, at=at, tz=tz, request_id=request_id, app_id=app_id
-            )
+                conn, budget_ids, amount_nano, at=at, tz=tz, request_id=request_id,
+                app_id=app_id, priced=priced,
+            )  # fmt: skip
 
     def reserve_in(
         self,
@@ -223,8 +228,12 @@ class Budgets:
         request_id: str,
         app_id: int | None = None,
         known: Sequence[Budget] | None = None,
+        priced: SpendEntry | None = None,
     ) -> Reservation:
         """:meth:`reserve` inside the caller's transaction.
+
+        ``priced`` (provider, model, price row) is kept with the reservation so that a
+        recovery after a crash bills it against that price row.
 
         ``known`` are the budgets as the caller has cached them (saves a query; their limits
         are still read from the database by the conditional update). A refusal undoes what it
@@ -268,11 +277,17 @@ class Budgets:
                 "amount_nano": amount_nano,
                 "counter_ids": counter_ids,
                 "state": "open",
+                "provider": priced.provider if priced else None,
+                "model": priced.model if priced else None,
+                "price_row_ref": priced.price_row_ref if priced else None,
             },
         )
         return Reservation(
             res_id, request_id, app_id, amount_nano, tuple(counter_ids), now,
             remaining_nano=remaining,
+            provider=priced.provider if priced else None,
+            model=priced.model if priced else None,
+            price_row_ref=priced.price_row_ref if priced else None,
         )  # fmt: skip
 
     def _close(
@@ -301,6 +316,9 @@ class Budgets:
             counter_ids=tuple(int(c) for c in hot.read_json(closed["counter_ids"])),
             created_at=hot.read_datetime(closed["created_at"]),
             state=state,
+            provider=closed["provider"],
+            model=closed["model"],
+            price_row_ref=closed["price_row_ref"],
         )
         # One counter at a time, in the order reserve() locked them (budget id order): an
         # "id IN (...)" update locks rows in whatever order it meets them and can deadlock
@@ -394,7 +412,7 @@ class Budgets:
         done: list[tuple[Reservation, str]] = []
         for res in self.open_reservations():
             spend = SpendEntry(
-                None, None, None, None, "estimated",
+                res.provider, res.model, res.price_row_ref, None, "estimated",
                 note="engine stopped before the provider reported usage; billed at the "
                 "reserved worst case",
             )  # fmt: skip

@@ -33,6 +33,9 @@ RESERVATION_COLUMNS = (
     "amount_nano",
     "counter_ids",
     "state",
+    "provider",
+    "model",
+    "price_row_ref",
 )
 LEDGER_COLUMNS = (
     "ts",

@@ -41,6 +41,9 @@ class Reservation:
     created_at: datetime
     state: str = "open"
     remaining_nano: int | None = None  # least room left on its budgets, just after reserving
+    provider: str | None = None  # what it was reserved against (billed so after a crash)
+    model: str | None = None
+    price_row_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

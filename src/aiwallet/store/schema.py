@@ -123,6 +123,10 @@ reservations = Table(
     Column("counter_ids", JSON, nullable=False),
     Column("state", String(16), nullable=False),  # open | settled | released
     Column("closed_at", UTCDateTime),
+    # What it was reserved against, so that a crash recovery bills it with its price row.
+    Column("provider", String(64)),
+    Column("model", String(200)),
+    Column("price_row_ref", String(200)),
     Index("ix_reservations_state", "state"),
 )
 
