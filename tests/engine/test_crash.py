@@ -80,7 +80,11 @@ def test_kill_9_mid_stream_then_restart(tmp_path, fake):
         th.start()
         threads.append(th)
         time.sleep(0.02 if i < 25 else 0.0)
-    time.sleep(0.6)
+    # Kill once some clients have their whole stream and the rest are still running (however
+    # slow the machine is today): a bounded wait, not a fixed sleep.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and "done" not in results:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     for th in threads:

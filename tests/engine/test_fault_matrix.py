@@ -119,7 +119,16 @@ FAULTS = [
         log_status=503,
         log_code="upstream_unavailable",
     ),
-    Fault("cut", script=Script(cut_after_events=5), streams_only=True, cut=True, billed=True),
+    # Billed (what was relayed) and logged as the provider failing: the client saw 200 and
+    # then a broken stream.
+    Fault(
+        "cut",
+        script=Script(cut_after_events=5),
+        streams_only=True,
+        cut=True,
+        billed=True,
+        log_code="upstream_unavailable",
+    ),
     Fault("usage-missing", script=Script(usage="missing"), billed=True),
     Fault("usage-malformed", script=Script(usage="malformed"), billed=True),
 ]

@@ -401,14 +401,22 @@ class Proxy:
         return estimated_usage(call.prompt_bytes, output_bytes), problem or "no usage reported"
 
     async def settle(
-        self, call: Call, usage: Usage, status: int, note: str | None = None
+        self,
+        call: Call,
+        usage: Usage,
+        status: int,
+        note: str | None = None,
+        error_code: str | None = None,
     ) -> tuple[int, int | None]:
-        """Record the real cost; returns (cost, budget remaining). Durable when it returns."""
+        """Record the real cost; returns (cost, budget remaining). Durable when it returns.
+
+        ``error_code`` marks a request that was billed but failed on the way (a stream the
+        provider cut off: the client saw HTTP 200 and then a broken stream)."""
         assert call.route is not None
         route, res = call.route, call.reservation
         cost = cost_of(usage, route.row)
         call.used_tokens = usage.total_prompt_tokens + usage.output_tokens
-        record = self._record(call, status, usage=usage, cost=cost.nano)
+        record = self._record(call, status, usage=usage, cost=cost.nano, error_code=error_code)
         if res is None or call.settled:
             return cost.nano, None
         spend = SpendEntry(
@@ -425,6 +433,11 @@ class Proxy:
         )
         call.settled = True
         self._logged(record)
+        if error_code is not None:
+            self.events.emit(
+                "upstream.failed",
+                {"provider": route.provider.name, "status": status, "code": error_code},
+            )
         remaining = None
         if res.remaining_nano is not None:
             remaining = res.remaining_nano + res.amount_nano - cost.nano

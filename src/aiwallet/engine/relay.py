@@ -107,4 +107,6 @@ async def _settle_stream(proxy: Proxy, call: Call, meter: object, *, cut: bool) 
             if cut or broken
             else meter.usage_problem
         )
-    await proxy.settle(call, usage, 200, note=note)
+    # The client saw 200 and then, for a cut, a broken stream: logged as the provider failing.
+    code = "upstream_unavailable" if cut or broken else None
+    await proxy.settle(call, usage, 200, note=note, error_code=code)

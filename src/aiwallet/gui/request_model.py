@@ -35,6 +35,8 @@ HEADERS = ("Time", "App", "Model", "In", "Out", "Cost", "Latency", "Status")
 
 
 def status_text(row: RequestRow) -> str:
+    if row.status < 400 and row.error_code:
+        return f"cut off · {row.error_code} (billed {row.token_source or 'estimated'})"
     if row.status < 400:
         text = "ok"
         if row.token_source and row.token_source != TokenSource.PROVIDER.value:

@@ -219,9 +219,9 @@ class Reports:
         if f.until is not None:
             q = q.where(c.ts < f.until)
         if f.status == "ok":
-            q = q.where(c.status < 400)
-        elif f.status == "error":
-            q = q.where(c.status >= 400)
+            q = q.where(c.status < 400, c.error_code.is_(None))
+        elif f.status == "error":  # refused, failed, or billed but cut off on the way
+            q = q.where((c.status >= 400) | c.error_code.is_not(None))
         elif f.status:
             q = q.where(c.error_code == f.status)
         return q
