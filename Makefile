@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench screenshots clean
+.PHONY: run test lint typecheck unit bench compare soak proof screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,24 @@ bench: $(STAMP)
 	$(BIN)/python bench/reserve.py
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/gui.py --quick
+	$(BIN)/python bench/prompt.py
+
+# aiwallet vs LiteLLM's proxy (installs litellm[proxy] into bench/.venv-litellm on first use).
+compare: $(STAMP)
+	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/compare.py --policy
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
+
+# The long modes of the proof suite: 10x fuzzing, 20 crash-loop cycles, a 30-minute soak, and
+# the LiteLLM comparison.
+proof: $(STAMP)
+	AIWALLET_FUZZ_LONG=1 AIWALLET_CRASH_LOOP_CYCLES=20 QT_QPA_PLATFORM=offscreen \
+		$(BIN)/pytest -q tests/fuzz tests/engine/test_crash_loop.py tests/engine/test_fault_matrix.py
+	$(BIN)/python bench/soak.py --minutes 30
+	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/compare.py --policy
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py docs/screenshots
