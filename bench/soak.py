@@ -30,8 +30,8 @@ engine exposes no other task count). Checked at the end (PASS/FAIL):
 
 The fake upstream runs as `python bench/soak.py --serve-fake`: `fakeupstream.FakeUpstream`
 plus a route that hands over (and forgets) what it served: its own `GET /_fake/served`
-keeps every record for the whole run, which a 30-minute soak cannot afford. The record is drained every
-`--checkpoint` seconds with traffic paused until nothing is in flight.
+keeps every record for the whole run, which a 30-minute soak cannot afford. The record is
+drained every `--checkpoint` seconds with traffic paused until nothing is in flight.
 """
 
 from __future__ import annotations
