@@ -117,3 +117,13 @@ def test_the_served_record_is_readable_over_http(fake):
     assert served[-1]["path"] == "/v1/chat/completions" and served[-1]["completed"] is True
     assert "data: [DONE]" in served[-1]["raw_out"]
     assert '"gpt-4o-mini"' in served[-1]["raw_in"]
+
+
+def test_a_wrongly_shaped_body_is_refused_like_the_real_apis(fake):
+    with pytest.raises(openai.BadRequestError) as oa_err:
+        oa(fake).chat.completions.create(model="gpt-4o-mini", messages=5)
+    assert oa_err.value.body["type"] == "invalid_request_error"
+    with pytest.raises(anthropic.BadRequestError) as an_err:
+        an(fake).messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=5)
+    assert an_err.value.body["error"]["type"] == "invalid_request_error"
+    assert [s.status for s in fake.served] == [400, 400]

@@ -16,6 +16,10 @@ OPENAI_KEY = "sk-fake-openai-0123456789abcdefghijklmnopqrstuv"
 ANTHROPIC_KEY = "sk-ant-fake-0123456789abcdefghijklmnopqrstuvw"
 
 
+# What reading a wrongly shaped body raises in the handlers (the real APIs answer 400).
+_SHAPE_ERRORS = (TypeError, AttributeError, KeyError, ValueError)
+
+
 class FakeUpstream:
     def __init__(self, openai_key: str = OPENAI_KEY, anthropic_key: str = ANTHROPIC_KEY) -> None:
         self.openai_key, self.anthropic_key = openai_key, anthropic_key
@@ -86,7 +90,16 @@ class FakeUpstream:
             if key != self.anthropic_key or "anthropic-version" not in request.headers:
                 served.status = 401
                 return anthropic_api.error(401, "authentication_error", "invalid x-api-key")
-            return await anthropic_api.handle(request, body, script, served)
+            try:
+                return await anthropic_api.handle(request, body, script, served)
+            except _SHAPE_ERRORS:
+                if served.events_sent:
+                    raise
+                # The real API validates the body first and answers 400 in its own shape.
+                served.status = 400
+                return anthropic_api.error(
+                    400, "invalid_request_error", "the request body does not match the schema"
+                )
         if request.headers.get("Authorization") != f"Bearer {self.openai_key}":
             served.status = 401
             return openai_api.error(
@@ -105,7 +118,15 @@ class FakeUpstream:
             return openai_api.error(
                 404, f"Invalid URL ({request.method} {request.path})", "invalid_request_error"
             )
-        return await openai_api.handle(request, body, script, served)
+        try:
+            return await openai_api.handle(request, body, script, served)
+        except _SHAPE_ERRORS:
+            if served.events_sent:
+                raise
+            served.status = 400
+            return openai_api.error(
+                400, "Invalid request: the body does not match the schema", "invalid_request_error"
+            )
 
     async def _remote_script(self, request: web.Request) -> web.Response:
         data: dict[str, Any] = await request.json()

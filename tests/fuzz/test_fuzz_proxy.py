@@ -200,9 +200,18 @@ class Watch:
             assert ledger_totals(rig) == before and len(rig.fake.served) == served
             self.codes["duplicate-header"] = self.codes.get("duplicate-header", 0) + 1
             return resp
+        reached_upstream = len(rig.fake.served) > served
+        if reached_upstream and 400 <= resp.status < 500:
+            # The provider refused the body itself (as the real APIs answer 400 for a wrong
+            # shape): relayed in its own words, nothing billed, nothing left reserved.
+            assert rig.fake.served[-1].status == resp.status, (resp.status, resp.body)
+            assert "error" in resp.json(), resp.body
+            self.codes["provider-4xx"] = self.codes.get("provider-4xx", 0) + 1
+            assert ledger_totals(rig) == before, (path, body[:200], resp.body)
+            assert rig.wallet.budgets.open_reservations() == []
+            return resp
         code = assert_wire_error(_api_of(path, headers), resp)
         self.codes[code] = self.codes.get(code, 0) + 1
-        reached_upstream = len(rig.fake.served) > served
         if resp.status >= 500:
             assert code.startswith("upstream_") and reached_upstream, (code, resp.body)
         assert ledger_totals(rig) == before, (path, body[:200], resp.body)
@@ -345,6 +354,18 @@ def test_wrong_shapes_with_a_real_model(make_engine):
         statuses.add(watch.send(path, headers, body).status)
 
     run()
+    # Both outcomes are reachable through this harness whatever hypothesis drew: a body the
+    # provider serves, and one that it refuses in its own shape.
+    ok = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    bad = {"model": "gpt-4o-mini", "messages": 5}
+    for body in (ok, bad):
+        statuses.add(
+            watch.send(
+                "/v1/chat/completions",
+                [JSON_TYPE, (b"Authorization", b"Bearer " + key.encode())],
+                _dumps(body, False),
+            ).status
+        )
     watch.healthy()
     assert 200 in statuses and any(400 <= s < 500 for s in statuses), statuses
     assert rig.wallet.budgets.open_reservations() == []
