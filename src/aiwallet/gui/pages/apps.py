@@ -203,6 +203,7 @@ class AppsPage(Page):
         self.view, self.proxy = _table(self.model)
         self.view.setItemDelegateForColumn(AppCol.USED, ProgressDelegate(self.view))
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.doubleClicked.connect(lambda _index: self._edit_budget())
         apps_card.body.addWidget(self.view)
         actions = QHBoxLayout()
         self.edit_budget = QPushButton("Edit budget…")

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from aiwallet.domain.money import BudgetSpec
 from aiwallet.domain.windows import describe_until
 from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
@@ -131,6 +132,7 @@ class OverviewPage(Page):
         self.body.addLayout(grid)
         self.body.addStretch(1)
 
+        self.wallet_budget: BudgetSpec | None = None
         controller.paused_changed.connect(self._show_paused)
         controller.engine_changed.connect(self._show_engine)
         self._show_engine()
@@ -179,6 +181,7 @@ class OverviewPage(Page):
             self.top_apps.addWidget(label(f"{len(by_app) - 5} more apps · {money(rest)}", "muted"))
 
     def show_overview(self, ov: Overview, providers: list[ProviderInfo]) -> None:
+        self.wallet_budget = ov.wallet_budget.spec if ov.wallet_budget else None
         now = datetime.now(UTC)
         self.today.setText(money(ov.today_nano))
         self.today_note.setText(f"{ov.requests_today:,} requests")
@@ -257,7 +260,7 @@ class OverviewPage(Page):
         )
 
     def _edit_budget(self) -> None:
-        dialog = BudgetDialog("the wallet (all apps together)", None, self)
+        dialog = BudgetDialog("the wallet (all apps together)", self.wallet_budget, self)
         if dialog.exec():
             spec = dialog.spec
             wallet = self.controller.wallet

@@ -1,0 +1,51 @@
+"""Dialogs: budgets are parsed exactly (never through a float); a key is never echoed."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLineEdit
+
+from aiwallet.domain.money import BudgetSpec, Period
+from aiwallet.gui.dialogs import BudgetDialog, NewAppDialog, ProviderDialog
+
+
+def test_budget_dialog_parses_exact_amounts_and_explains_bad_ones(qtbot):
+    dialog = BudgetDialog("my-script", BudgetSpec(2_000_000_000, Period.DAY))
+    qtbot.addWidget(dialog)
+    assert dialog.editor.amount.text() == "$2.00"
+    dialog.editor.amount.setText("0.1")
+    dialog.editor.period.setCurrentIndex(dialog.editor.period.findData("week"))
+    dialog._save()
+    assert dialog.spec == BudgetSpec(100_000_000, Period.WEEK)  # 0.1 is exact, not 0.1000000001
+    dialog.editor.amount.setText("two dollars")
+    dialog._save()
+    assert "two dollars" in dialog.error.text()
+    dialog.editor.amount.setText("0.0000000001")
+    dialog._save()
+    assert "nano-dollar" in dialog.error.text()
+    dialog.none.setChecked(True)
+    assert not dialog.editor.isEnabled()
+    dialog._save()
+    assert dialog.spec is None
+
+
+def test_new_app_dialog_needs_a_name_and_splits_models(qtbot):
+    dialog = NewAppDialog()
+    qtbot.addWidget(dialog)
+    dialog._create()
+    assert dialog.error.text() == "Give the app a name"
+    dialog.name.setText("notebook")
+    dialog.models.setText(" gpt-4o-mini , anthropic/* ,")
+    dialog._create()
+    assert dialog.result() == NewAppDialog.DialogCode.Accepted
+    assert dialog.scopes() == ["gpt-4o-mini", "anthropic/*"]
+    assert dialog.spec == BudgetSpec(2_000_000_000, Period.DAY)
+
+
+def test_provider_key_field_never_echoes(qtbot):
+    dialog = ProviderDialog(None)
+    qtbot.addWidget(dialog)
+    assert dialog.key.echoMode() == QLineEdit.EchoMode.Password
+    rotate = ProviderDialog("openai")
+    qtbot.addWidget(rotate)
+    assert rotate.key.echoMode() == QLineEdit.EchoMode.Password
+    assert not rotate.name.isVisibleTo(rotate)  # rotating asks only for the new key
