@@ -49,3 +49,50 @@ def test_provider_key_field_never_echoes(qtbot):
     qtbot.addWidget(rotate)
     assert rotate.key.echoMode() == QLineEdit.EchoMode.Password
     assert not rotate.name.isVisibleTo(rotate)  # rotating asks only for the new key
+
+
+def test_sealed_vault_passphrase_is_asked_once_and_unlocks_the_engine(
+    qtbot, qloop, tmp_path, monkeypatch
+):
+    import keyring.core
+    import pytest
+    from PySide6.QtWidgets import QInputDialog
+
+    from aiwallet.domain.errors import VaultError
+    from aiwallet.gui.app import DesktopApp, Passphrase
+    from aiwallet.paths import DataDir
+    from aiwallet.service import Wallet
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    keyring.core._keyring_backend = None
+    seal = Wallet.open(DataDir(tmp_path / "w"), passphrase_provider=lambda: "correct horse")
+    seal.add_provider("openai", kind="openai", api_key="sk-sealed-" + "q" * 30)
+    seal.close()
+
+    passphrase = Passphrase()
+    with pytest.raises(VaultError):
+        passphrase()  # nothing typed yet: a clear error, not a hang
+    asked: list[str] = []
+
+    def typed(*args, **kw):
+        asked.append(args[2])
+        return "correct horse", True
+
+    monkeypatch.setattr(QInputDialog, "getText", typed)
+    wallet = Wallet.open(DataDir(tmp_path / "w"), passphrase_provider=passphrase)
+    passphrase.ask_if_needed(wallet)
+    passphrase.ask_if_needed(wallet)  # already known: not asked again
+    assert len(asked) == 1 and "sealed with your passphrase" in asked[0]
+    app = DesktopApp(wallet, use_tray=False)
+    qtbot.addWidget(app.window)
+    try:
+        app.start(port=0)
+        qtbot.waitUntil(
+            lambda: app.controller.engine is not None or app.controller.engine_error is not None,
+            timeout=30_000,
+        )
+        assert app.controller.engine_error is None
+    finally:
+        app.shutdown()
+        qtbot.wait(100)
+        wallet.close()

@@ -103,28 +103,32 @@ class DesktopApp:
         self.controller.stop()
 
 
-def _ask_passphrase(wallet: Wallet) -> None:
-    """A sealed-file vault needs its passphrase before the engine starts: from the
-    environment, else a password dialog (on the GUI thread; the KDF runs later, off it)."""
-    if os.environ.get(ENV_PASSPHRASE) or not wallet.vault_status().is_fallback:
-        return
-    text, ok = QInputDialog.getText(
-        None,
-        "Unlock the wallet",
-        "No OS keyring here: provider keys are sealed with your passphrase.\nPassphrase:",
-        QLineEdit.EchoMode.Password,
-    )
-    if ok and text:
-        os.environ[ENV_PASSPHRASE] = text  # read by this process's vault only
+class Passphrase:
+    """The sealed vault's passphrase, held in memory for this process: from the environment
+    (``AIWALLET_VAULT_PASSPHRASE``), else typed into a password dialog on the GUI thread; the
+    vault's KDF then runs on a worker thread when the engine starts."""
 
+    def __init__(self) -> None:
+        self.value = os.environ.get(ENV_PASSPHRASE) or None
 
-def _passphrase() -> str:
-    from aiwallet.domain.errors import VaultError
+    def __call__(self) -> str:
+        if not self.value:
+            from aiwallet.domain.errors import VaultError
 
-    value = os.environ.get(ENV_PASSPHRASE)
-    if not value:
-        raise VaultError("the sealed vault needs its passphrase; restart aiwallet to type it")
-    return value
+            raise VaultError("the sealed vault needs its passphrase; restart aiwallet to type it")
+        return self.value
+
+    def ask_if_needed(self, wallet: Wallet) -> None:
+        if self.value or not wallet.vault_status().is_fallback:
+            return
+        text, ok = QInputDialog.getText(
+            None,
+            "Unlock the wallet",
+            "No OS keyring here: provider keys are sealed with your passphrase.\nPassphrase:",
+            QLineEdit.EchoMode.Password,
+        )
+        if ok and text:
+            self.value = text
 
 
 def run(data_dir: DataDir, *, minimized: bool = False) -> int:
@@ -140,8 +144,9 @@ def run(data_dir: DataDir, *, minimized: bool = False) -> int:
         print("aiwallet is already running for this data dir; its window is up", file=sys.stderr)
         return 0
     theme.apply(app)
-    wallet = Wallet.open(data_dir, passphrase_provider=_passphrase)
-    _ask_passphrase(wallet)
+    passphrase = Passphrase()
+    wallet = Wallet.open(data_dir, passphrase_provider=passphrase)
+    passphrase.ask_if_needed(wallet)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     desktop = DesktopApp(wallet)
