@@ -193,3 +193,40 @@ def test_a_second_instance_brings_the_first_ones_window_up(qtbot, tmp_path):
         assert not signal_running(instance_name(DataDir(tmp_path / "other")))
     finally:
         server.close()
+
+
+def test_a_busy_port_is_explained_and_the_engine_can_be_started_again(qtbot, qloop, tmp_path):
+    import socket
+
+    from PySide6.QtCore import Qt
+
+    from aiwallet.gui.app import DesktopApp
+    from aiwallet.paths import DataDir
+    from aiwallet.preferences import PORT
+    from aiwallet.service import Wallet
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    wallet = Wallet.open(DataDir(tmp_path / "w"))
+    wallet.set_pref(PORT, port)  # another program holds the wallet's port
+    app = DesktopApp(wallet, use_tray=False)
+    qtbot.addWidget(app.window)
+    try:
+        app.start()
+        page = app.window.overview
+        qtbot.waitUntil(lambda: app.controller.engine_error is not None, timeout=20_000)
+        assert f"port {port} is in use" in page.engine_status.text()
+        assert page.retry.isVisible()
+        blocker.close()  # the other program went away
+        qtbot.mouseClick(page.retry, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: app.controller.engine is not None, timeout=20_000)
+        assert app.controller.engine.port == port
+        assert not page.retry.isVisible()
+        assert "running" in page.engine_status.text()
+    finally:
+        blocker.close()
+        app.shutdown()
+        qtbot.wait(100)
+        wallet.close()

@@ -107,7 +107,13 @@ class OverviewPage(Page):
         row.addWidget(copy)
         connect.body.addLayout(row)
         self.engine_status = label("", "muted", wrap=True)
-        connect.body.addWidget(self.engine_status)
+        self.retry = QPushButton("Start the engine again")
+        self.retry.clicked.connect(self._retry)
+        self.retry.hide()
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.engine_status, 1)
+        status_row.addWidget(self.retry)
+        connect.body.addLayout(status_row)
         self.snippets = QTabWidget()
         self._snippet_edits: list[QPlainTextEdit] = []
         for name in ("OpenAI SDK", "Anthropic SDK"):
@@ -237,6 +243,9 @@ class OverviewPage(Page):
             self._snippet_edits, (texts.OPENAI_SNIPPET, texts.ANTHROPIC_SNIPPET), strict=True
         ):
             edit.setPlainText(snippet.format(url=url))
+        self.retry.setVisible(
+            self.controller.engine is None and self.controller.engine_error is not None
+        )
         if self.controller.engine is not None:
             self.engine_status.setText("The engine is running and listens on loopback only.")
         elif self.controller.engine_error:
@@ -245,6 +254,12 @@ class OverviewPage(Page):
             )
         else:
             self.engine_status.setText(texts.ENGINE_STARTING)
+
+    def _retry(self) -> None:
+        self.retry.hide()
+        self.controller.engine_error = None
+        self._show_engine()
+        self.controller.spawn(self.controller.start_engine(), "Starting the engine")
 
     def _show_paused(self, paused: bool) -> None:
         self.banner.setVisible(paused)
