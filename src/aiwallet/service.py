@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nacl.signing
@@ -25,6 +25,8 @@ from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.errors import InvalidInput, NotFound
 from aiwallet.domain.money import BudgetSpec
 from aiwallet.domain.providers import (
+    KINDS_WITH_BALANCE,
+    Balance,
     ProviderKind,
     check_base_url,
     check_provider_name,
@@ -43,10 +45,13 @@ from aiwallet.store.ledger import Ledger, Requests
 from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.reports import Reports
 from aiwallet.store.settings import Settings
-from aiwallet.upstreams.balance import KINDS_WITH_BALANCE, Balance, provider_balance
+from aiwallet.upstreams.balance import provider_balance
 from aiwallet.upstreams.probe import ProbeResult, probe_provider
 from aiwallet.vault import Vault, key_hint, open_vault
 from aiwallet.vault.select import VaultStatus
+
+if TYPE_CHECKING:
+    from aiwallet.engine.server import Engine
 
 WALLET_ID_SETTING = "wallet_id"
 PAUSED_SETTING = "paused"
@@ -406,6 +411,13 @@ class Wallet:
     @property
     def paused(self) -> bool:
         return bool(self.settings.get(PAUSED_SETTING, False))
+
+    def new_engine(self, **kw: Any) -> Engine:
+        """The loopback engine for this wallet (not started). Imported here so that opening a
+        wallet (the CLI, the desktop app's first window) does not load aiohttp."""
+        from aiwallet.engine.server import Engine
+
+        return Engine(self, **kw)
 
     def engine_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Call the admin API of the engine running on this data dir (an error if none)."""

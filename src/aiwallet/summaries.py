@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiwallet.domain.money import BudgetSpec, Period, usd_string
+from aiwallet.domain.reports import RequestFilter
 from aiwallet.domain.windows import describe_until, window_for
-from aiwallet.store.reports import RequestFilter
 
 if TYPE_CHECKING:
     from aiwallet.service import Wallet

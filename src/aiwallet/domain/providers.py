@@ -120,3 +120,16 @@ def check_base_url(url: str) -> str:
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
         raise InvalidInput(f"{url!r} is not a base URL; it should look like https://host/v1")
     return url.rstrip("/")
+
+
+# Kinds whose API tells a key's balance (OpenRouter's GET /key); the others publish none.
+KINDS_WITH_BALANCE = frozenset({"openrouter"})
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    provider: str
+    remaining_nano: int | None  # None: the key has no limit
+    limit_nano: int | None
+    used_nano: int | None
+    problem: str | None = None  # why it could not be read (never the response body)

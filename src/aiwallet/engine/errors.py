@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from aiohttp import web
 
+from aiwallet.domain.errors import WalletError
+
 
 class Api(StrEnum):
     OPENAI = "openai"
@@ -42,7 +44,7 @@ CODES: dict[str, tuple[int, str, str]] = {
 }
 
 
-class ProxyError(Exception):
+class ProxyError(WalletError):
     """Raised anywhere in the pipeline; rendered once, in the caller's wire format."""
 
     def __init__(
@@ -54,9 +56,7 @@ class ProxyError(Exception):
         retry_after: int | None = None,
         param: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.status = status or CODES[code][0]
         self.retry_after = retry_after
         self.param = param

@@ -12,8 +12,8 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QWidget
 
 from aiwallet.domain.money import NANOS_PER_USD
+from aiwallet.domain.reports import SpendSeries
 from aiwallet.gui import theme
-from aiwallet.store.reports import SpendSeries
 
 MAX_SERIES = 8
 OTHER = "other"

@@ -23,13 +23,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from aiwallet.domain.errors import WalletError
 from aiwallet.domain.money import format_usd
+from aiwallet.domain.providers import Balance
 from aiwallet.domain.windows import describe_until
 from aiwallet.gui import texts
 from aiwallet.gui.bridge import EngineBridge, dispatch
 from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT
 from aiwallet.service import Wallet
 from aiwallet.summaries import AppSummary, app_summaries
-from aiwallet.upstreams.balance import Balance
 
 if TYPE_CHECKING:
     from aiwallet.engine.server import Engine
@@ -106,12 +106,9 @@ class Controller(QObject):
         async def reported() -> None:
             try:
                 await guarded()
-            except WalletError as exc:
+            except WalletError as exc:  # the wallet's or the engine's words, for people
                 self.failed.emit(f"{what}: {exc}")
             except Exception as exc:
-                if _is_refusal(exc):  # the engine's own refusal: its message is for people
-                    self.failed.emit(f"{what}: {exc}")
-                    return
                 log.exception("%s failed", what)
                 self.failed.emit(f"{what} failed ({type(exc).__name__}); see the log")
 
@@ -145,11 +142,7 @@ class Controller(QObject):
             if port is None:
                 port = int(await self.run(lambda: wallet.pref(PORT)))
             await self.run(wallet.unlock_vault)
-            # Imported here, off the path to the first window (aiohttp and the engine are
-            # a fifth of a second of imports).
-            from aiwallet.engine.server import Engine
-
-            engine = Engine(wallet, port=port, **engine_kw)
+            engine = wallet.new_engine(port=port, **engine_kw)
             self._bridge.attach(engine.events.subscribe)
             await self.run(engine.start)
         except (OSError, WalletError) as exc:
@@ -345,20 +338,11 @@ class Controller(QObject):
         assert consent is not None
         try:
             await self.on_engine(consent.deny(req_id, always=always))
-        except Exception as exc:
-            if not (
-                _is_refusal(exc) and "already" in str(exc)
-            ):  # expired or withdrawn meanwhile: nothing to do
+        except WalletError as exc:
+            if "already" not in str(exc):  # expired or withdrawn meanwhile: nothing to deny
                 raise
 
     async def set_paused(self, paused: bool) -> None:
         await self.run(self.wallet.set_paused, paused)
         if self.engine is not None:
             await self.on_engine(self.engine.reload())
-
-
-def _is_refusal(exc: BaseException) -> bool:
-    """An engine ``ProxyError`` (loaded once the engine runs; no import before that)."""
-    from aiwallet.engine.errors import ProxyError
-
-    return isinstance(exc, ProxyError)

@@ -11,9 +11,9 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
 from aiwallet.domain.money import format_usd
+from aiwallet.domain.reports import RequestFilter, RequestRow
 from aiwallet.domain.usage import TokenSource
 from aiwallet.gui.widgets import when
-from aiwallet.store.reports import RequestFilter, RequestRow
 
 Index = QModelIndex | QPersistentModelIndex
 PAGE = 200

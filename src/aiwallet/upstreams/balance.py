@@ -8,7 +8,6 @@ OpenAI and Anthropic publish no balance to an API key: for them there is nothing
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
@@ -16,19 +15,8 @@ import httpx
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import usd_to_nano
-from aiwallet.domain.providers import ProviderKind
+from aiwallet.domain.providers import KINDS_WITH_BALANCE, Balance, ProviderKind
 from aiwallet.upstreams.auth import auth_headers
-
-KINDS_WITH_BALANCE = frozenset({"openrouter"})
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    provider: str
-    remaining_nano: int | None  # None: the key has no limit
-    limit_nano: int | None
-    used_nano: int | None
-    problem: str | None = None  # why it could not be read (never the response body)
 
 
 def _nano(value: Any) -> int | None:

@@ -19,13 +19,13 @@ from PySide6.QtWidgets import (
 )
 
 from aiwallet.domain.money import Period
+from aiwallet.domain.reports import RequestFilter, RequestRow, SpendSeries
 from aiwallet.domain.windows import CHART_RANGES, bucket_edges, window_for
 from aiwallet.gui.charts import CumulativeChart, StackedSpendChart, bucket_label
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.pages.base import Page
 from aiwallet.gui.request_model import SORT_ROLE, RequestLogModel
 from aiwallet.gui.widgets import Card, label, money
-from aiwallet.store.reports import RequestFilter, RequestRow, SpendSeries
 
 STATUSES: tuple[tuple[str, str | None], ...] = (
     ("Any status", None),

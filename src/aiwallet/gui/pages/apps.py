@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -36,8 +36,10 @@ from aiwallet.gui.widgets import (
     money_short,
     when,
 )
-from aiwallet.store.consent import ConsentRule
 from aiwallet.summaries import AppSummary, app_summaries
+
+if TYPE_CHECKING:
+    from aiwallet.store.consent import ConsentRule
 
 Index = QModelIndex | QPersistentModelIndex
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from aiwallet.domain.money import BudgetSpec
+from aiwallet.domain.providers import KINDS_WITH_BALANCE
 from aiwallet.domain.windows import describe_until
 from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
@@ -28,7 +29,6 @@ from aiwallet.gui.pages.base import Page
 from aiwallet.gui.widgets import Card, label, money
 from aiwallet.service import ProviderInfo
 from aiwallet.summaries import Overview, month_by_app, overview
-from aiwallet.upstreams.balance import KINDS_WITH_BALANCE
 
 
 class OverviewPage(Page):

@@ -4,7 +4,7 @@ rotate, remove; which secret store holds the keys, with a warning for the sealed
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -23,7 +23,9 @@ from aiwallet.gui.dialogs import ProviderDialog
 from aiwallet.gui.pages.base import Page
 from aiwallet.gui.widgets import Card, label
 from aiwallet.service import ProviderInfo, Wallet
-from aiwallet.upstreams.probe import ProbeResult
+
+if TYPE_CHECKING:
+    from aiwallet.upstreams.probe import ProbeResult
 
 HEADERS = ("Name", "Kind", "Base URL", "Key", "Last test")
 
