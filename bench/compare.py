@@ -44,6 +44,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchkit import FAKE_ARGS, bench_env, serve_args, spawn_printing_port  # noqa: E402
+
 from aiwallet import __version__ as AIWALLET_VERSION  # noqa: E402
 from aiwallet.domain.money import parse_budget_spec  # noqa: E402
 from aiwallet.paths import DataDir  # noqa: E402
@@ -82,21 +84,6 @@ def ensure_litellm() -> str:
         timeout=60,
     )
     return out.stdout.strip()
-
-
-def spawn_printing_port(
-    args: list[str], env: dict[str, str], log: Path
-) -> tuple[subprocess.Popen[str], int]:
-    """Start a process that prints its port as its first stdout line."""
-    with log.open("w") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.isdigit():
-        proc.kill()
-        proc.wait(10)
-        raise SystemExit(f"could not start {args}: {line!r}, see {log}")
-    return proc, int(line)
 
 
 def free_port() -> int:
@@ -426,18 +413,10 @@ def main() -> None:
         print(f"warning: bench/.venv-litellm has litellm {litellm_version}, not {LITELLM_VERSION}")
     load0 = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="aiwallet-compare-"))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "tests"),
-        "PYTHON_KEYRING_BACKEND": "keyring_backend.TestFileKeyring",
-        "AIWALLET_TEST_KEYRING_FILE": str(tmp / "keyring.json"),
-    }
-    os.environ.update({k: env[k] for k in ("PYTHON_KEYRING_BACKEND", "AIWALLET_TEST_KEYRING_FILE")})
+    env = bench_env(tmp)
     fake = engine = litellm = None
     try:
-        fake, fake_port = spawn_printing_port(
-            [sys.executable, "-m", "fakeupstream", "--port", "0"], env, tmp / "fake.log"
-        )
+        fake, fake_port = spawn_printing_port(FAKE_ARGS, env, tmp / "fake.log")
         data_dir = DataDir(tmp / "wallet")
         w = Wallet.open(data_dir)
         w.add_provider(
@@ -448,11 +427,8 @@ def main() -> None:
             "bench", budget=parse_budget_spec("100000/day"), models=["gpt-4o-mini"]
         )
         w.close()
-        serve = ["serve", "--port", "0"]
         engine, engine_port = spawn_printing_port(
-            [sys.executable, "-m", "aiwallet", "--data-dir", str(data_dir.root), *serve],
-            env,
-            tmp / "engine.log",
+            serve_args(data_dir.root), env, tmp / "engine.log"
         )
 
         master_key = "sk-bench-" + secrets.token_hex(16)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+
+from benchkit import FAKE_ARGS, bench_env, serve_args, spawn_printing_port  # noqa: E402
 
 from aiwallet.domain.money import parse_budget_spec  # noqa: E402
 from aiwallet.paths import DataDir  # noqa: E402
@@ -38,17 +38,6 @@ BODY = {
     "messages": [{"role": "user", "content": "say hello to the benchmark"}],
 }
 STREAM_BODY = {**BODY, "stream": True}
-
-
-def spawn(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.isdigit():
-        raise SystemExit(f"could not start {args}: {line!r}")
-    return proc, int(line)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -173,14 +162,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="aiwallet-bench-"))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "tests"),
-        "PYTHON_KEYRING_BACKEND": "keyring_backend.TestFileKeyring",
-        "AIWALLET_TEST_KEYRING_FILE": str(tmp / "keyring.json"),
-    }
-    os.environ.update({k: env[k] for k in ("PYTHON_KEYRING_BACKEND", "AIWALLET_TEST_KEYRING_FILE")})
-    fake, fake_port = spawn([sys.executable, "-m", "fakeupstream", "--port", "0"], env)
+    env = bench_env(tmp)
+    fake, fake_port = spawn_printing_port(FAKE_ARGS, env)
     engine = None
     try:
         data_dir = DataDir(tmp / "wallet")
@@ -191,19 +174,7 @@ def main() -> None:
         wallet.set_budget(parse_budget_spec("100000/day"))
         _, key = wallet.create_app("bench", budget=parse_budget_spec("100000/day"))
         wallet.close()
-        engine, engine_port = spawn(
-            [
-                sys.executable,
-                "-m",
-                "aiwallet",
-                "--data-dir",
-                str(data_dir.root),
-                "serve",
-                "--port",
-                "0",
-            ],
-            env,
-        )
+        engine, engine_port = spawn_printing_port(serve_args(data_dir.root), env)
         asyncio.run(run(fake_port, engine_port, key, args.quick))
     finally:
         for proc in (engine, fake):

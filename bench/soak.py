@@ -54,6 +54,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from benchkit import bench_env, serve_args, spawn_printing_port
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -488,18 +489,6 @@ def checks(run: Run) -> list[tuple[str, bool, str]]:
 
 
 # -- main ------------------------------------------------------------------------------------------
-def spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[str], int]:
-    with log.open("w") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.isdigit():
-        proc.kill()
-        proc.wait(10)
-        raise SystemExit(f"could not start {args}: {line!r}, see {log}")
-    return proc, int(line)
-
-
 def stop(proc: subprocess.Popen[str] | None) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -529,16 +518,10 @@ def main() -> None:
     from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY
 
     tmp = Path(tempfile.mkdtemp(prefix="aiwallet-soak-"))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "tests"),
-        "PYTHON_KEYRING_BACKEND": "keyring_backend.TestFileKeyring",
-        "AIWALLET_TEST_KEYRING_FILE": str(tmp / "keyring.json"),
-    }
-    os.environ.update({k: env[k] for k in ("PYTHON_KEYRING_BACKEND", "AIWALLET_TEST_KEYRING_FILE")})
+    env = bench_env(tmp)
     fake = engine = None
     try:
-        fake, fake_port = spawn(
+        fake, fake_port = spawn_printing_port(
             [sys.executable, str(Path(__file__).resolve()), "--serve-fake"], env, tmp / "fake.log"
         )
         fake_url = f"http://127.0.0.1:{fake_port}"
@@ -556,19 +539,8 @@ def main() -> None:
             )
             apps.append(App(name, key, Decimal(step), Decimal(step)))
         w.close()
-        engine, engine_port = spawn(
-            [
-                sys.executable,
-                "-m",
-                "aiwallet",
-                "--data-dir",
-                str(data_dir.root),
-                "serve",
-                "--port",
-                "0",
-            ],
-            env,
-            tmp / "engine.log",
+        engine, engine_port = spawn_printing_port(
+            serve_args(data_dir.root), env, tmp / "engine.log"
         )
         seconds = args.minutes * 60
         run = Run(

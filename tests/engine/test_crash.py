@@ -20,18 +20,15 @@ from fakeupstream import OPENAI_KEY, Script
 TESTS = Path(__file__).resolve().parent.parent
 
 
+def serve_args(data_dir: DataDir) -> list[str]:
+    """``aiwallet serve`` on a free loopback port (it prints the port on stdout)."""
+    return [sys.executable, "-m", "aiwallet", "--data-dir", str(data_dir.root), "serve", "--port",
+            "0"]  # fmt: skip
+
+
 def start_serve(data_dir: DataDir) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiwallet",
-            "--data-dir",
-            str(data_dir.root),
-            "serve",
-            "--port",
-            "0",
-        ],
+        serve_args(data_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -24,7 +24,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
+from test_crash import serve_args
 
 from aiwallet.domain.money import parse_budget_spec
 from aiwallet.paths import DataDir
@@ -55,16 +55,7 @@ class Serve:
     def __init__(self, data_dir: DataDir, log: Path, *, wait: bool = True) -> None:
         self.stderr = log.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "aiwallet",
-                "--data-dir",
-                str(data_dir.root),
-                "serve",
-                "--port",
-                "0",
-            ],
+            serve_args(data_dir),
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             text=True,
