@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import click
 
 from aiwallet import __version__
-from aiwallet.cli_commands import apps, audit, catalog, consent, providers
+from aiwallet.cli_commands import apps, audit, catalog, consent, providers, requests
 from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state
 from aiwallet.domain.errors import WalletError
 from aiwallet.paths import resolve_data_dir
@@ -124,6 +124,7 @@ cli.add_command(providers.group)
 cli.add_command(apps.group)
 cli.add_command(apps.budget_group)
 cli.add_command(apps.usage)
+cli.add_command(requests.requests)
 cli.add_command(apps.pause)
 cli.add_command(apps.resume)
 cli.add_command(apps.origins_group)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import click
 
-from aiwallet.cli_commands.common import Context, emit_json, emit_table, json_option, pass_state
+from aiwallet.cli_commands.common import (
+    Context,
+    emit_json,
+    emit_table,
+    json_option,
+    parse_since,
+    pass_state,
+)
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import BudgetSpec, format_usd, parse_budget_spec, usd_string
 from aiwallet.summaries import app_summaries
@@ -16,22 +23,6 @@ def _budget_option(value: str | None) -> BudgetSpec | None:
     if value is None or value.lower() in ("none", "unlimited"):
         return None
     return parse_budget_spec(value)
-
-
-def _since(value: str | None) -> datetime | None:
-    """``24h``, ``7d``, ``30m`` or an ISO date."""
-    if not value:
-        return None
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    if value[-1:] in units and value[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(
-            f"{value!r} is not a time; use 24h, 7d or a date like 2026-11-01"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @click.group("apps")
@@ -60,7 +51,7 @@ def add(
     spec = _budget_option(budget)
     expires_at = None
     if expires:
-        start = _since(expires)
+        start = parse_since(expires)
         if start is None:
             raise InvalidInput("--expires needs a lifetime such as 7d")
         expires_at = datetime.now(UTC) + (datetime.now(UTC) - start)
@@ -214,7 +205,7 @@ def budget_set(state: Context, target: str, spec: str) -> None:
 def usage(state: Context, app_name: str | None, since: str | None, by: str, as_json: bool) -> None:
     """Spend from the ledger, grouped by app or model."""
     w = state.wallet
-    start = _since(since)
+    start = parse_since(since)
     if app_name:
         app = w.apps.get(app_name)
         total = w.ledger.total_spent(app_id=app.id, since=start)

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -74,6 +75,23 @@ def emit_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``24h``, ``7d``, ``30m``, ``2w`` (that long before now) or an ISO date (UTC when it
+    names no zone); ``None`` or empty for no bound."""
+    if not value:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{value!r} is not a time; use 24h, 7d or a date like 2026-11-01"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def read_secret(api_key_env: str | None, prompt: str) -> str:
