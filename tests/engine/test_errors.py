@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 
+from aiwallet.engine.openapi import openapi_document
 from engine.conftest import make_rig
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -37,11 +38,17 @@ def assert_anthropic_error(resp, status, code):
 def test_no_key_unknown_key_and_revoked(rig):
     body = {"model": "gpt-4o-mini", "messages": MSGS}
     assert_openai_error(post(rig, "/v1/chat/completions", json=body), 403, "consent_required")
+    # a key in the wallet's format that it never issued
     assert_openai_error(
         post(rig, "/v1/chat/completions", key="aw_app_" + "x" * 40, json=body),
-        403,
-        "consent_required",
+        401,
+        "invalid_app_key",
     )
+    me = httpx.get(
+        rig.url + "/wallet/v1/me", headers={"Authorization": "Bearer aw_app_" + "x" * 40}
+    )
+    assert_openai_error(me, 401, "invalid_app_key")
+    assert "401" in openapi_document(60.0)["paths"]["/wallet/v1/me"]["get"]["responses"]
     assert_anthropic_error(
         post(rig, "/v1/messages", key="sk-ant-not-a-wallet-key", json=body, anthropic_style=True),
         403,
@@ -227,3 +234,42 @@ def test_upstream_refused_connection(rig):
     [req] = rig.requests()
     assert req["error_code"] == "upstream_unavailable" and req["cost_nano"] == 0
     assert rig.wallet.budgets.open_reservations() == []
+
+
+def test_a_wallet_error_in_a_handler_keeps_its_status(tmp_path, fake):
+    """Admin approve with a blank model name gets past the route's own checks and is refused by
+    Wallet.create_app (InvalidInput): a 400 with its code, not a 500; the request stays
+    pending and a good answer still works."""
+    patient = make_rig(tmp_path, fake, consent_timeout_s=20)
+    try:
+        asked = httpx.post(patient.url + "/wallet/v1/connect", json={"app_name": "blank"})
+        assert asked.status_code == 202, asked.text
+        req_id = asked.json()["id"]
+        admin = {"Authorization": f"Bearer {patient.engine.admin_token}"}
+        url = f"{patient.url}/admin/v1/consent/{req_id}/approve"
+        resp = httpx.post(url, json={"models": [" "]}, headers=admin)
+        assert_openai_error(resp, 400, "invalid_request")
+        assert resp.json()["error"]["type"] == "invalid_request_error"
+        resp = httpx.post(
+            url, json={"models": [" "]}, headers={**admin, "anthropic-version": "2023-06-01"}
+        )
+        assert_anthropic_error(resp, 400, "invalid_request")
+        assert resp.json()["error"]["type"] == "invalid_request_error"
+        assert httpx.post(url, json={"models": ["gpt-4o-mini"]}, headers=admin).status_code == 200
+    finally:
+        patient.engine.stop()
+        patient.wallet.close()
+
+
+def test_anthropic_budget_refusal_is_a_billing_error(rig):
+    key = rig.app(budget="0.000001 total")
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 1000, "messages": MSGS}
+    resp = post(rig, "/v1/messages", key=key, json=body, anthropic_style=True)
+    assert_anthropic_error(resp, 402, "budget_exceeded")
+    assert resp.json()["error"]["type"] == "billing_error"
+    with pytest.raises(anthropic.APIStatusError) as err:
+        rig.anthropic(key).messages.create(
+            model="claude-sonnet-4-5", max_tokens=1000, messages=MSGS
+        )
+    assert err.value.status_code == 402 and err.value.body["error"]["type"] == "billing_error"
+    assert rig.fake.served == []

@@ -3,6 +3,10 @@
 Every error carries a stable ``code`` (the blueprint's error codes where one fits) and a
 message that says what happened and what the user can do. Interfaces (CLI, HTTP) print the
 message as-is; they never need a traceback to explain one of these.
+
+Each code is a row of ``aiwallet.engine.errors.CODES`` (its HTTP status, its OpenAI and
+Anthropic error types), so the engine answers any of these with its own status, never a 500;
+a new subclass or code needs its row there (a test walks every subclass to check).
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ class CatalogError(WalletError):
 
 
 class VaultError(WalletError):
-    """The secret store cannot be used (locked, missing passphrase, unreadable)."""
+    """The secret store cannot be used (missing, unreadable, damaged)."""
 
     code = "vault_error"
+
+
+class VaultLocked(VaultError):
+    """The secret store is locked: it needs its passphrase (or the OS keyring unlocked)."""
+
+    code = "vault_locked"

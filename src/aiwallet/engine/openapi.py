@@ -2,20 +2,23 @@
 ``GET /wallet/v1/openapi.json`` (no auth: it describes the routes and holds no data).
 
 Written from the handlers (wallet_api.py, admin.py, consent.py, server.py): what each accepts,
-the statuses it really returns and the shape of its errors. The proxied OpenAI and Anthropic
-routes are the providers' own APIs and are not described here. tests/fuzz checks that every
-route registered under ``/wallet/v1`` and ``/admin/v1`` is in the document and runs
-schemathesis against a live engine with it.
+the codes it really answers with and the shape of its errors. A route lists its error codes
+only; their statuses, error types and descriptions come from the one table in errors.py
+(``CODES``), so the document cannot drift from what the engine sends. The proxied OpenAI and
+Anthropic routes are the providers' own APIs and are not described here. tests/fuzz checks
+that every route registered under ``/wallet/v1`` and ``/admin/v1`` is in the document and
+runs schemathesis against a live engine with it.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiwallet import __version__
 from aiwallet.engine.consent import MAX_LIFETIME_S
-from aiwallet.engine.errors import CODES
+from aiwallet.engine.errors import CODES, LOG_ONLY, ErrorKind
 
 JSON = dict[str, Any]
 
@@ -36,10 +39,17 @@ def _json(schema: JSON, description: str) -> JSON:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _types(codes: Iterable[str], pick: Callable[[ErrorKind], str]) -> JSON:
+    """The error types (OpenAI's or Anthropic's, as ``pick`` says) that ``codes`` come with."""
+    return {"enum": sorted({pick(CODES[code]) for code in codes})}
+
+
 def _error_schema(codes: tuple[str, ...]) -> JSON:
     """OpenAI's shape, or Anthropic's when the request carried ``anthropic-version``, with the
-    code limited to ``codes``."""
+    code limited to ``codes`` and the type to theirs (from the table in errors.py)."""
     code = {"enum": list(codes)}
+    openai_types = _types(codes, lambda kind: kind.openai_type)
+    anthropic_types = _types(codes, lambda kind: kind.anthropic_type)
     return {
         "anyOf": [
             {
@@ -51,7 +61,7 @@ def _error_schema(codes: tuple[str, ...]) -> JSON:
                         "required": ["message", "type", "param", "code"],
                         "properties": {
                             "message": {"type": "string"},
-                            "type": {"type": "string"},
+                            "type": openai_types,
                             "param": _nullable("string"),
                             "code": code,
                         },
@@ -67,7 +77,7 @@ def _error_schema(codes: tuple[str, ...]) -> JSON:
                         "type": "object",
                         "required": ["type", "message", "code"],
                         "properties": {
-                            "type": {"type": "string"},
+                            "type": anthropic_types,
                             "message": {"type": "string"},
                             "code": code,
                         },
@@ -78,46 +88,73 @@ def _error_schema(codes: tuple[str, ...]) -> JSON:
     }
 
 
-def _error(description: str, *codes: str) -> JSON:
-    """An error response; its stable code is also in ``x-aiwallet-error-code``."""
+def _describe(codes: tuple[str, ...]) -> str:
+    if len(codes) == 1:
+        return CODES[codes[0]].description
+    return "\n".join(f"- `{c}`: {CODES[c].description}" for c in codes)
+
+
+def _error(codes: tuple[str, ...]) -> JSON:
+    """An error response with ``codes`` (all of one status); the stable code is also in
+    ``x-aiwallet-error-code``."""
     return {
-        "description": description,
+        "description": _describe(codes),
         "headers": {"x-aiwallet-error-code": {"$ref": "#/components/headers/ErrorCode"}},
         "content": {"application/json": {"schema": _error_schema(codes)}},
     }
 
 
-def _refused(*codes: str) -> dict[str, JSON]:
-    """403: server.py's guard (a foreign Host, a browser Origin the owner did not allow), before
-    any other work; plus the route's own refusals."""
-    return {
-        "403": _error(
-            "Refused: a foreign Host (DNS rebinding), a browser Origin the owner did not allow"
-            + (", or no valid app key or token" if codes else ""),
-            "forbidden_host",
-            "forbidden_origin",
-            *codes,
-        )
-    }
+# server.py's guard refuses these on every route, before any other work.
+_GUARD = ("forbidden_host", "forbidden_origin")
+# The admin API's refusal (admin.py's ``guarded``) has a body of its own.
+_ADMIN = "admin_token_required"
 
 
-_ADMIN_401 = _json(
-    {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"const": "admin_token_required"},
-                    "message": {"type": "string"},
-                },
-            }
+def _admin_401() -> JSON:
+    return _json(
+        {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"const": _ADMIN},
+                        "message": {"type": "string"},
+                    },
+                }
+            },
         },
-    },
-    "The admin token (the data dir's 0600 admin.token) is missing or wrong",
-)
+        CODES[_ADMIN].description,
+    )
+
+
+def _errors(*codes: str) -> dict[str, JSON]:
+    """The error responses of a route that answers with ``codes`` (and the guard's), one per
+    status, each status and type taken from the table in errors.py."""
+    by_status: dict[int, list[str]] = {}
+    for code in (*_GUARD, *codes):
+        if code in LOG_ONLY:
+            raise ValueError(f"{code} is never sent")
+        codes_of = by_status.setdefault(CODES[code].status, [])
+        if code not in codes_of:
+            codes_of.append(code)
+    out: dict[str, JSON] = {}
+    for status, listed in sorted(by_status.items()):
+        if _ADMIN in listed:  # its own body: no other code can share its status
+            if listed != [_ADMIN]:
+                raise ValueError(f"{_ADMIN} shares {status} with {listed}")
+            out[str(status)] = _admin_401()
+        else:
+            out[str(status)] = _error(tuple(listed))
+    return out
+
+
+def _sent_codes() -> list[str]:
+    """Every code an answer can carry (the table's, less those only the request log uses)."""
+    return sorted(code for code in CODES if code not in LOG_ONLY)
+
 
 _SCHEMAS: dict[str, JSON] = {
     "OpenAIError": {
@@ -129,9 +166,9 @@ _SCHEMAS: dict[str, JSON] = {
                 "required": ["message", "type", "param", "code"],
                 "properties": {
                     "message": {"type": "string"},
-                    "type": {"type": "string"},
+                    "type": _types(_sent_codes(), lambda kind: kind.openai_type),
                     "param": _nullable("string"),
-                    "code": {"enum": sorted(CODES)},
+                    "code": {"enum": _sent_codes()},
                 },
             }
         },
@@ -145,9 +182,9 @@ _SCHEMAS: dict[str, JSON] = {
                 "type": "object",
                 "required": ["type", "message", "code"],
                 "properties": {
-                    "type": {"type": "string"},
+                    "type": _types(_sent_codes(), lambda kind: kind.anthropic_type),
                     "message": {"type": "string"},
-                    "code": {"enum": sorted(CODES)},
+                    "code": {"enum": _sent_codes()},
                 },
             },
         },
@@ -357,9 +394,6 @@ def _body(name: str, *, required: bool) -> JSON:
 
 
 def _paths(max_poll_s: float) -> dict[str, JSON]:
-    too_large = _error("The body is larger than the wallet's limit", "payload_too_large")
-    bad = _error("The body or a parameter is not acceptable", "invalid_request")
-    missing = _error("No such consent request", "not_found")
     return {
         "/healthz": {
             "get": {
@@ -375,7 +409,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                         },
                         "Up",
                     ),
-                    **_refused(),
+                    **_errors(),
                 },
             }
         },
@@ -384,7 +418,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "operationId": "openapi",
                 "summary": "This document",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_refused()},
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_errors()},
             }
         },
         "/wallet/v1/connect": {
@@ -395,9 +429,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "requestBody": _body("ConnectRequest", required=True),
                 "responses": {
                     "202": _json(_ref("ConnectAccepted"), "Asked (or denied by a remembered rule)"),
-                    "400": bad,
-                    "413": too_large,
-                    **_refused(),
+                    **_errors("invalid_request", "payload_too_large"),
                 },
             }
         },
@@ -419,9 +451,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 ],
                 "responses": {
                     "200": _json(_ref("ConnectStatus"), "The request's state"),
-                    "400": bad,
-                    "404": missing,
-                    **_refused(),
+                    **_errors("invalid_request", "not_found"),
                 },
             }
         },
@@ -432,7 +462,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "security": _APP_AUTH,
                 "responses": {
                     "200": _json(_ref("Me"), "The calling app"),
-                    **_refused("consent_required"),
+                    **_errors("invalid_app_key", "consent_required"),
                 },
             }
         },
@@ -443,7 +473,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "security": _APP_AUTH,
                 "responses": {
                     "200": _json(_ref("SessionToken"), "A token bound to the app's grant"),
-                    **_refused("consent_required"),
+                    **_errors("consent_required"),
                 },
             }
         },
@@ -453,8 +483,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "security": _ADMIN_AUTH,
                 "responses": {
                     "200": _json(_ref("EngineStatus"), "The engine"),
-                    "401": _ADMIN_401,
-                    **_refused(),
+                    **_errors(_ADMIN),
                 },
             }
         },
@@ -465,8 +494,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "security": _ADMIN_AUTH,
                 "responses": {
                     "200": _json(_ref("Reloaded"), "Reloaded"),
-                    "401": _ADMIN_401,
-                    **_refused(),
+                    **_errors(_ADMIN),
                 },
             }
         },
@@ -476,8 +504,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "security": _ADMIN_AUTH,
                 "responses": {
                     "200": _json({"type": "array", "items": _ref("ConsentRequest")}, "Pending"),
-                    "401": _ADMIN_401,
-                    **_refused(),
+                    **_errors(_ADMIN),
                 },
             }
         },
@@ -501,14 +528,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                         },
                         "Approved: the app and grant exist (the key goes to the app only)",
                     ),
-                    "400": _error(
-                        "The body is not acceptable, or the request is already answered",
-                        "invalid_request",
-                    ),
-                    "401": _ADMIN_401,
-                    "404": missing,
-                    "413": too_large,
-                    **_refused(),
+                    **_errors("invalid_request", _ADMIN, "not_found", "payload_too_large"),
                 },
             }
         },
@@ -520,14 +540,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "requestBody": _body("Denial", required=False),
                 "responses": {
                     "200": _json(_ref("ConsentRequest"), "Denied"),
-                    "400": _error(
-                        "The body is not acceptable, or the request is already answered",
-                        "invalid_request",
-                    ),
-                    "401": _ADMIN_401,
-                    "404": missing,
-                    "413": too_large,
-                    **_refused(),
+                    **_errors("invalid_request", _ADMIN, "not_found", "payload_too_large"),
                 },
             }
         },
@@ -554,7 +567,7 @@ def openapi_document(max_poll_s: float, server_url: str | None = None) -> JSON:
             "headers": {
                 "ErrorCode": {
                     "description": "the stable error code",
-                    "schema": {"enum": sorted(CODES)},
+                    "schema": {"enum": _sent_codes()},
                 }
             },
         },
