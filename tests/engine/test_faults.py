@@ -1,6 +1,6 @@
 """Upstream faults: the client gets a clear error, the ledger stays exact, nothing stays open."""
 
-import time
+import asyncio
 
 import anthropic
 import httpx
@@ -8,9 +8,22 @@ import openai
 import pytest
 
 from engine.conftest import make_rig
-from fakeupstream import Script
+from fakeupstream import FakeUpstream, Script
+from waiting import wait_until
 
 MSGS = [{"role": "user", "content": "a b c d"}]
+
+
+def upstream_connections(fake: FakeUpstream) -> set:
+    """The fake upstream's open connections, read on its own loop (where they change). aiohttp
+    drops one only once its socket has closed and its handler has ended."""
+
+    async def read() -> set:
+        assert fake._runner is not None
+        return set(fake._runner.server.connections)
+
+    assert fake._loop is not None
+    return asyncio.run_coroutine_threadsafe(read(), fake._loop).result(5)
 
 
 def only_row(rig):
@@ -78,10 +91,11 @@ def test_cut_stream_is_billed_from_what_was_relayed(rig):
             pass
     row = only_row(rig)
     assert row["token_source"] == "estimated" and "ended before" in row["note"]
-    # estimate: output = ceil(relayed text bytes / 4) = ceil(5 × 3 / 4) = 4 tokens; prompt from
-    # the request body bytes / 4. Priced at gpt-4o-mini's rates.
+    # estimate: output = the larger of ceil(relayed text bytes / 4) = ceil(5 × 3 / 4) = 4 and
+    # one token per relayed output event (5 words: 5); prompt from the request body bytes / 4.
+    # Priced at gpt-4o-mini's rates.
     [req] = rig.requests()
-    assert req["output_tokens"] == 4 and req["token_source"] == "estimated"
+    assert req["output_tokens"] == 5 and req["token_source"] == "estimated"
     assert row["amount_nano"] == req["cost_nano"] > 0
 
 
@@ -129,6 +143,7 @@ def test_anthropic_error_event_mid_stream(rig):
 def test_client_disconnect_closes_the_upstream_and_settles(rig):
     key = rig.app()
     rig.fake.script(Script(reply_tokens=200, event_delay_s=0.02))
+    before = upstream_connections(rig.fake)  # idle ones other clients of the fake left open
     with httpx.stream(
         "POST",
         rig.url + "/v1/chat/completions",
@@ -139,13 +154,17 @@ def test_client_disconnect_closes_the_upstream_and_settles(rig):
         for n, _ in enumerate(resp.iter_raw()):
             if n >= 3:
                 break  # leave mid-stream
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-        rig.wallet.budgets.open_reservations() or not rig.ledger_rows()
-    ):
-        time.sleep(0.05)
+    wait_until(
+        lambda: not rig.wallet.budgets.open_reservations() and rig.ledger_rows(),
+        what="the stream the client left to be settled",
+    )
     row = only_row(rig)
     assert row["token_source"] == "estimated"
     served = rig.fake.served[-1]
-    time.sleep(0.3)
-    assert served.completed is False and served.events_sent < 200  # the upstream was closed too
+    # the upstream was closed too: the engine's connection to the fake is gone (and the fake's
+    # handler has ended) long before the whole 200-event answer could have gone out
+    wait_until(
+        lambda: not upstream_connections(rig.fake) - before,
+        what="the engine to close its connection to the upstream",
+    )
+    assert served.completed is False and served.events_sent < 200

@@ -63,6 +63,9 @@ class Stream:
             raise Cut
         if self.script.event_delay_s:
             await asyncio.sleep(self.script.event_delay_s)
+        if self.script.huge_event_bytes and self.served.events_sent == 1:
+            pad = b"x" * self.script.huge_event_bytes
+            await self.resp.write(b'data: {"pad":"' + pad + b'"}\n\n')
         head = f"event: {event}\n" if event else ""
         out = f"{head}data: {data}\n\n".encode()
         self.served.raw_out += out
@@ -72,7 +75,8 @@ class Stream:
 
 async def start_sse(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(
-        status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        status=200,
+        headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"},
     )
     await resp.prepare(request)
     return resp

@@ -15,7 +15,8 @@ class Script:
     status: int = 200  # 429, 500, 503, 529 answer with that error instead
     retry_after: int | None = None  # Retry-After header with a 429
     cut_after_events: int | None = None  # abort the TCP connection after N stream events
-    usage: str = "ok"  # ok | missing | malformed | wrong
+    usage: str = "ok"  # ok | missing | malformed | wrong | absurd (10^20 tokens)
+    huge_event_bytes: int = 0  # after the first stream event, one event this large
     reply_tokens: int = 12
     cached_tokens: int = 0  # OpenAI cached / Anthropic cache read
     cache_write_tokens: int = 0  # Anthropic cache creation
@@ -48,6 +49,8 @@ class Served:
     events_sent: int = 0
     raw_out: bytes = b""  # every stream byte it wrote
     raw_in: bytes = b""  # the request body exactly as received
+    query: str = ""  # the query string as received
+    request_id: str = ""  # the provider request id it sent back (x-request-id / request-id)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe: the raw bytes as text (undecodable bytes escaped)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,8 @@ from fakeupstream.script import Record, Script, Served
 OPENAI_KEY = "sk-fake-openai-0123456789abcdefghijklmnopqrstuv"
 ANTHROPIC_KEY = "sk-ant-fake-0123456789abcdefghijklmnopqrstuvw"
 
+
+SERVED = web.RequestKey("served", Served)
 
 # What reading a wrongly shaped body raises in the handlers (the real APIs answer 400).
 _SHAPE_ERRORS = (TypeError, AttributeError, KeyError, ValueError)
@@ -62,7 +65,28 @@ class FakeUpstream:
         app.router.add_post("/_fake/reset", self._remote_reset)
         app.router.add_get("/_fake/served", self._remote_served)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.on_response_prepare.append(self._provider_headers)
         return app
+
+    @staticmethod
+    async def _provider_headers(request: web.Request, resp: web.StreamResponse) -> None:
+        """What the real APIs put on every answer: a request id (OpenAI ``x-request-id``,
+        Anthropic ``request-id``), rate-limit headers, OpenAI's processing time."""
+        served = request.get(SERVED)
+        if served is None:
+            return
+        served.request_id = "req_" + uuid.uuid4().hex[:24]
+        if served.api == "anthropic":
+            resp.headers["request-id"] = served.request_id
+            resp.headers["anthropic-ratelimit-requests-limit"] = "4000"
+            resp.headers["anthropic-ratelimit-requests-remaining"] = "3999"
+            resp.headers["anthropic-organization-id"] = "org-fake-not-for-apps"
+        else:
+            resp.headers["x-request-id"] = served.request_id
+            resp.headers["openai-processing-ms"] = "7"
+            resp.headers["x-ratelimit-limit-requests"] = "10000"
+            resp.headers["x-ratelimit-remaining-requests"] = "9999"
+            resp.headers["openai-organization"] = "org-fake-not-for-apps"
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -80,7 +104,9 @@ class FakeUpstream:
             request_json=body,
             headers=dict(request.headers),
             raw_in=raw,
+            query=request.query_string,
         )
+        request[SERVED] = served
         self.record.add(served)
         script = self.record.next_script(request.headers.get("x-fake-script"))
         if is_anthropic:

@@ -22,6 +22,10 @@ from typing import Any
 
 from aiwallet.domain.errors import InvalidInput
 
+# No model reads or writes this many tokens in one request (the largest context windows are
+# a few million): a reported count above it is a broken usage report, never a bill.
+MAX_PLAUSIBLE_TOKENS = 100_000_000
+
 
 class TokenSource(enum.StrEnum):
     """Where token counts came from; stored beside every cost."""
@@ -146,4 +150,6 @@ def _count(u: Mapping[str, Any], key: str, default: object = _MISSING) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInput(f"usage {key} is not a non-negative integer: {value!r}")
+    if value > MAX_PLAUSIBLE_TOKENS:
+        raise InvalidInput(f"usage {key} of {value} is beyond any model's limits")
     return value

@@ -11,20 +11,32 @@ def estimate_tokens(n_bytes: int) -> int:
     return -(-n_bytes // BYTES_PER_TOKEN)
 
 
-def estimated_usage(prompt_bytes: int, output_bytes: int, known: Usage | None = None) -> Usage:
-    """Usage from what was sent and relayed; keeps what the provider did report (input and
-    cache counts from an Anthropic ``message_start``) and takes the larger output count."""
-    if known is not None:
+def estimated_usage(
+    prompt_bytes: int,
+    output_tokens: int,
+    known: Usage | None = None,
+    *,
+    input_known: bool = False,
+) -> Usage:
+    """Usage billed from what is known, marked ``estimated``.
+
+    Input: the provider's own counts when the stream said them (``input_known``: an Anthropic
+    ``message_start``, a usage chunk), else the request's bytes / 4. Output: at least the
+    tokens already relayed (``output_tokens``), and never less than the provider reported.
+    """
+    out = max(output_tokens, known.output_tokens if known is not None else 0)
+    if known is not None and input_known:
         return Usage(
             input_tokens=known.input_tokens,
-            output_tokens=max(known.output_tokens, estimate_tokens(output_bytes)),
+            output_tokens=out,
             cache_read_tokens=known.cache_read_tokens,
             cache_write_tokens=known.cache_write_tokens,
             cache_write_1h_tokens=known.cache_write_1h_tokens,
+            reasoning_tokens=min(known.reasoning_tokens, out),
             source=TokenSource.ESTIMATED,
         )
     return Usage(
         input_tokens=estimate_tokens(prompt_bytes),
-        output_tokens=estimate_tokens(output_bytes),
+        output_tokens=out,
         source=TokenSource.ESTIMATED,
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.usage import TokenSource, Usage
+from aiwallet.engine.estimate import estimate_tokens
 from aiwallet.engine.sse import parse_event
 
 _NULL_USAGE = b',"usage":null'
@@ -28,24 +29,48 @@ class Verdict:
 
 @dataclass
 class StreamMeter:
-    """Base: counts relayed output text for estimates; subclasses parse their API's events."""
+    """Base: counts relayed output for estimates; subclasses parse their API's events.
+
+    ``usage`` is the provider's report so far; ``input_known`` says that its input and cache
+    counts are the provider's exact figures (an Anthropic ``message_start``, a usage chunk)
+    even when the stream is cut before its output count is final."""
 
     usage: Usage | None = None
     usage_problem: str | None = None
-    text_bytes: int = 0
+    text_bytes: int = 0  # every relayed output part: text, tool-call arguments, reasoning
+    delta_events: int = 0  # events that carried output (each carries at least one token)
     events: int = 0
     finished: bool = False
+    broken: bool = False  # the stream ended with an error event
+    input_known: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def feed(self, raw: bytes) -> Verdict:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _usage(self, build: Any, payload: Any, source: TokenSource) -> None:
+    @property
+    def relayed_output_tokens(self) -> int:
+        """A floor on the output tokens relayed so far: the larger of bytes / 4 and one per
+        output-carrying event."""
+        return max(estimate_tokens(self.text_bytes), self.delta_events)
+
+    def _output(self, *parts: object) -> None:
+        n = 0
+        for part in parts:
+            if isinstance(part, str) and part:
+                n += len(part.encode("utf-8", "surrogatepass"))
+        if n:
+            self.text_bytes += n
+            self.delta_events += 1
+
+    def _usage(self, build: Any, payload: Any, source: TokenSource) -> bool:
         try:
             self.usage = build(payload, source)
             self.usage_problem = None
+            return True
         except InvalidInput as exc:
             self.usage_problem = str(exc)
+            return False
 
 
 def _json(data: str | None) -> Any:
@@ -53,7 +78,7 @@ def _json(data: str | None) -> Any:
         return None
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         return None
 
 
@@ -73,23 +98,39 @@ class ChatMeter(StreamMeter):
         obj = _json(ev.data)
         if not isinstance(obj, dict):
             return Verdict(raw)
-        for choice in obj.get("choices") or []:
-            content = (
-                (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
-            )
-            if isinstance(content, str):
-                self.text_bytes += len(content.encode())
+        choices = obj.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                self._chat_delta(delta)
         if "usage" not in obj:
             return Verdict(raw)
         usage = obj["usage"]
         if usage is not None:
             source = TokenSource.INJECTED if self.injected else TokenSource.PROVIDER
-            self._usage(Usage.from_openai_chat, usage, source)
+            self.input_known = self._usage(Usage.from_openai_chat, usage, source)
             if self.injected and not obj.get("choices"):
                 return Verdict(None)  # the chunk we asked for; the client did not
         if self.injected:
             return Verdict(_strip_usage(raw, obj))
         return Verdict(raw)
+
+    def _chat_delta(self, delta: dict[str, Any]) -> None:
+        parts: list[object] = [
+            delta.get("content"),
+            delta.get("refusal"),
+            delta.get("reasoning_content"),  # DeepSeek, vLLM
+            delta.get("reasoning"),  # OpenRouter
+        ]
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                parts += [fn.get("name"), fn.get("arguments")]
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict):
+            parts += [legacy.get("name"), legacy.get("arguments")]
+        self._output(*parts)
 
 
 def _strip_usage(raw: bytes, obj: dict[str, Any]) -> bytes:
@@ -117,10 +158,10 @@ class ResponsesMeter(StreamMeter):
         ev = parse_event(raw)
         obj = _json(ev.data)
         etype = ev.event or (obj.get("type") if isinstance(obj, dict) else None)
-        if etype == "response.output_text.delta" and isinstance(obj, dict):
-            delta = obj.get("delta")
-            if isinstance(delta, str):
-                self.text_bytes += len(delta.encode())
+        if etype is not None and etype.endswith(".delta") and isinstance(obj, dict):
+            # output text, refusals, function-call and custom-tool arguments, reasoning text
+            # and summaries: every ``*.delta`` event carries output in ``delta``
+            self._output(obj.get("delta"))
         if etype in self.FINAL:
             self.finished = True
             response = obj.get("response") if isinstance(obj, dict) else None
@@ -128,7 +169,9 @@ class ResponsesMeter(StreamMeter):
             if usage is None:
                 self.usage_problem = "the final event carried no usage"
             else:
-                self._usage(Usage.from_openai_responses, usage, TokenSource.PROVIDER)
+                self.input_known = self._usage(
+                    Usage.from_openai_responses, usage, TokenSource.PROVIDER
+                )
             return Verdict(raw, final=True)
         return Verdict(raw)
 
@@ -141,9 +184,9 @@ class AnthropicMeter(StreamMeter):
         self._start: dict[str, Any] = {}
         self._delta: dict[str, Any] = {}
 
-    def _combine(self) -> None:
+    def _combine(self) -> bool:
         merged = {**self._start, **{k: v for k, v in self._delta.items() if v is not None}}
-        self._usage(Usage.from_anthropic, merged, TokenSource.PROVIDER)
+        return self._usage(Usage.from_anthropic, merged, TokenSource.PROVIDER)
 
     def feed(self, raw: bytes) -> Verdict:
         self.events += 1
@@ -156,22 +199,24 @@ class AnthropicMeter(StreamMeter):
             usage = (obj.get("message") or {}).get("usage")
             if isinstance(usage, dict):
                 self._start = dict(usage)
-                self._combine()
+                self.input_known = self._combine()
             else:
                 self.usage_problem = "message_start carried no usage"
         elif etype == "content_block_delta":
-            delta = obj.get("delta") or {}
-            for key in ("text", "thinking", "partial_json"):
-                if isinstance(delta.get(key), str):
-                    self.text_bytes += len(delta[key].encode())
+            delta = obj.get("delta")
+            if isinstance(delta, dict):
+                self._output(delta.get("text"), delta.get("thinking"), delta.get("partial_json"))
         elif etype == "message_delta":
             usage = obj.get("usage")
             if isinstance(usage, dict):
                 self._delta = dict(usage)  # cumulative: replaces, never adds
-                self._combine()
+                if not self._combine():
+                    problem = self.usage_problem
+                    self._delta = {}  # keep what message_start said, and estimate the rest
+                    self._combine()
+                    self.usage_problem = problem
         elif etype in ("message_stop", "error"):
             self.finished = True
-            if etype == "error":
-                self.extra["error"] = True
+            self.broken = etype == "error"
             return Verdict(raw, final=True)
         return Verdict(raw)

@@ -1,18 +1,17 @@
 """The policy pipeline for one proxied request.
 
 authenticate → policy (paused, revoked, expired, model allowed) → parse → price → reserve the
-worst case (clamping max output to what the budget can pay) → forward → meter → settle (durable
-before the last byte) → respond. Every refusal is an error in the caller's wire format.
+worst case (clamping max output to what the budget can pay) → forward → relay (metered) →
+respond. Every refusal is an error in the caller's wire format. Whatever ends a request, its
+:class:`~aiwallet.engine.owner.RequestOwner` alone settles, releases and records it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,23 +19,25 @@ import aiohttp
 from aiohttp import web
 
 from aiwallet.domain.appkeys import looks_like_app_key
-from aiwallet.domain.cost import cost_of, max_output_tokens_affordable, worst_case_cost
+from aiwallet.domain.cost import max_output_tokens_affordable, worst_case_cost
 from aiwallet.domain.errors import VaultError
 from aiwallet.domain.money import usd_string
 from aiwallet.domain.providers import WireFormat
-from aiwallet.domain.usage import Usage
+from aiwallet.engine.call import Call
 from aiwallet.engine.endpoints import Endpoint
-from aiwallet.engine.errors import Api, ProxyError, error_response
+from aiwallet.engine.errors import ProxyError, error_response
 from aiwallet.engine.estimate import estimate_tokens, estimated_usage
 from aiwallet.engine.events import EventBus
+from aiwallet.engine.owner import Ending, RequestOwner
 from aiwallet.engine.ratelimit import Limits, RateLimiter
-from aiwallet.engine.routing import Route, scope_allows
+from aiwallet.engine.relay import WRITE_ERRORS, Ended, UpstreamCut, read_whole, relay_stream
+from aiwallet.engine.routing import scope_allows
 from aiwallet.engine.state import AppContext, EngineState
 from aiwallet.engine.tokens import PREFIX as SESSION_PREFIX
 from aiwallet.engine.tokens import SessionTokens
 from aiwallet.store.budgets import BudgetRefused
-from aiwallet.store.records import RequestRecord, Reservation, SpendEntry
-from aiwallet.upstreams.client import upstream_headers, upstream_url
+from aiwallet.store.records import Reservation, SpendEntry
+from aiwallet.upstreams.client import client_headers, upstream_headers, upstream_url
 
 if TYPE_CHECKING:
     from aiwallet.engine.consent import ConsentManager
@@ -46,37 +47,6 @@ log = logging.getLogger(__name__)
 MIN_OUTPUT_TOKENS = 16  # below this a clamped answer is useless: refuse instead
 DEFAULT_MAX_OUTPUT = 4096  # when the catalog knows no output limit
 MAX_OUTPUT_FIELD = 2**31 - 1  # a larger max-output field is refused before any reservation
-
-
-@dataclass
-class Call:
-    """One request as it moves through the pipeline."""
-
-    request: web.Request
-    endpoint: Endpoint
-    request_id: str = field(default_factory=lambda: "awreq_" + uuid.uuid4().hex)
-    started: float = field(default_factory=time.monotonic)
-    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
-    ctx: AppContext | None = None
-    route: Route | None = None
-    body: dict[str, Any] | None = None
-    raw: bytes = b""  # the body as the client sent it: forwarded as is unless policy changed it
-    prompt_bytes: int = 0
-    may_write_cache: bool = False  # Anthropic cache_control present: cache-write prices apply
-    stream: bool = False
-    reservation: Reservation | None = None
-    clamped_to: int | None = None
-    ttfb_ms: int | None = None
-    settled: bool = False
-    rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
-    used_tokens: int = 0
-
-    @property
-    def api(self) -> Api:
-        return self.endpoint.api
-
-    def elapsed_ms(self) -> int:
-        return int((time.monotonic() - self.started) * 1000)
 
 
 def app_key_of(request: web.Request) -> str | None:
@@ -104,18 +74,29 @@ class Proxy:
     # -- entry --------------------------------------------------------------------------------
     async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         call = Call(request, endpoint)
+        owner = RequestOwner(call, self.state, self.events, self.limiter, self.background)
         try:
             await self._admit(call)
-            return await self._forward(call)
+            return await self._forward(call, owner)
         except ProxyError as err:
-            self._record_refusal(call, err)
+            ending = Ending(err.status, err.code)
+            if call.reservation is None:
+                owner.end_soon(ending)  # costs nothing: logged in the background
+            else:
+                await owner.end(ending)  # the budget is free again before the client hears
             return error_response(call.api, err, call.request_id)
         except asyncio.CancelledError:
-            self._after_cancel(call)
+            owner.end_soon(self._client_left(call))
             raise
+        except Exception:
+            log.exception("unexpected error in %s (%s)", call.endpoint.path, call.request_id)
+            await owner.end(Ending(500, "internal_error"))
+            failed = ProxyError("internal_error", "the wallet failed on this request; see its log")
+            return error_response(call.api, failed, call.request_id)
         finally:
-            if call.rl_tokens is not None and call.ctx is not None:
-                self.limiter.done(call.ctx.app.id, call.rl_tokens, call.used_tokens)
+            if not owner.ended:  # every path above ends it; this is the net under them
+                log.error("request %s ended without an outcome", call.request_id)
+                owner.end_soon(Ending(500, "internal_error"))
 
     # -- identity -------------------------------------------------------------------------------
     async def identify(self, request: web.Request) -> AppContext | None:
@@ -132,8 +113,15 @@ class Proxy:
                 )
             return ctx
         if key and looks_like_app_key(key):
-            return await self.state.app_for_key(key)
-        return None
+            ctx = await self.state.app_for_key(key)
+            if ctx is None:
+                raise ProxyError(
+                    "invalid_app_key",
+                    "this wallet never issued the app key this program sent (it may belong to "
+                    "another wallet, or was deleted); ask the wallet's owner for a key",
+                )
+            return ctx
+        return None  # no key, or a key that is not the wallet's (sk-..., DUMMY_KEY): keyless
 
     async def keyless(self, call: Call) -> AppContext:
         """A caller with no usable key: ask the user (see consent.py) or refuse."""
@@ -141,10 +129,15 @@ class Proxy:
             ctx = await self.consent.admit_keyless(call.request)
             if ctx is not None:
                 return ctx
+        what = (
+            "the key this program sent is not a wallet app key (those start with aw_app_)"
+            if call.foreign_key
+            else "this program sent no wallet app key"
+        )
         raise ProxyError(
             "consent_required",
-            "this program has no wallet app key; ask the wallet's owner for one "
-            "('aiwallet apps add NAME'), or connect through POST /wallet/v1/connect",
+            f"{what}; ask the wallet's owner for one ('aiwallet apps add NAME'), or connect "
+            "through POST /wallet/v1/connect",
         )
 
     # -- admission ------------------------------------------------------------------------------
@@ -152,6 +145,7 @@ class Proxy:
         request, ep = call.request, call.endpoint
         ctx = await self.identify(request)
         if ctx is None:
+            call.foreign_key = app_key_of(request) is not None
             ctx = await self.keyless(call)
         call.ctx = ctx
         if ctx.app.revoked_at is not None:
@@ -258,20 +252,18 @@ class Proxy:
                 raise _exceeded(again) from None
 
     def _remaining(self, app_id: int) -> list[int]:
-        w, now = self.state.wallet, datetime.now(UTC)
-        return [
-            w.budgets.state(b, now, w.timezone).remaining_nano for b in w.budgets.applicable(app_id)
-        ]
+        budgets, now, tz = self.state.budgets, datetime.now(UTC), self.state.timezone
+        return [budgets.state(b, now, tz).remaining_nano for b in budgets.applicable(app_id)]
 
     async def _try_reserve(self, call: Call, amount: int) -> Reservation:
         assert call.ctx is not None and call.route is not None
-        w, tz = self.state.wallet, self.state.timezone
+        budgets, tz = self.state.budgets, self.state.timezone
         route = call.route
         priced = SpendEntry(
             route.provider.name, route.upstream_model, route.row.ref, None, "estimated"
         )
         return await self.state.write(
-            lambda conn: w.budgets.reserve_in(
+            lambda conn: budgets.reserve_in(
                 conn,
                 call.ctx.budget_ids if call.ctx else (),
                 amount,
@@ -298,9 +290,7 @@ class Proxy:
         call.clamped_to = tokens
 
     # -- forwarding -----------------------------------------------------------------------------
-    async def _forward(self, call: Call) -> web.StreamResponse:
-        from aiwallet.engine.relay import relay_stream, relay_whole
-
+    async def _forward(self, call: Call, owner: RequestOwner) -> web.StreamResponse:
         assert call.route is not None and call.body is not None
         route = call.route
         injected = False
@@ -309,15 +299,7 @@ class Proxy:
             if not (isinstance(opts, dict) and opts.get("include_usage") is True):
                 call.body["stream_options"] = {**(opts or {}), "include_usage": True}
                 injected = True
-        if (
-            injected
-            or call.clamped_to is not None
-            or call.body.get("model") != route.upstream_model
-        ):
-            body = {**call.body, "model": route.upstream_model}
-            payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        else:
-            payload = call.raw  # nothing to change: the provider gets the client's own bytes
+        payload = self._payload(call, rewrite=injected)
         try:
             key = await self.state.secret_for(route.provider.name, route.provider.secret_ref)
         except VaultError:
@@ -332,18 +314,19 @@ class Proxy:
                 f"the wallet has no key for provider {route.provider.name!r}; its owner should "
                 "add it again",
             )
-        url = upstream_url(route.kind, route.provider.base_url, call.endpoint.path)
+        url = upstream_url(
+            route.kind, route.provider.base_url, call.endpoint.path, call.request.query_string
+        )
         headers = upstream_headers(route.kind, key, dict(call.request.headers))
         headers["x-aiwallet-request-id"] = call.request_id  # lets a provider's logs be matched
+        call.sent = True
         try:
             up = await self.session.post(url, data=payload, headers=headers)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            await self._release(call, 504, "upstream_timeout")
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
             raise ProxyError(
                 "upstream_timeout", f"provider {route.provider.name!r} did not answer in time"
             ) from None
-        except aiohttp.ClientError as exc:
-            await self._release(call, 502, "upstream_unavailable")
+        except (aiohttp.ClientError, ConnectionError) as exc:
             raise ProxyError(
                 "upstream_unavailable",
                 f"cannot reach provider {route.provider.name!r} ({type(exc).__name__}); "
@@ -352,185 +335,141 @@ class Proxy:
         call.ttfb_ms = call.elapsed_ms()
         async with up:
             if up.status != 200:
-                return await self._upstream_error(call, up)
+                return await self._upstream_error(call, owner, up)
             if call.stream:
-                return await relay_stream(self, call, up, injected)
-            return await relay_whole(self, call, up)
+                return await self._stream(call, owner, up, injected)
+            return await self._whole(call, owner, up)
 
-    async def _upstream_error(self, call: Call, up: aiohttp.ClientResponse) -> web.StreamResponse:
+    def _payload(self, call: Call, *, rewrite: bool) -> bytes:
+        """What goes upstream: the client's own bytes, unless policy changed the body."""
+        assert call.body is not None and call.route is not None
+        model = call.route.upstream_model
+        if not (rewrite or call.clamped_to is not None or call.body.get("model") != model):
+            return call.raw
+        try:
+            text = json.dumps({**call.body, "model": model}, separators=(",", ":"))
+            return text.encode()
+        except RecursionError:
+            raise ProxyError(
+                "invalid_request", "the request body is nested too deeply to forward"
+            ) from None
+
+    async def _whole(
+        self, call: Call, owner: RequestOwner, up: aiohttp.ClientResponse
+    ) -> web.Response:
+        """A non-streamed answer: read it, price it, settle (durable), then send it as is."""
+        try:
+            answer = await read_whole(call.endpoint, up)
+        except UpstreamCut:
+            guess = estimated_usage(call.prompt_bytes, 0)
+            await owner.end(
+                Ending(502, "upstream_unavailable", guess, note="upstream answer was cut")
+            )
+            raise ProxyError(
+                "upstream_unavailable", "the provider's answer was cut off; try again"
+            ) from None
+        headers = client_headers(up.headers)
+        headers["Content-Type"] = up.headers.get("Content-Type", "application/json")
+        if not call.endpoint.billable:
+            await owner.end(Ending(up.status))
+            headers.update(self.headers(call, cost=0))
+            return web.Response(status=up.status, body=answer.data, headers=headers)
+        note = None
+        usage = answer.usage
+        if usage is None:
+            usage = estimated_usage(call.prompt_bytes, estimate_tokens(answer.output_bytes))
+            note = answer.problem or "no usage reported"
+        done = await owner.end(Ending(up.status, None, usage, note))
+        headers.update(self.headers(call, cost=done.cost_nano, remaining=done.remaining_nano))
+        return web.Response(status=up.status, body=answer.data, headers=headers)
+
+    async def _stream(
+        self, call: Call, owner: RequestOwner, up: aiohttp.ClientResponse, injected: bool
+    ) -> web.StreamResponse:
+        """Relay SSE event by event; the cost is settled before the final event goes out."""
+        assert call.endpoint.meter is not None and call.reservation is not None
+        meter = call.meter = call.endpoint.meter(injected)
+        resp = web.StreamResponse(status=200, headers=client_headers(up.headers))
+        resp.headers["Content-Type"] = up.headers.get("Content-Type", "text/event-stream")
+        resp.headers.update(self.headers(call, cost=call.reservation.amount_nano))
+        resp.headers["Cache-Control"] = "no-cache"
+        resp.headers["x-aiwallet-cost-is"] = "reserved-maximum"
+        try:
+            await resp.prepare(call.request)
+        except WRITE_ERRORS:
+            ended = Ended.CLIENT_LEFT
+        else:
+            ended = await relay_stream(
+                resp, up, meter, lambda: owner.end(self._stream_ending(call, Ended.COMPLETE))
+            )
+        await owner.end(self._stream_ending(call, ended))
+        if ended is Ended.COMPLETE:
+            with contextlib.suppress(*WRITE_ERRORS):
+                await resp.write_eof()
+        elif call.request.transport is not None:
+            # Break off too, so the client sees an incomplete stream rather than a clean end
+            # it would take for a whole answer (or, if it left, so nothing more is sent).
+            call.request.transport.abort()
+        return resp
+
+    def _stream_ending(self, call: Call, ended: Ended) -> Ending:
+        """How a stream that ``ended`` so is billed: the provider's usage when the stream
+        finished with it; else what is known (exact input where the stream said it, output at
+        least what was relayed), marked ``estimated``."""
+        meter = call.meter
+        assert meter is not None
+        usage = meter.usage
+        complete = ended is Ended.COMPLETE and not meter.broken
+        if complete and usage is not None and meter.usage_problem is None:
+            return Ending(200, None, usage)
+        guess = estimated_usage(
+            call.prompt_bytes, meter.relayed_output_tokens, usage, input_known=meter.input_known
+        )
+        if ended is Ended.CLIENT_LEFT:
+            return Ending(499, "client_closed", guess, note="client closed the connection")
+        if ended is Ended.UPSTREAM_CUT or meter.broken:
+            # the client saw 200 and then a broken stream: logged as the provider failing
+            note = "stream ended before the provider reported usage"
+            return Ending(200, "upstream_unavailable", guess, note=note)
+        return Ending(200, None, guess, note=meter.usage_problem or "no usage reported")
+
+    def _client_left(self, call: Call) -> Ending:
+        """The client went away (its handler was cancelled): bill what is known."""
+        if call.meter is not None:
+            return self._stream_ending(call, Ended.CLIENT_LEFT)
+        if call.reservation is None or not call.sent:
+            return Ending(499, "client_closed")
+        usage = estimated_usage(call.prompt_bytes, 0)
+        return Ending(499, "client_closed", usage, note="client closed before the answer came")
+
+    async def _upstream_error(
+        self, call: Call, owner: RequestOwner, up: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
         assert call.route is not None
         name = call.route.provider.name
         try:
             data = await up.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, ConnectionError, TimeoutError):
             data = b""
-        err: ProxyError | None = None
         if up.status in (401, 403):
-            err = ProxyError(
+            raise ProxyError(
                 "upstream_unavailable",
                 f"provider {name!r} refused the wallet's key (HTTP {up.status}); the wallet's "
                 "owner should check it with 'aiwallet providers test'",
             )
-        elif up.status >= 500:
-            err = ProxyError(
+        if up.status >= 500:
+            raise ProxyError(
                 "upstream_unavailable",
                 f"provider {name!r} failed (HTTP {up.status}); try again later",
                 status=503 if up.status in (503, 529) else 502,
                 retry_after=_retry_after(up),
             )
-        await self._release(
-            call, err.status if err else up.status, err.code if err else "upstream_status"
-        )
-        if err is not None:
-            raise err
         # 4xx about the request itself (400, 404, 413, 422, 429): the provider's own words.
-        headers = self.headers(call, cost=0)
-        for h in ("Retry-After", "retry-after-ms", "x-request-id", "request-id"):
-            if h in up.headers:
-                headers[h] = up.headers[h]
-        return web.Response(
-            status=up.status, body=data, headers=headers, content_type="application/json"
-        )
-
-    # -- settlement -----------------------------------------------------------------------------
-    def usage_or_estimate(
-        self, call: Call, usage: Usage | None, output_bytes: int, problem: str | None
-    ) -> tuple[Usage, str | None]:
-        if usage is not None:
-            return usage, None
-        return estimated_usage(call.prompt_bytes, output_bytes), problem or "no usage reported"
-
-    async def settle(
-        self,
-        call: Call,
-        usage: Usage,
-        status: int,
-        note: str | None = None,
-        error_code: str | None = None,
-    ) -> tuple[int, int | None]:
-        """Record the real cost; returns (cost, budget remaining). Durable when it returns.
-
-        ``error_code`` marks a request that was billed but failed on the way (a stream the
-        provider cut off: the client saw HTTP 200 and then a broken stream)."""
-        assert call.route is not None
-        route, res = call.route, call.reservation
-        cost = cost_of(usage, route.row)
-        call.used_tokens = usage.total_prompt_tokens + usage.output_tokens
-        record = self._record(call, status, usage=usage, cost=cost.nano, error_code=error_code)
-        if res is None or call.settled:
-            return cost.nano, None
-        spend = SpendEntry(
-            provider=route.provider.name,
-            model=route.upstream_model,
-            price_row_ref=route.row.ref,
-            price_row=route.row.to_json(),
-            token_source=usage.source.value,
-            note=note,
-        )
-        w = self.state.wallet
-        await self.state.write(
-            lambda conn: w.budgets.settle_in(conn, res.id, cost.nano, spend, record)
-        )
-        call.settled = True
-        self._logged(record)
-        if error_code is not None:
-            self.events.emit(
-                "upstream.failed",
-                {"provider": route.provider.name, "status": status, "code": error_code},
-            )
-        remaining = None
-        if res.remaining_nano is not None:
-            remaining = res.remaining_nano + res.amount_nano - cost.nano
-        return cost.nano, remaining
-
-    async def _release(self, call: Call, status: int, code: str) -> None:
-        if call.reservation is None or call.settled:
-            return
-        record = self._record(call, status, error_code=code)
-        res_id, budgets = call.reservation.id, self.state.wallet.budgets
-        await self.state.write(lambda conn: budgets.release_in(conn, res_id, record))
-        call.settled = True
-        self._logged(record)
-        if code in ("upstream_timeout", "upstream_unavailable") and call.route is not None:
-            self.events.emit(
-                "upstream.failed",
-                {"provider": call.route.provider.name, "status": status, "code": code},
-            )
-
-    def _record(
-        self,
-        call: Call,
-        status: int,
-        *,
-        usage: Usage | None = None,
-        cost: int = 0,
-        error_code: str | None = None,
-    ) -> RequestRecord:
-        u = usage or Usage()
-        route = call.route
-        return RequestRecord(
-            id=call.request_id,
-            ts=call.ts,
-            endpoint=call.endpoint.path,
-            status=status,
-            app_id=call.ctx.app.id if call.ctx else None,
-            model=route.upstream_model if route else None,
-            provider=route.provider.name if route else None,
-            input_tokens=u.input_tokens,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens + u.cache_write_1h_tokens,
-            output_tokens=u.output_tokens,
-            reasoning_tokens=u.reasoning_tokens,
-            cost_nano=cost,
-            token_source=u.source.value if usage else None,
-            latency_ms=call.elapsed_ms(),
-            ttfb_ms=call.ttfb_ms,
-            error_code=error_code,
-            stream=call.stream,
-        )
-
-    def _record_refusal(self, call: Call, err: ProxyError) -> None:
-        """Refusals of a known app go to the request log (in the background; they cost 0)."""
-        if call.reservation is not None and not call.settled:
-            self.spawn(self._release(call, err.status, err.code))
-            return
-        if call.ctx is None or call.settled:
-            return
-        record = self._record(call, err.status, error_code=err.code)
-        requests = self.state.wallet.requests
-        self.spawn(self._write_refusal(record, lambda conn: requests.record_in(conn, record)))
-
-    async def _write_refusal(self, record: RequestRecord, fn: Any) -> None:
-        await self.state.write(fn)
-        self._logged(record)
-
-    def _logged(self, record: RequestRecord) -> None:
-        """Tell subscribers (the desktop app) that a request row is committed."""
-        self.events.emit(
-            "request.logged",
-            {
-                "id": record.id,
-                "app_id": record.app_id,
-                "status": record.status,
-                "cost_nano": record.cost_nano,
-                "error_code": record.error_code,
-            },
-        )
-
-    def _after_cancel(self, call: Call) -> None:
-        """The client went away: settle what is known, never lose the spend."""
-        if call.reservation is None or call.settled:
-            return
-        if call.ttfb_ms is None and not call.stream:
-            self.spawn(self._release(call, 499, "client_closed"))
-            return
-        usage = estimated_usage(call.prompt_bytes, 0)
-        self.spawn(self.settle(call, usage, 499, note="client closed the connection"))
-
-    def spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        await owner.end(Ending(up.status, "upstream_status"))
+        headers = client_headers(up.headers)
+        headers["Content-Type"] = up.headers.get("Content-Type", "application/json")
+        headers.update(self.headers(call, cost=0))
+        return web.Response(status=up.status, body=data, headers=headers)
 
     # -- responses ------------------------------------------------------------------------------
     def headers(

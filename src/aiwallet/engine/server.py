@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from aiwallet.domain.errors import WalletError
+from aiwallet.domain.providers import WireFormat
 from aiwallet.engine.admin import add_admin_routes
 from aiwallet.engine.consent import DEFAULT_TIMEOUT_S, ConsentManager
 from aiwallet.engine.endpoints import ENDPOINTS
 from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.events import EventBus
-from aiwallet.engine.proxy import Proxy, app_key_of
+from aiwallet.engine.proxy import Proxy
+from aiwallet.engine.routing import Route
 from aiwallet.engine.state import EngineState
 from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
 from aiwallet.engine.wallet_api import add_wallet_routes
@@ -160,6 +162,7 @@ class Engine:
         for path, endpoint in ENDPOINTS.items():
             app.router.add_post(path, self._proxied(endpoint))
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{id:.+}", self._model)
         app.router.add_get("/healthz", self._health)
         add_admin_routes(app, self)
         add_wallet_routes(app, self)
@@ -283,9 +286,9 @@ class Engine:
             )
         except web.HTTPException:
             raise
-        except ProxyError as err:
+        except WalletError as err:  # deliberate (a ProxyError or any other): its own status
             return error_response(api_of(request), err)
-        except Exception:
+        except Exception:  # a bug: the only 500
             log.exception("unexpected error in %s %s", request.method, request.path)
             return error_response(
                 api_of(request),
@@ -295,24 +298,20 @@ class Engine:
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    async def _models(self, request: web.Request) -> web.Response:
-        from aiwallet.domain.providers import WireFormat
-
+    async def _granted_routes(self, request: web.Request) -> tuple[Api, list[Route]]:
+        """The models the caller's grant lets it use, in the wire format it speaks."""
+        assert self._proxy is not None
         api = api_of(request)
-        key = app_key_of(request)
-        ctx = await self.state.app_for_key(key) if key else None
+        ctx = await self._proxy.identify(request)
         if ctx is None or ctx.app.revoked_at is not None or ctx.grant is None:
-            return error_response(
-                api, ProxyError("consent_required", "this program has no valid wallet app key")
-            )
+            raise ProxyError("consent_required", "this program has no valid wallet app key")
         wire = WireFormat.ANTHROPIC if api is Api.ANTHROPIC else WireFormat.OPENAI
-        routes = self.state.router.models_for(wire, ctx.grant.scopes)
+        return api, self.state.router.models_for(wire, ctx.grant.scopes)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        api, routes = await self._granted_routes(request)
         if api is Api.ANTHROPIC:
-            data = [
-                {"type": "model", "id": r.upstream_model, "display_name": r.row.name,
-                 "created_at": "2025-01-01T00:00:00Z"}
-                for r in routes
-            ]  # fmt: skip
+            data = [_anthropic_model(r) for r in routes]
             body: dict[str, Any] = {
                 "data": data,
                 "has_more": False,
@@ -320,16 +319,33 @@ class Engine:
                 "last_id": data[-1]["id"] if data else None,
             }
         else:
-            body = {
-                "object": "list",
-                "data": [
-                    {
-                        "id": r.upstream_model,
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": r.provider.name,
-                    }
-                    for r in routes
-                ],
-            }
+            body = {"object": "list", "data": [_openai_model(r) for r in routes]}
         return web.json_response(body)
+
+    async def _model(self, request: web.Request) -> web.Response:
+        """``GET /v1/models/{id}``: one model the grant allows (by name or provider/name)."""
+        api, routes = await self._granted_routes(request)
+        wanted = request.match_info["id"]
+        for r in routes:
+            if wanted in (r.upstream_model, r.qualified):
+                model = _anthropic_model(r) if api is Api.ANTHROPIC else _openai_model(r)
+                return web.json_response(model)
+        raise ProxyError(
+            "unknown_model",
+            f"the wallet serves no model {wanted!r} to this app (GET /v1/models lists those "
+            "it may use)",
+            param="model",
+        )
+
+
+def _openai_model(r: Route) -> dict[str, Any]:
+    return {"id": r.upstream_model, "object": "model", "created": 0, "owned_by": r.provider.name}
+
+
+def _anthropic_model(r: Route) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": r.upstream_model,
+        "display_name": r.row.name,
+        "created_at": "2025-01-01T00:00:00Z",
+    }

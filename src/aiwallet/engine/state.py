@@ -45,6 +45,8 @@ class AppContext:
 class EngineState:
     def __init__(self, wallet: Wallet, db_workers: int = 4) -> None:
         self.wallet = wallet
+        self.budgets = wallet.budgets
+        self.requests = wallet.requests
         self.db_pool = ThreadPoolExecutor(max_workers=db_workers, thread_name_prefix="aiwallet-db")
         self.writer = BatchWriter(wallet.db, wallet.budgets.hot)
         self._apps: dict[str, tuple[float, AppContext | None]] = {}

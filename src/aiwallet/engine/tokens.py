@@ -55,7 +55,7 @@ class SessionTokens:
         payload, _, mac = body.partition(".")
         if not mac or not hmac.compare_digest(mac, self._mac(payload)):
             raise ProxyError(
-                "consent_required",
+                "invalid_app_key",
                 "this session token is not valid (or was issued before the wallet restarted); "
                 "get a new one from POST /wallet/v1/token",
             )
@@ -63,10 +63,10 @@ class SessionTokens:
             data = json.loads(_unb64(payload))
             claim = SessionClaim(int(data["a"]), int(data["g"]), float(data["e"]))
         except (ValueError, KeyError, TypeError):
-            raise ProxyError("consent_required", "this session token is malformed") from None
+            raise ProxyError("invalid_app_key", "this session token is malformed") from None
         if claim.expires_at < time.time():
             raise ProxyError(
-                "consent_required",
+                "invalid_app_key",
                 "this session token has expired; get a new one from POST /wallet/v1/token",
             )
         return claim

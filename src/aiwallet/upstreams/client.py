@@ -7,6 +7,7 @@ managed a few hundred, so it is the hot path's client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -16,6 +17,13 @@ from aiwallet.upstreams.auth import auth_headers
 
 # Client headers worth passing upstream (everything else is the wallet's business).
 PASS_THROUGH = ("anthropic-version", "anthropic-beta", "openai-beta", "accept")
+# Upstream response headers the clients use (the SDKs' request ids, rate limits, retry hints,
+# processing time); nothing else of the provider's reaches an app.
+PASS_BACK = frozenset(
+    {"x-request-id", "request-id", "openai-processing-ms", "openai-version", "retry-after",
+     "retry-after-ms"}
+)  # fmt: skip
+PASS_BACK_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +47,23 @@ def make_session(timeouts: Timeouts, *, limit: int = 512) -> aiohttp.ClientSessi
     )
 
 
-def upstream_url(kind: ProviderKind, base_url: str, path: str) -> str:
-    """``path`` is the wallet's route (``/v1/chat/completions``, ``/v1/messages``)."""
+def upstream_url(kind: ProviderKind, base_url: str, path: str, query: str = "") -> str:
+    """``path`` is the wallet's route (``/v1/chat/completions``, ``/v1/messages``); ``query``
+    the client's query string, forwarded as sent (Anthropic's ``?beta=true``)."""
     base = base_url.rstrip("/")
-    if kind.wire is WireFormat.ANTHROPIC:
-        return base + path  # Anthropic base URLs stop before /v1
-    return base + path.removeprefix("/v1")  # OpenAI-style base URLs end in /v1
+    # Anthropic base URLs stop before /v1; OpenAI-style base URLs end in /v1
+    url = base + (path if kind.wire is WireFormat.ANTHROPIC else path.removeprefix("/v1"))
+    return f"{url}?{query}" if query else url
+
+
+def client_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    """The upstream response headers that go back to the client (the allow-list)."""
+    out: dict[str, str] = {}
+    for name, value in upstream.items():
+        low = name.lower()
+        if low in PASS_BACK or low.startswith(PASS_BACK_PREFIXES):
+            out[low] = value
+    return out
 
 
 def upstream_headers(

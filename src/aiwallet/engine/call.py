@@ -1,0 +1,48 @@
+"""One proxied request as it moves through the pipeline (what is known about it so far)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from aiwallet.engine.endpoints import Endpoint
+from aiwallet.engine.errors import Api
+from aiwallet.engine.meter import StreamMeter
+from aiwallet.engine.routing import Route
+from aiwallet.engine.state import AppContext
+from aiwallet.store.records import Reservation
+
+
+@dataclass
+class Call:
+    request: web.Request
+    endpoint: Endpoint
+    request_id: str = field(default_factory=lambda: "awreq_" + uuid.uuid4().hex)
+    started: float = field(default_factory=time.monotonic)
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ctx: AppContext | None = None
+    foreign_key: bool = False  # it sent a bearer that is not a wallet key (sk-..., DUMMY_KEY)
+    route: Route | None = None
+    body: dict[str, Any] | None = None
+    raw: bytes = b""  # the body as the client sent it: forwarded as is unless policy changed it
+    prompt_bytes: int = 0
+    may_write_cache: bool = False  # Anthropic cache_control present: cache-write prices apply
+    stream: bool = False
+    reservation: Reservation | None = None
+    clamped_to: int | None = None
+    sent: bool = False  # handed to the upstream: from here on the provider may bill it
+    ttfb_ms: int | None = None
+    meter: StreamMeter | None = None  # a stream's meter, once relaying began
+    rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
+
+    @property
+    def api(self) -> Api:
+        return self.endpoint.api
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)

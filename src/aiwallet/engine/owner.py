@@ -1,0 +1,215 @@
+"""The one owner of a proxied request's outcome.
+
+Whatever ends a request (an answer, a refusal, the client leaving, the provider cutting off,
+any exception), :class:`RequestOwner` alone closes its reservation, writes its ledger and
+request-log rows and emits its events. The first ending it is given decides; later ones get
+the same committed result (idempotent). The store write runs as its own task, so cancelling
+whoever awaits it (the client left) cannot interrupt it, and the ``request.logged`` and
+``upstream.failed`` events are emitted only from what was committed: ledger row, request-log
+row and event always agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiwallet.domain.cost import cost_of
+from aiwallet.domain.usage import TokenSource, Usage
+from aiwallet.engine.call import Call
+from aiwallet.engine.events import EventBus
+from aiwallet.engine.ratelimit import RateLimiter
+from aiwallet.engine.state import EngineState
+from aiwallet.store.records import RequestRecord, SpendEntry
+
+log = logging.getLogger(__name__)
+
+# Codes that say the provider failed: they notify the user (at most one a minute, in the GUI).
+PROVIDER_FAILURES = frozenset({"upstream_unavailable", "upstream_timeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a request ended: ``usage`` None gives its reservation back (it cost nothing)."""
+
+    status: int
+    error_code: str | None = None
+    usage: Usage | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What was made durable for a request."""
+
+    record: RequestRecord | None  # None: nothing was written (an unknown caller's refusal)
+    cost_nano: int = 0
+    remaining_nano: int | None = None  # least budget left after it, where known
+
+
+class RequestOwner:
+    def __init__(
+        self,
+        call: Call,
+        state: EngineState,
+        events: EventBus,
+        limiter: RateLimiter,
+        background: set[asyncio.Task[Any]],
+    ) -> None:
+        self.call = call
+        self._state = state
+        self._events = events
+        self._limiter = limiter
+        self._background = background
+        self._task: asyncio.Task[Committed] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self._task is not None
+
+    async def end(self, ending: Ending) -> Committed:
+        """End the request (the first ending wins) and wait until it is committed."""
+        return await asyncio.shield(self._start(ending))
+
+    def end_soon(self, ending: Ending) -> None:
+        """End the request without waiting (from a cancellation: nothing may be awaited)."""
+        self._start(ending)
+
+    def _start(self, ending: Ending) -> asyncio.Task[Committed]:
+        if self._task is None:
+            self._free_rate_limit(ending)
+            self._task = asyncio.get_running_loop().create_task(self._commit(ending))
+            self._background.add(self._task)
+            self._task.add_done_callback(self._background.discard)
+        return self._task
+
+    def _free_rate_limit(self, ending: Ending) -> None:
+        call = self.call
+        if call.rl_tokens is not None and call.ctx is not None:
+            u = ending.usage
+            used = u.total_prompt_tokens + u.output_tokens if u is not None else 0
+            self._limiter.done(call.ctx.app.id, call.rl_tokens, used)
+
+    # -- committing -----------------------------------------------------------------------------
+    async def _commit(self, ending: Ending) -> Committed:
+        try:
+            done = await self._write(ending)
+        except Exception:
+            log.exception("could not record the end of %s", self.call.request_id)
+            done = await self._fallback(ending)
+        if done.record is not None:
+            self._announce(done.record)
+        return done
+
+    async def _write(self, ending: Ending) -> Committed:
+        call, state = self.call, self._state
+        res = call.reservation
+        if res is None:
+            if call.ctx is None:
+                return Committed(None)  # nobody to log it for
+            record = self._record(ending, cost=0)
+            await state.write(lambda conn: state.requests.record_in(conn, record))
+            return Committed(record)
+        if ending.usage is None:
+            record = self._record(ending, cost=0)
+            freed = await state.write(lambda conn: state.budgets.release_in(conn, res.id, record))
+            return Committed(record if freed else None)
+        assert call.route is not None
+        route = call.route
+        cost = cost_of(ending.usage, route.row).nano
+        record = self._record(ending, cost=cost)
+        spend = SpendEntry(
+            provider=route.provider.name,
+            model=route.upstream_model,
+            price_row_ref=route.row.ref,
+            price_row=route.row.to_json(),
+            token_source=ending.usage.source.value,
+            note=ending.note,
+        )
+        settled = await state.write(
+            lambda conn: state.budgets.settle_in(conn, res.id, cost, spend, record)
+        )
+        if not settled:
+            log.warning("reservation of %s was already closed", call.request_id)
+            return Committed(None)
+        remaining = None
+        if res.remaining_nano is not None:
+            remaining = res.remaining_nano + res.amount_nano - cost
+        return Committed(record, cost, remaining)
+
+    async def _fallback(self, ending: Ending) -> Committed:
+        """The ending could not be written as it was: bill a reservation at its reserved worst
+        case (so no spend that may have reached the provider is lost), else log the refusal
+        without its details. If even that fails the reservation stays open, and the next
+        start bills it the same way."""
+        call, state = self.call, self._state
+        res, route = call.reservation, call.route
+        try:
+            if res is None or route is None:
+                return Committed(None)
+            record = self._record(
+                ending, cost=res.amount_nano, usage=Usage(source=TokenSource.ESTIMATED)
+            )
+            spend = SpendEntry(
+                route.provider.name, route.upstream_model, route.row.ref, route.row.to_json(),
+                "estimated", note="the real cost could not be recorded; billed at the reserved "
+                "worst case",
+            )  # fmt: skip
+            if not call.sent:
+                ok = await state.write(lambda conn: state.budgets.release_in(conn, res.id, record))
+            else:
+                ok = await state.write(
+                    lambda conn: state.budgets.settle_in(
+                        conn, res.id, res.amount_nano, spend, record
+                    )
+                )
+            return Committed(record if ok else None, res.amount_nano if call.sent else 0)
+        except Exception:
+            log.exception("could not close the reservation of %s", call.request_id)
+            return Committed(None)
+
+    def _record(self, ending: Ending, *, cost: int, usage: Usage | None = None) -> RequestRecord:
+        call = self.call
+        counted = usage or ending.usage
+        u = counted or Usage()
+        route = call.route
+        return RequestRecord(
+            id=call.request_id,
+            ts=call.ts,
+            endpoint=call.endpoint.path,
+            status=ending.status,
+            app_id=call.ctx.app.id if call.ctx else None,
+            model=route.upstream_model if route else None,
+            provider=route.provider.name if route else None,
+            input_tokens=u.input_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens + u.cache_write_1h_tokens,
+            output_tokens=u.output_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            cost_nano=cost,
+            token_source=counted.source.value if counted is not None else None,
+            latency_ms=call.elapsed_ms(),
+            ttfb_ms=call.ttfb_ms,
+            error_code=ending.error_code,
+            stream=call.stream,
+        )
+
+    def _announce(self, record: RequestRecord) -> None:
+        """Events from what was committed, and only from here."""
+        self._events.emit(
+            "request.logged",
+            {
+                "id": record.id,
+                "app_id": record.app_id,
+                "status": record.status,
+                "cost_nano": record.cost_nano,
+                "error_code": record.error_code,
+            },
+        )
+        if record.error_code in PROVIDER_FAILURES and record.provider is not None:
+            self._events.emit(
+                "upstream.failed",
+                {"provider": record.provider, "status": record.status, "code": record.error_code},
+            )
