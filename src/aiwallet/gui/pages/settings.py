@@ -166,10 +166,15 @@ class SettingsPage(Page):
         wallet = self.controller.wallet
 
         def write() -> None:
-            wallet.set_pref(NOTIFY_THRESHOLDS, thresholds)
-            wallet.set_pref(PORT, port)
-            wallet.set_pref(PROMPT_TIMEOUT_S, timeout)
-            wallet.set_pref(NOTIFY_UPSTREAM, upstream)
+            # One transaction, one audit entry per changed preference, one engine reload.
+            wallet.set_prefs(
+                {
+                    NOTIFY_THRESHOLDS: thresholds,
+                    PORT: port,
+                    PROMPT_TIMEOUT_S: timeout,
+                    NOTIFY_UPSTREAM: upstream,
+                }
+            )
             if login and not autostart.is_enabled():
                 autostart.enable(autostart.default_command())
             elif not login and autostart.is_enabled():
