@@ -1,11 +1,14 @@
-"""Shared fixtures: isolated data dirs, a real keyring backend, SQLite and PostgreSQL."""
+"""Shared fixtures: isolated data dirs, a real keyring backend, SQLite and PostgreSQL, the
+fake upstream."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
+from fakeupstream import FakeUpstream
 from pgserver import PgServer, start_pg_server
 
 # After the session, fail it if a provider key landed in any file (tests/leakscan.py).
@@ -51,3 +54,16 @@ def db_url(request, tmp_path):
         pytest.skip(server)
     assert isinstance(server, PgServer)
     return server.create_database()
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    """The in-process fake upstream (tests/fakeupstream), one for the whole session.
+
+    It is shared by every test that asks for it: a test (or its rig) that reads back what was
+    served, or scripts it, calls ``fake.reset()`` first. The leak scan tees its record
+    (tests/leakscan.py tees any fixture that yields a ``FakeUpstream``)."""
+    f = FakeUpstream()
+    f.start_in_thread()
+    yield f
+    f.stop()

@@ -102,10 +102,8 @@ def serve(state: Context, host: str, port: int, allow_non_loopback: bool) -> Non
     import signal
     import threading
 
-    from aiwallet.engine.server import Engine
-
     state.wallet.unlock_vault()
-    engine = Engine(state.wallet, host=host, port=port, allow_non_loopback=allow_non_loopback)
+    engine = state.wallet.new_engine(host=host, port=port, allow_non_loopback=allow_non_loopback)
     if allow_non_loopback and host not in ("127.0.0.1", "::1", "localhost"):
         click.echo(f"WARNING: listening on {host}: other machines can reach this wallet.", err=True)
     bound = engine.start()

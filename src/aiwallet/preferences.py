@@ -14,6 +14,10 @@ from aiwallet.domain.errors import InvalidInput
 
 T = TypeVar("T")
 
+# Settings the wallet keeps that are not preferences of the Settings page.
+PAUSED_SETTING = "paused"  # the kill switch
+ORIGINS_SETTING = "allowed_origins"  # web origins the user let call the wallet
+
 
 @dataclass(frozen=True, slots=True)
 class Pref(Generic[T]):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ import nacl.signing
 import tzlocal
 
 from aiwallet.catalog_files import CatalogUpdateResult, LoadedCatalog, load_catalog, update_catalog
-from aiwallet.domain.appkeys import hash_app_key, key_prefix, new_app_key
 from aiwallet.domain.audit import AuditVerification
 from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.errors import InvalidInput, NotFound
@@ -32,15 +30,16 @@ from aiwallet.domain.providers import (
     check_provider_name,
     provider_kind,
 )
-from aiwallet.domain.receipts import public_key_text, sign_receipt
+from aiwallet.domain.receipts import public_key_text
 from aiwallet.paths import DataDir, database_url
-from aiwallet.preferences import Pref
+from aiwallet.preferences import ORIGINS_SETTING, PAUSED_SETTING, Pref
 from aiwallet.preferences import read as read_pref
 from aiwallet.store.apps import AppRecord, Apps
 from aiwallet.store.audit import AuditLog
 from aiwallet.store.budgets import Budgets
 from aiwallet.store.consent import ConsentRules
 from aiwallet.store.db import Database, open_database
+from aiwallet.store.grants import issue_app
 from aiwallet.store.ledger import Ledger, Requests
 from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.reports import Reports
@@ -51,13 +50,12 @@ from aiwallet.vault import Vault, key_hint, open_vault
 from aiwallet.vault.select import VaultStatus
 
 if TYPE_CHECKING:
+    from aiwallet.engine.port import WalletPort
     from aiwallet.engine.server import Engine
 
 WALLET_ID_SETTING = "wallet_id"
-PAUSED_SETTING = "paused"
 SIGNING_KEY_SECRET = "wallet:receipt-signing-key"  # noqa: S105 - a vault entry name
 PUBLIC_KEY_SETTING = "wallet_public_key"
-ORIGINS_SETTING = "allowed_origins"
 TIMEZONE_SETTING = "timezone"
 T = TypeVar("T")
 
@@ -110,6 +108,7 @@ class Wallet:
         self.reports = Reports(db)
         self.audit = AuditLog(db)
         self.consent_rules = ConsentRules(db)
+        self._engine: Engine | None = None  # this process's engine, once new_engine built it
         self.wallet_id: str = self.settings.get_or_create(
             WALLET_ID_SETTING, lambda: secrets.token_hex(8)
         )
@@ -298,51 +297,12 @@ class Wallet:
         notes: str | None = None,
     ) -> tuple[AppRecord, str]:
         """A new app with a grant (and its budget); returns it and its key, shown only once."""
-        name = name.strip()
-        if not name or len(name) > 100:
-            raise InvalidInput("an app name is 1 to 100 characters")
-        scopes = [m.strip() for m in (models or ["*"]) if m.strip()]
-        if not scopes:
-            raise InvalidInput("--models needs at least one model or pattern")
-        key = new_app_key()
-        issued = datetime.now(UTC)
-        receipt = sign_receipt(
-            {
-                "receipt_id": str(uuid.uuid4()),
-                "app": name,
-                "scopes": scopes,
-                "budget": str(budget) if budget else None,
-                "period": budget.period.value if budget else None,
-                "issued_at": issued.isoformat(),
-                "expires_at": expires_at.isoformat() if expires_at else None,
-            },
-            self.signing_key(),
-        )
-        app, _ = self.apps.create(
-            name,
-            key_hash=hash_app_key(key),
-            key_prefix=key_prefix(key),
-            scopes=scopes,
-            budget_spec=str(budget) if budget else None,
-            expires_at=expires_at,
-            notes=notes,
-            receipt=receipt,
-        )
-        if budget is not None:
-            self.budgets.set_budget(budget, app_id=app.id)
+        issued = issue_app(
+            self.db, self.apps, self.budgets, self.consent_rules, name=name, budget=budget,
+            models=models, expires_at=expires_at, notes=notes, signing_key=self.signing_key(),
+        )  # fmt: skip
         self.notify_engine()
-        return app, key
-
-    def unique_app_name(self, wanted: str) -> str:
-        """``wanted``, or ``wanted (2)``, ``(3)``... when an app of that name exists."""
-        wanted = wanted.strip()[:90] or "app"
-        names = {a.name for a in self.apps.list()}
-        if wanted not in names:
-            return wanted
-        n = 2
-        while f"{wanted} ({n})" in names:
-            n += 1
-        return f"{wanted} ({n})"
+        return issued.app, issued.key
 
     def revoke_consent_rule(self, rule_id: int) -> None:
         rule = self.consent_rules.revoke(rule_id)
@@ -400,24 +360,71 @@ class Wallet:
         return read_pref(self.settings.get(pref.key), pref)
 
     def set_pref(self, pref: Pref[T], value: T) -> T:
-        """Validate and store a preference (audited); a running engine picks it up."""
-        checked = pref.check(list(value) if isinstance(value, tuple) else value)
-        stored = list(checked) if isinstance(checked, tuple) else checked
-        self.settings.set(pref.key, stored)
-        self.audit.append("user", "settings.set", f"setting:{pref.key}", {"value": stored})
-        self.notify_engine()
+        """Validate and store a preference (audited if it changed); a running engine picks
+        it up."""
+        checked, _ = self._check_pref(pref, value)
+        self.set_prefs({pref: checked})
         return checked
+
+    def set_prefs(self, values: dict[Pref[Any], Any]) -> dict[str, Any]:
+        """Validate every value, then store the ones that differ from the stored (or default)
+        value in ONE transaction with one ``settings.set`` audit entry each; a running engine
+        is told once, and only if something changed. Returns the changed ones (key → value as
+        ``pref`` reads it). An invalid value writes nothing: InvalidInput names the setting."""
+        checked: dict[str, tuple[Pref[Any], Any, Any]] = {}
+        for pref, value in values.items():
+            if pref.key in checked and checked[pref.key][0] != pref:
+                raise InvalidInput(f"two preferences are stored as {pref.key!r}")
+            checked[pref.key] = (pref, *self._check_pref(pref, value))
+
+        def effective(key: str, stored: Any) -> Any:  # what ``pref`` reads now
+            return read_pref(stored, checked[key][0])
+
+        changed = self.settings.set_changed(
+            {key: stored for key, (_, _, stored) in checked.items()},
+            effective=effective,
+            action="settings.set",
+        )
+        if changed:
+            self.notify_engine()
+        return {key: checked[key][1] for key in changed}
+
+    @staticmethod
+    def _check_pref(pref: Pref[T], value: Any) -> tuple[T, Any]:
+        """``value`` as ``pref`` reads it and as it is stored (JSON), or InvalidInput naming
+        the setting."""
+        try:
+            checked = pref.check(list(value) if isinstance(value, tuple) else value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{pref.label}: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"{pref.label}: {value!r} is not a valid value") from exc
+        return checked, list(checked) if isinstance(checked, tuple) else checked
 
     @property
     def paused(self) -> bool:
         return bool(self.settings.get(PAUSED_SETTING, False))
 
+    def engine_port(self) -> WalletPort:
+        """What the engine may use of this wallet (never the facade itself)."""
+        from aiwallet.engine.port import WalletPort
+
+        return WalletPort(
+            data_dir=self.data_dir, db=self.db, apps=self.apps, budgets=self.budgets,
+            requests=self.requests, consent_rules=self.consent_rules, settings=self.settings,
+            providers=self.providers, vault=self.vault, catalog=self.catalog,
+            timezone=lambda: self.timezone, signing_key=self.signing_key,
+        )  # fmt: skip
+
     def new_engine(self, **kw: Any) -> Engine:
         """The loopback engine for this wallet (not started). Imported here so that opening a
-        wallet (the CLI, the desktop app's first window) does not load aiohttp."""
+        wallet (the CLI, the desktop app's first window) does not load aiohttp. Changes made
+        through this wallet reach that engine in-process (no HTTP), once it runs."""
         from aiwallet.engine.server import Engine
 
-        return Engine(self, **kw)
+        engine = Engine(self.engine_port(), **kw)
+        self._engine = engine
+        return engine
 
     def engine_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Call the admin API of the engine running on this data dir (an error if none)."""
@@ -426,7 +433,11 @@ class Wallet:
         return require_engine(self.data_dir, method, path, body)
 
     def notify_engine(self) -> bool:
-        """Tell a running engine on this data dir to reload; False when none answers."""
+        """Tell the engine on this data dir to reload: this process's own engine directly,
+        another process's over its admin API; False when none answers."""
+        engine = self._engine
+        if engine is not None and engine.reload_soon():
+            return True
         from aiwallet.engine.client import notify_reload
 
         return notify_reload(self.data_dir)

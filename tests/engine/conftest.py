@@ -1,4 +1,5 @@
-"""An engine on loopback in front of the fake upstream, with a fresh wallet per test."""
+"""An engine on loopback in front of the fake upstream (the session's ``fake``, from
+tests/conftest.py), with a fresh wallet per test."""
 
 from __future__ import annotations
 
@@ -16,14 +17,6 @@ from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
 from aiwallet.upstreams.client import Timeouts
 from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, FakeUpstream
-
-
-@pytest.fixture(scope="session")
-def fake():
-    f = FakeUpstream()
-    f.start_in_thread()
-    yield f
-    f.stop()
 
 
 @dataclass
@@ -78,7 +71,7 @@ def make_rig(tmp_path: Path, fake: FakeUpstream, **engine_kw) -> Rig:
     engine_kw.setdefault("timeouts", Timeouts(connect_s=2, read_s=5))
     # nobody answers prompts in most tests: a keyless call waits briefly, then is refused
     engine_kw.setdefault("consent_timeout_s", 0.3)
-    engine = Engine(wallet, port=0, **engine_kw)
+    engine = wallet.new_engine(port=0, **engine_kw)
     engine.start()
     return Rig(wallet, engine, fake, data_dir)
 

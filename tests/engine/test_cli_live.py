@@ -70,7 +70,6 @@ def test_admin_token_file_and_guard(rig):
 
 def test_engine_refuses_non_loopback_listen(rig):
     from aiwallet.domain.errors import WalletError
-    from aiwallet.engine.server import Engine
 
     with pytest.raises(WalletError, match="loopback"):
-        Engine(rig.wallet, host="0.0.0.0", port=0)
+        rig.wallet.new_engine(host="0.0.0.0", port=0)

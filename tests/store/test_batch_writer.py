@@ -23,7 +23,7 @@ def test_batches_reserve_settle_and_refuse_exactly(db_url):
     db = open_database(db_url)
     budgets = Budgets(db)
     b = budgets.set_budget(BudgetSpec(10_000, Period.DAY))
-    writer = BatchWriter(db, budgets.hot)
+    writer = BatchWriter(db, budgets.hot).start()
     tz = ZoneInfo("UTC")
 
     async def one(i):
@@ -69,7 +69,7 @@ def test_batches_reserve_settle_and_refuse_exactly(db_url):
 def test_a_failing_job_fails_alone(db_url, n):
     db = open_database(db_url)
     budgets = Budgets(db)
-    writer = BatchWriter(db, budgets.hot)
+    writer = BatchWriter(db, budgets.hot).start()
 
     async def main():
         bad = writer.submit(lambda conn: budgets.settle_in(conn, "no-such-reservation", 1, SPEND))

@@ -4,17 +4,15 @@ about changes. Every call needs the admin token from the data dir's 0600 ``admin
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import parse_budget_spec
 from aiwallet.engine.consent import check_lifetime, read_json
+from aiwallet.engine.context import CONSENT, ENGINE, PROXY, STATE
 from aiwallet.engine.errors import ProxyError
-
-if TYPE_CHECKING:
-    from aiwallet.engine.server import Engine
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -34,9 +32,10 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
-def add_admin_routes(app: web.Application, engine: Engine) -> None:
+def add_admin_routes(app: web.Application) -> None:
     def guarded(fn: Any) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
+            engine = request.app[ENGINE]
             auth = request.headers.get("Authorization", "")
             token = auth[7:] if auth[:7].lower() == "bearer " else ""
             if not engine.admin_token or not hmac.compare_digest(
@@ -52,25 +51,24 @@ def add_admin_routes(app: web.Application, engine: Engine) -> None:
         return handler
 
     async def status(request: web.Request) -> web.Response:
+        state = request.app[STATE]
         return web.json_response(
             {
-                "port": engine.port,
-                "paused": engine.state.paused,
-                "generation": engine.state.generation,
-                "in_flight_settlements": len(engine._proxy.background) if engine._proxy else 0,
+                "port": request.app[ENGINE].port,
+                "paused": state.paused,
+                "generation": state.generation,
+                "in_flight_settlements": len(request.app[PROXY].background),
             }
         )
 
     async def reload(request: web.Request) -> web.Response:
-        await engine.reload()
-        return web.json_response({"ok": True, "generation": engine.state.generation})
+        await request.app[ENGINE].reload()
+        return web.json_response({"ok": True, "generation": request.app[STATE].generation})
 
     async def consent_pending(request: web.Request) -> web.Response:
-        assert engine.consent is not None
-        return web.json_response([r.to_json() for r in engine.consent.pending()])
+        return web.json_response([r.to_json() for r in request.app[CONSENT].pending()])
 
     async def consent_approve(request: web.Request) -> web.Response:
-        assert engine.consent is not None
         body = await _json_object(request)
         budget, models, lifetime = body.get("budget"), body.get("models"), body.get("lifetime_s")
         if budget is not None:
@@ -84,7 +82,7 @@ def add_admin_routes(app: web.Application, engine: Engine) -> None:
             isinstance(models, list) and all(isinstance(m, str) and m for m in models)
         ):
             raise ProxyError("invalid_request", "models must be a list of model names or patterns")
-        req = await engine.consent.approve(
+        req = await request.app[CONSENT].approve(
             request.match_info["id"],
             budget=budget,
             models=models,
@@ -95,9 +93,9 @@ def add_admin_routes(app: web.Application, engine: Engine) -> None:
         return web.json_response({**req.to_json(), "answer": answer})
 
     async def consent_deny(request: web.Request) -> web.Response:
-        assert engine.consent is not None
         body = await _json_object(request)
-        req = await engine.consent.deny(request.match_info["id"], always=_flag(body, "always"))
+        always = _flag(body, "always")
+        req = await request.app[CONSENT].deny(request.match_info["id"], always=always)
         return web.json_response(req.to_json())
 
     app.router.add_get("/admin/v1/status", guarded(status))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from aiwallet.domain.money import BudgetSpec, parse_budget_spec
 from aiwallet.engine.errors import ProxyError
 from aiwallet.engine.events import EventBus
 from aiwallet.engine.peer import ProcessInfo, peer_process
+from aiwallet.store.grants import Remember
 
 if TYPE_CHECKING:
     from aiwallet.engine.state import AppContext, EngineState
@@ -99,10 +101,15 @@ def _opt_str(body: dict[str, Any], key: str, limit: int = 500) -> str | None:
 
 class ConsentManager:
     def __init__(
-        self, state: EngineState, events: EventBus, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        state: EngineState,
+        events: EventBus,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        on_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.state = state
         self.events = events
+        self.on_change = on_change or state.reload  # after an approval created an app
         self.timeout_s = timeout_s
         self.requests: dict[str, ConsentRequest] = {}
 
@@ -159,7 +166,7 @@ class ConsentManager:
             except InvalidInput as exc:
                 raise ProxyError("invalid_request", str(exc), param="budget") from None
         lifetime = check_lifetime(body.get("lifetime_s"))
-        rule = await self.state.db(self.state.wallet.consent_rules.find, "app", name)
+        rule = await self.state.db(self.state.port.consent_rules.find, "app", name)
         process = await self._peer(request)
         req = self._open(
             kind="connect",
@@ -200,9 +207,8 @@ class ConsentManager:
         """Hold a keyless call until the user answers; the app to serve it, or None."""
         process = await self._peer(request)
         exe = process.exe if process else None
-        wallet = self.state.wallet
         if exe:
-            rule = await self.state.db(wallet.consent_rules.find, "exe", exe)
+            rule = await self.state.db(self.state.port.consent_rules.find, "exe", exe)
             if rule is not None and rule.decision == "deny":
                 raise ProxyError(
                     "consent_required",
@@ -210,7 +216,7 @@ class ConsentManager:
                     "they can change that with 'aiwallet consent list' / 'revoke'",
                 )
             if rule is not None and rule.app_id is not None:
-                ctx = await self.state.db(self.state._load_app_by_id, rule.app_id)
+                ctx = await self.state.db(self.state.load_app_by_id, rule.app_id)
                 if ctx is not None and ctx.app.revoked_at is None:
                     return ctx
         req = self._joinable(process) or self._open(
@@ -237,7 +243,7 @@ class ConsentManager:
             req.waiters -= 1
         if req.state != "approved" or req.app_id is None:
             return None
-        return await self.state.db(self.state._load_app_by_id, req.app_id)
+        return await self.state.db(self.state.load_app_by_id, req.app_id)
 
     def _joinable(self, process: ProcessInfo | None) -> ConsentRequest | None:
         if process is None:
@@ -276,31 +282,23 @@ class ConsentManager:
             ONCE_LIFETIME if once else timedelta(seconds=lifetime) if lifetime else timedelta(0)
         )
         expiry = expires_at if (once or lifetime) else None
-        wallet = self.state.wallet
-
-        def create() -> tuple[Any, str, dict[str, Any] | None]:
-            name = wallet.unique_app_name(req.app_name)
-            app, key = wallet.create_app(
-                name,
-                budget=spec,
-                models=scopes,
-                expires_at=expiry,
-                notes=f"approved consent request {req.id}" + (" (once)" if once else ""),
+        remember = None
+        if not once:
+            remember = (
+                Remember("exe", req.process.exe)
+                if req.kind == "keyless" and req.process and req.process.exe
+                else Remember("app", req.app_name)
             )
-            grant = wallet.apps.grant(app.id)
-            if not once:
-                subject = (
-                    ("exe", req.process.exe)
-                    if req.kind == "keyless" and req.process and req.process.exe
-                    else ("app", req.app_name)
-                )
-                wallet.consent_rules.add(
-                    subject[0], subject[1], "allow", app_id=app.id, expires_at=expiry
-                )
-            return app, key, grant.receipt if grant else None
-
-        app, key, receipt = await self.state.db(create)
-        await self.state.reload()
+        note = f"approved consent request {req.id}" + (" (once)" if once else "")
+        port = self.state.port
+        issued = await self.state.db(
+            lambda: port.issue_app(
+                req.app_name, budget=spec, models=scopes, expires_at=expiry, notes=note,
+                remember=remember,
+            )
+        )  # fmt: skip
+        await self.on_change()  # in this engine, at once: no HTTP to itself
+        app, key, receipt = issued.app, issued.key, issued.grant.receipt
         req.app_id = app.id
         self._finish(
             req,
@@ -326,7 +324,7 @@ class ConsentManager:
                 else ("app", req.app_name)
             )
             await self.state.db(
-                lambda: self.state.wallet.consent_rules.add(subject[0], subject[1], "deny")
+                lambda: self.state.port.consent_rules.add(subject[0], subject[1], "deny")
             )
         self._finish(req, "denied", {"remembered": always})
         return req

@@ -16,27 +16,26 @@ import os
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from aiwallet.domain.errors import WalletError
 from aiwallet.domain.providers import WireFormat
 from aiwallet.engine.admin import add_admin_routes
 from aiwallet.engine.consent import DEFAULT_TIMEOUT_S, ConsentManager
+from aiwallet.engine.context import CONSENT, ENGINE, PROXY, STATE
 from aiwallet.engine.endpoints import ENDPOINTS
 from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.events import EventBus
+from aiwallet.engine.port import WalletPort
 from aiwallet.engine.proxy import Proxy
 from aiwallet.engine.routing import Route
 from aiwallet.engine.state import EngineState
 from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
 from aiwallet.engine.wallet_api import add_wallet_routes
-from aiwallet.preferences import PROMPT_TIMEOUT_S
 from aiwallet.upstreams.client import Timeouts, make_session
-
-if TYPE_CHECKING:
-    from aiwallet.service import Wallet
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def api_of(request: web.Request) -> Api:
 class Engine:
     def __init__(
         self,
-        wallet: Wallet,
+        wallet: WalletPort,
         *,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
@@ -86,6 +85,8 @@ class Engine:
         consent_timeout_s: float | None = None,
         session_ttl_s: int = DEFAULT_TTL_S,
     ) -> None:
+        """An engine for ``wallet`` (its port: ``service.Wallet.new_engine`` builds both). Not
+        started: nothing runs until :meth:`start`."""
         if not _is_loopback(host) and not allow_non_loopback:
             raise WalletError(
                 f"refusing to listen on {host}: the wallet listens on loopback only",
@@ -108,64 +109,84 @@ class Engine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._proxy: Proxy | None = None
+        self._wrote_engine_file = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.recovered: list[Any] = []
 
+    @property
+    def proxy(self) -> Proxy | None:
+        return self._proxy
+
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> int:
-        """Start on its own thread; returns the port once the server listens."""
+        """Start on its own thread; returns the port once the server listens. A start that
+        fails leaves nothing running (no thread, pool, writer or client session)."""
+        self._ready.clear()
+        self._error = None
         self._thread = threading.Thread(target=self._run, name="aiwallet-engine", daemon=True)
         self._thread.start()
         self._ready.wait(60)
         if self._error is not None:
+            self._thread.join(30)
+            self._thread = None
             raise self._error
         if not self._ready.is_set():
             raise WalletError("the engine did not start within 60 s")
         return self.port
 
     def _run(self) -> None:
-        self.loop = _new_loop()
-        asyncio.set_event_loop(self.loop)
+        loop = self.loop = _new_loop()
+        asyncio.set_event_loop(loop)
         try:
-            self.loop.run_until_complete(self._start())
+            loop.run_until_complete(self._start())
         except BaseException as exc:
             self._error = exc
-            self._ready.set()
+            try:
+                loop.run_until_complete(self._shutdown())
+            finally:
+                loop.close()
+                self._ready.set()
             return
         self._ready.set()
         try:
-            self.loop.run_forever()
+            loop.run_forever()
         finally:
-            self.loop.run_until_complete(self._shutdown())
-            self.loop.close()
+            loop.run_until_complete(self._shutdown())
+            loop.close()
 
     async def _start(self) -> None:
         wallet = self.wallet
-        self.recovered = await self.state.db(lambda: wallet.budgets.recover_open(actor="engine"))
+        self.state.start()
+        self.recovered = await self.state.db(wallet.recover_open)
         await self.state.reload()
         self.admin_token = await self.state.db(self._admin_token)
-        session = make_session(self.timeouts)
-        self._proxy = Proxy(self.state, session, self.max_body)
+        self._session = make_session(self.timeouts)
+        self._proxy = Proxy(self.state, self._session, self.max_body)
         self._proxy.tokens = SessionTokens(self.session_ttl_s)
         self._proxy.events = self.events
         if self._timeout_from_settings:
-            self.consent_timeout_s = float(
-                await self.state.db(lambda: wallet.pref(PROMPT_TIMEOUT_S))
-            )
-        self.consent = ConsentManager(self.state, self.events, self.consent_timeout_s)
+            self.consent_timeout_s = await self.state.db(wallet.prompt_timeout_s)
+        self.consent = ConsentManager(
+            self.state, self.events, self.consent_timeout_s, on_change=self.reload
+        )
         self._proxy.consent = self.consent
         app = web.Application(
             client_max_size=self.max_body, middlewares=[self._guard, self._errors]
         )
+        app[ENGINE] = self
+        app[STATE] = self.state
+        app[PROXY] = self._proxy
+        app[CONSENT] = self.consent
         for path, endpoint in ENDPOINTS.items():
             app.router.add_post(path, self._proxied(endpoint))
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{id:.+}", self._model)
         app.router.add_get("/healthz", self._health)
-        add_admin_routes(app, self)
-        add_wallet_routes(app, self)
+        add_admin_routes(app)
+        add_wallet_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -175,31 +196,49 @@ class Engine:
         log.info("engine listening on %s:%s", self.host, self.port)
 
     async def _shutdown(self) -> None:
-        if self._proxy is not None:
-            if self._proxy.background:
-                await asyncio.gather(*self._proxy.background, return_exceptions=True)
-            await self._proxy.session.close()
+        """Undo whatever :meth:`_start` got to (it may have failed half-way)."""
+        if self._proxy is not None and self._proxy.background:
+            await asyncio.gather(*self._proxy.background, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         self.state.close()
-        self.wallet.data_dir.engine_file.unlink(missing_ok=True)
+        if self._wrote_engine_file:  # never another engine's (a second start on a busy port)
+            self.wallet.data_dir.engine_file.unlink(missing_ok=True)
+            self._wrote_engine_file = False
 
     def stop(self) -> None:
         if self.loop is not None and self._thread is not None and self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(30)
+            self._thread = None
+
+    def in_engine_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
 
     async def reload(self) -> None:
-        """Re-read settings, apps and providers (after a change made outside the engine)."""
+        """Re-read settings, apps and providers (after a change made outside the engine, or
+        by the engine itself: a consent approval)."""
         await self.state.reload()
         if self.consent is not None and self._timeout_from_settings:
-            wallet = self.wallet
-            self.consent.timeout_s = float(
-                await self.state.db(lambda: wallet.pref(PROMPT_TIMEOUT_S))
-            )
+            self.consent.timeout_s = await self.state.db(self.wallet.prompt_timeout_s)
         self.events.emit(
             "engine.reloaded", {"paused": self.state.paused, "generation": self.state.generation}
         )
+
+    def reload_soon(self) -> bool:
+        """From another thread of this process (the desktop app's workers): reload without
+        HTTP; False when the engine is not running."""
+        loop = self.loop
+        if loop is None or not loop.is_running() or self._proxy is None:
+            return False
+        future = asyncio.run_coroutine_threadsafe(self.reload(), loop)
+        if not self.in_engine_thread():
+            future.result(30)
+        return True
 
     @property
     def url(self) -> str:
@@ -221,6 +260,7 @@ class Engine:
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(info, fh)
+        self._wrote_engine_file = True
 
     # -- handlers -----------------------------------------------------------------------------
     def _proxied(self, endpoint: Any) -> Any:

@@ -3,6 +3,9 @@
 App look-ups, the router and provider keys are cached; any change made through the admin
 API (or announced to it by the CLI) clears them at once, and app entries also expire after
 a second, so a change written straight to a shared database is obeyed within one second.
+
+Nothing starts in the constructor: :meth:`EngineState.start` starts the read pool and the
+writer thread, :meth:`EngineState.close` stops them (and is safe when start never ran).
 """
 
 from __future__ import annotations
@@ -12,23 +15,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
 from aiwallet.domain.appkeys import hash_app_key
+from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
 from aiwallet.engine.writer import BatchWriter
 from aiwallet.store.apps import AppRecord, GrantRecord
 from aiwallet.store.records import Budget
 
-if TYPE_CHECKING:
-    from aiwallet.service import Wallet
-
 T = TypeVar("T")
 APP_TTL_S = 1.0
-PAUSED_SETTING = "paused"
-ORIGINS_SETTING = "allowed_origins"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,35 +42,61 @@ class AppContext:
 
 
 class EngineState:
-    def __init__(self, wallet: Wallet, db_workers: int = 4) -> None:
-        self.wallet = wallet
-        self.budgets = wallet.budgets
-        self.requests = wallet.requests
-        self.db_pool = ThreadPoolExecutor(max_workers=db_workers, thread_name_prefix="aiwallet-db")
-        self.writer = BatchWriter(wallet.db, wallet.budgets.hot)
+    def __init__(self, port: WalletPort, db_workers: int = 4) -> None:
+        self.port = port
+        self.budgets = port.budgets
+        self.requests = port.requests
+        self._db_workers = db_workers
+        self._db_pool: ThreadPoolExecutor | None = None
+        self._writer: BatchWriter | None = None
         self._apps: dict[str, tuple[float, AppContext | None]] = {}
         self._secrets: dict[str, str | None] = {}
         self._loading: dict[str, asyncio.Future[AppContext | None]] = {}
-        self.router = Router([], wallet.catalog)
+        self.router = Router([], port.catalog)
         self.paused = False
-        self.timezone = wallet.timezone
+        self.timezone = port.timezone()
         self.allowed_origins: frozenset[str] = frozenset()
         self.generation = 0
 
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._db_pool is None:
+            self._db_pool = ThreadPoolExecutor(
+                max_workers=self._db_workers, thread_name_prefix="aiwallet-db"
+            )
+        if self._writer is None:
+            self._writer = BatchWriter(self.port.db, self.port.budgets.hot)
+            self._writer.start()
+
+    def close(self) -> None:
+        if self._db_pool is not None:
+            self._db_pool.shutdown(wait=True)
+            self._db_pool = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @property
+    def writer(self) -> BatchWriter:
+        assert self._writer is not None, "EngineState.start() first"
+        return self._writer
+
+    # -- store access ---------------------------------------------------------------------------
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking store work off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.db_pool, fn, *args)
+        assert self._db_pool is not None, "EngineState.start() first"
+        return await asyncio.get_running_loop().run_in_executor(self._db_pool, fn, *args)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run a store write in the writer's next transaction (group commit)."""
         return await self.writer.submit(fn)
 
     def reload_blocking(self) -> None:
-        w = self.wallet
-        self.router = Router(w.providers.list(), w.catalog)
-        self.paused = bool(w.settings.get(PAUSED_SETTING, False))
-        self.timezone = w.timezone
-        self.allowed_origins = frozenset(w.settings.get(ORIGINS_SETTING, []) or [])
+        p = self.port
+        self.router = Router(p.providers.list(), p.catalog)
+        self.paused = p.paused()
+        self.timezone = p.timezone()
+        self.allowed_origins = p.allowed_origins()
         self._apps.clear()
         self._secrets.clear()
         self.generation += 1
@@ -79,12 +104,14 @@ class EngineState:
     async def reload(self) -> None:
         await self.db(self.reload_blocking)
 
+    # -- apps -----------------------------------------------------------------------------------
     def _load_app(self, key_hash: str) -> AppContext | None:
-        app = self.wallet.apps.by_key_hash(key_hash)
+        app = self.port.apps.by_key_hash(key_hash)
         return None if app is None else self._context(app)
 
-    def _load_app_by_id(self, app_id: int) -> AppContext | None:
-        app = self.wallet.apps.by_id(app_id)
+    def load_app_by_id(self, app_id: int) -> AppContext | None:
+        """An app's context straight from the store (blocking: run it with :meth:`db`)."""
+        app = self.port.apps.by_id(app_id)
         return None if app is None else self._context(app)
 
     async def app_by_id(self, app_id: int) -> AppContext | None:
@@ -94,13 +121,13 @@ class EngineState:
         hit = self._apps.get(cache_key)
         if hit is not None and now - hit[0] < APP_TTL_S:
             return hit[1]
-        ctx = await self.db(self._load_app_by_id, app_id)
+        ctx = await self.db(self.load_app_by_id, app_id)
         self._apps[cache_key] = (now, ctx)
         return ctx
 
     def _context(self, app: AppRecord) -> AppContext:
-        grant = self.wallet.apps.grant(app.id)
-        budgets = tuple(self.wallet.budgets.applicable(app.id))
+        grant = self.port.apps.grant(app.id)
+        budgets = tuple(self.port.budgets.applicable(app.id))
         return AppContext(app, grant, budgets)
 
     async def app_for_key(self, key: str) -> AppContext | None:
@@ -124,10 +151,6 @@ class EngineState:
         if secret_ref is None:
             return None
         if provider not in self._secrets:
-            secret = await self.wallet.vault.aget(secret_ref)
+            secret = await self.port.vault.aget(secret_ref)
             self._secrets[provider] = secret.reveal() if secret else None
         return self._secrets[provider]
-
-    def close(self) -> None:
-        self.db_pool.shutdown(wait=True)
-        self.writer.close()

@@ -3,36 +3,32 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from aiwallet.domain.money import BudgetSpec, usd_string
+from aiwallet.engine.context import CONSENT, ENGINE, PROXY, STATE
 from aiwallet.engine.errors import ProxyError
 from aiwallet.engine.openapi import OPENAPI_PATH, openapi_document
 from aiwallet.engine.proxy import app_key_of
 
-if TYPE_CHECKING:
-    from aiwallet.engine.server import Engine
-
 MAX_POLL_S = 60.0
 
 
-def add_wallet_routes(app: web.Application, engine: Engine) -> None:
+def add_wallet_routes(app: web.Application) -> None:
     async def connect(request: web.Request) -> web.Response:
-        assert engine.consent is not None
-        req = await engine.consent.connect(request)
+        req = await request.app[CONSENT].connect(request)
         return web.json_response(
             {"id": req.id, "status": req.state, "poll": f"/wallet/v1/connect/{req.id}"}, status=202
         )
 
     async def connect_status(request: web.Request) -> web.Response:
-        assert engine.consent is not None
         try:
             wait = min(MAX_POLL_S, float(request.query.get("wait", "30")))
         except ValueError:
             raise ProxyError("invalid_request", "wait must be a number of seconds") from None
-        req = await engine.consent.wait(request.match_info["id"], wait)
+        req = await request.app[CONSENT].wait(request.match_info["id"], wait)
         body: dict[str, Any] = {"id": req.id, "status": req.state}
         if req.state == "approved":
             answer = dict(req.answer)
@@ -50,14 +46,14 @@ def add_wallet_routes(app: web.Application, engine: Engine) -> None:
         return web.json_response(body)
 
     async def me(request: web.Request) -> web.Response:
-        assert engine._proxy is not None
-        ctx = await engine._proxy.identify(request)
+        state = request.app[STATE]
+        ctx = await request.app[PROXY].identify(request)
         if ctx is None or ctx.app.revoked_at is not None or ctx.grant is None:
             raise ProxyError("consent_required", "this request carries no valid app key or token")
-        wallet, now = engine.wallet, datetime.now(UTC)
+        now = datetime.now(UTC)
         budgets = []
         for b in ctx.budgets:
-            st = await engine.state.db(wallet.budgets.state, b, now, engine.state.timezone)
+            st = await state.db(state.budgets.state, b, now, state.timezone)
             budgets.append(
                 {
                     "scope": b.scope,
@@ -76,32 +72,32 @@ def add_wallet_routes(app: web.Application, engine: Engine) -> None:
                 "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
                 "receipt": grant.receipt,
                 "budgets": budgets,
-                "wallet_paused": engine.state.paused,
+                "wallet_paused": state.paused,
             }
         )
 
     async def token(request: web.Request) -> web.Response:
-        assert engine._proxy is not None
+        proxy = request.app[PROXY]
         key = app_key_of(request)
         if not key or key.startswith("aw_sess_"):
             raise ProxyError("consent_required", "exchange an app key (aw_app_...) for a token")
-        ctx = await engine.state.app_for_key(key)
+        ctx = await request.app[STATE].app_for_key(key)
         if ctx is None or ctx.app.revoked_at is not None or ctx.grant is None:
             raise ProxyError("consent_required", "this app key is not valid")
         if not ctx.grant.active_at(datetime.now(UTC)):
             raise ProxyError("consent_required", "this app's grant has expired")
-        tok, expires = engine._proxy.tokens.issue(ctx.app.id, ctx.grant.id)
+        tok, expires = proxy.tokens.issue(ctx.app.id, ctx.grant.id)
         return web.json_response(
             {
                 "token": tok,
                 "token_type": "bearer",
-                "expires_in": engine._proxy.tokens.ttl_s,
+                "expires_in": proxy.tokens.ttl_s,
                 "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
             }
         )
 
     async def openapi(request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(MAX_POLL_S, engine.url))
+        return web.json_response(openapi_document(MAX_POLL_S, request.app[ENGINE].url))
 
     app.router.add_get(OPENAPI_PATH, openapi)
     app.router.add_post("/wallet/v1/connect", connect)

@@ -45,21 +45,31 @@ class BatchWriter:
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._conn: Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="aiwallet-writer", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
         self.batches = 0
         self.jobs = 0
 
+    def start(self) -> BatchWriter:
+        """Start the writer thread (once); returns the writer."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="aiwallet-writer", daemon=True)
+            self._thread.start()
+        return self
+
     async def submit(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in the next transaction; returns once that transaction committed."""
+        assert self._thread is not None, "BatchWriter.start() first"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, future, loop))
         return await future
 
     def close(self) -> None:
+        if self._thread is None:
+            return
         self._queue.put(_STOP)
         self._thread.join(30)
+        self._thread = None
 
     def _run(self) -> None:
         while True:

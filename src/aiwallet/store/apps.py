@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from aiwallet.domain.errors import InvalidInput, NotFound
 from aiwallet.store import schema as t
@@ -82,42 +82,67 @@ class Apps:
         receipt: dict[str, Any] | None = None,
         actor: str = "user",
     ) -> tuple[AppRecord, GrantRecord]:
-        now = datetime.now(UTC)
         with self.db.begin() as conn:
-            if conn.execute(select(t.apps.c.id).where(t.apps.c.name == name)).first():
-                raise InvalidInput(f"an app named {name!r} already exists; pick another name")
-            pk = conn.execute(
-                insert(t.apps).values(
-                    name=name,
-                    key_hash=key_hash,
-                    key_prefix=key_prefix,
-                    created_at=now,
-                    paused=False,
-                    notes=notes,
-                )
-            ).inserted_primary_key
-            assert pk is not None
-            app_id = int(pk[0])
-            conn.execute(
-                insert(t.grants).values(
-                    app_id=app_id,
-                    scopes=scopes,
-                    budget_spec=budget_spec,
-                    issued_at=now,
-                    expires_at=expires_at,
-                    receipt=receipt,
-                )
-            )
-            append_audit(
-                conn,
-                actor,
-                "app.create",
-                f"app:{name}",
-                {"scopes": scopes, "budget": budget_spec, "key_prefix": key_prefix},
-            )
+            app_id = self.create_in(
+                conn, name, key_hash=key_hash, key_prefix=key_prefix, scopes=scopes,
+                budget_spec=budget_spec, expires_at=expires_at, notes=notes, receipt=receipt,
+                actor=actor,
+            )  # fmt: skip
         grant = self.grant(app_id)
         assert grant is not None
         return self.get(name), grant
+
+    def create_in(
+        self,
+        conn: Connection,
+        name: str,
+        *,
+        key_hash: str,
+        key_prefix: str,
+        scopes: list[str],
+        budget_spec: str | None,
+        expires_at: datetime | None = None,
+        notes: str | None = None,
+        receipt: dict[str, Any] | None = None,
+        actor: str = "user",
+    ) -> int:
+        """:meth:`create` inside the caller's transaction; returns the new app's id."""
+        now = datetime.now(UTC)
+        if conn.execute(select(t.apps.c.id).where(t.apps.c.name == name)).first():
+            raise InvalidInput(f"an app named {name!r} already exists; pick another name")
+        pk = conn.execute(
+            insert(t.apps).values(
+                name=name,
+                key_hash=key_hash,
+                key_prefix=key_prefix,
+                created_at=now,
+                paused=False,
+                notes=notes,
+            )
+        ).inserted_primary_key
+        assert pk is not None
+        app_id = int(pk[0])
+        conn.execute(
+            insert(t.grants).values(
+                app_id=app_id,
+                scopes=scopes,
+                budget_spec=budget_spec,
+                issued_at=now,
+                expires_at=expires_at,
+                receipt=receipt,
+            )
+        )
+        append_audit(
+            conn,
+            actor,
+            "app.create",
+            f"app:{name}",
+            {"scopes": scopes, "budget": budget_spec, "key_prefix": key_prefix},
+        )
+        return app_id
+
+    def names_in(self, conn: Connection) -> set[str]:
+        return set(conn.execute(select(t.apps.c.name)).scalars())
 
     def list(self) -> list[AppRecord]:
         with self.db.read() as conn:

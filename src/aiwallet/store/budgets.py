@@ -93,35 +93,46 @@ class Budgets:
         self, spec: BudgetSpec | None, *, app_id: int | None = None, actor: str = "user"
     ) -> Budget | None:
         """Set (or with ``None`` remove) the wallet's budget, or an app's when ``app_id``."""
+        with self.db.begin() as conn:
+            return self.set_budget_in(conn, spec, app_id=app_id, actor=actor)
+
+    def set_budget_in(
+        self,
+        conn: Connection,
+        spec: BudgetSpec | None,
+        *,
+        app_id: int | None = None,
+        actor: str = "user",
+    ) -> Budget | None:
+        """:meth:`set_budget` inside the caller's transaction."""
         scope = APP if app_id is not None else WALLET
         now = datetime.now(UTC)
-        with self.db.begin() as conn:
-            cond = (t.budgets.c.scope == scope) & (
-                t.budgets.c.app_id == app_id if app_id is not None else t.budgets.c.app_id.is_(None)
-            )
-            existing = conn.execute(select(t.budgets).where(cond)).mappings().first()
-            subject = f"app:{app_id}" if app_id is not None else "wallet"
-            if spec is None:
-                if existing is not None:
-                    conn.execute(delete(t.budgets).where(t.budgets.c.id == existing["id"]))
-                    append_audit(conn, actor, "budget.remove", subject, {})
-                return None
-            values = {"amount_nano": spec.amount_nano, "period": spec.period.value}
-            if existing is None:
-                pk = conn.execute(
-                    insert(t.budgets).values(
-                        scope=scope, app_id=app_id, created_at=now, updated_at=now, **values
-                    )
-                ).inserted_primary_key
-                assert pk is not None
-                bid = pk[0]
-            else:
-                bid = existing["id"]
-                conn.execute(
-                    update(t.budgets).where(t.budgets.c.id == bid).values(updated_at=now, **values)
+        cond = (t.budgets.c.scope == scope) & (
+            t.budgets.c.app_id == app_id if app_id is not None else t.budgets.c.app_id.is_(None)
+        )
+        existing = conn.execute(select(t.budgets).where(cond)).mappings().first()
+        subject = f"app:{app_id}" if app_id is not None else "wallet"
+        if spec is None:
+            if existing is not None:
+                conn.execute(delete(t.budgets).where(t.budgets.c.id == existing["id"]))
+                append_audit(conn, actor, "budget.remove", subject, {})
+            return None
+        values = {"amount_nano": spec.amount_nano, "period": spec.period.value}
+        if existing is None:
+            pk = conn.execute(
+                insert(t.budgets).values(
+                    scope=scope, app_id=app_id, created_at=now, updated_at=now, **values
                 )
-            append_audit(conn, actor, "budget.set", subject, {"budget": str(spec)})
-            return Budget(int(bid), scope, app_id, spec.amount_nano, spec.period)
+            ).inserted_primary_key
+            assert pk is not None
+            bid = pk[0]
+        else:
+            bid = existing["id"]
+            conn.execute(
+                update(t.budgets).where(t.budgets.c.id == bid).values(updated_at=now, **values)
+            )
+        append_audit(conn, actor, "budget.set", subject, {"budget": str(spec)})
+        return Budget(int(bid), scope, app_id, spec.amount_nano, spec.period)
 
     def wallet_budget(self) -> Budget | None:
         with self.db.read() as conn:

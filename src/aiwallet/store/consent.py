@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from aiwallet.domain.errors import InvalidInput, NotFound
 from aiwallet.store import schema as t
@@ -62,40 +62,59 @@ class ConsentRules:
         note: str | None = None,
         actor: str = "user",
     ) -> ConsentRule:
+        with self.db.begin() as conn:
+            rule_id = self.add_in(
+                conn, subject_kind, subject, decision, app_id=app_id, expires_at=expires_at,
+                note=note, actor=actor,
+            )  # fmt: skip
+        return self.get(rule_id)
+
+    def add_in(
+        self,
+        conn: Connection,
+        subject_kind: str,
+        subject: str,
+        decision: str,
+        *,
+        app_id: int | None = None,
+        expires_at: datetime | None = None,
+        note: str | None = None,
+        actor: str = "user",
+    ) -> int:
+        """:meth:`add` inside the caller's transaction; returns the new rule's id."""
         if decision not in ("allow", "deny") or subject_kind not in ("exe", "app"):
             raise InvalidInput("a consent rule is allow/deny for an exe or an app name")
         now = datetime.now(UTC)
-        with self.db.begin() as conn:
-            # A new decision about a subject replaces the old one.
-            conn.execute(
-                update(t.consent_rules)
-                .where(
-                    t.consent_rules.c.subject_kind == subject_kind,
-                    t.consent_rules.c.subject == subject,
-                    t.consent_rules.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=now)
+        # A new decision about a subject replaces the old one.
+        conn.execute(
+            update(t.consent_rules)
+            .where(
+                t.consent_rules.c.subject_kind == subject_kind,
+                t.consent_rules.c.subject == subject,
+                t.consent_rules.c.revoked_at.is_(None),
             )
-            pk = conn.execute(
-                insert(t.consent_rules).values(
-                    subject_kind=subject_kind,
-                    subject=subject,
-                    decision=decision,
-                    app_id=app_id,
-                    created_at=now,
-                    expires_at=expires_at,
-                    note=note,
-                )
-            ).inserted_primary_key
-            assert pk is not None
-            append_audit(
-                conn,
-                actor,
-                f"consent.{decision}",
-                f"{subject_kind}:{subject}",
-                {"app_id": app_id, "expires_at": expires_at.isoformat() if expires_at else None},
+            .values(revoked_at=now)
+        )
+        pk = conn.execute(
+            insert(t.consent_rules).values(
+                subject_kind=subject_kind,
+                subject=subject,
+                decision=decision,
+                app_id=app_id,
+                created_at=now,
+                expires_at=expires_at,
+                note=note,
             )
-        return self.get(int(pk[0]))
+        ).inserted_primary_key
+        assert pk is not None
+        append_audit(
+            conn,
+            actor,
+            f"consent.{decision}",
+            f"{subject_kind}:{subject}",
+            {"app_id": app_id, "expires_at": expires_at.isoformat() if expires_at else None},
+        )
+        return int(pk[0])
 
     def get(self, rule_id: int) -> ConsentRule:
         with self.db.read() as conn:

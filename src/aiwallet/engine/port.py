@@ -1,0 +1,76 @@
+"""What the engine may use of the wallet: the store's repositories, the vault, the catalog and
+the data dir, and nothing of the facade (``service.Wallet``) that builds it.
+
+The engine calls these from its own threads (the store's read pool, the group-commit writer)
+and never from its event loop; ``signing_key`` and the vault may block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import nacl.signing
+
+from aiwallet.domain.catalog import Catalog
+from aiwallet.domain.money import BudgetSpec
+from aiwallet.paths import DataDir
+from aiwallet.preferences import ORIGINS_SETTING, PAUSED_SETTING, PROMPT_TIMEOUT_S
+from aiwallet.preferences import read as read_pref
+from aiwallet.store.apps import Apps
+from aiwallet.store.budgets import Budgets
+from aiwallet.store.consent import ConsentRules
+from aiwallet.store.db import Database
+from aiwallet.store.grants import IssuedApp, Remember, issue_app
+from aiwallet.store.ledger import Requests
+from aiwallet.store.providers import Providers
+from aiwallet.store.records import Reservation
+from aiwallet.store.settings import Settings
+from aiwallet.vault import Vault
+
+
+@dataclass(frozen=True, slots=True)
+class WalletPort:
+    data_dir: DataDir
+    db: Database
+    apps: Apps
+    budgets: Budgets
+    requests: Requests
+    consent_rules: ConsentRules
+    settings: Settings
+    providers: Providers
+    vault: Vault
+    catalog: Catalog
+    timezone: Callable[[], ZoneInfo]  # the user's zone, as set now
+    signing_key: Callable[[], nacl.signing.SigningKey]  # the receipt key (reads the vault)
+
+    def recover_open(self) -> list[tuple[Reservation, str]]:
+        return self.budgets.recover_open(actor="engine")
+
+    def prompt_timeout_s(self) -> float:
+        return float(read_pref(self.settings.get(PROMPT_TIMEOUT_S.key), PROMPT_TIMEOUT_S))
+
+    def paused(self) -> bool:
+        return bool(self.settings.get(PAUSED_SETTING, False))
+
+    def allowed_origins(self) -> frozenset[str]:
+        return frozenset(self.settings.get(ORIGINS_SETTING, []) or [])
+
+    def issue_app(
+        self,
+        name: str,
+        *,
+        budget: BudgetSpec | None,
+        models: list[str],
+        expires_at: datetime | None,
+        notes: str,
+        remember: Remember | None,
+    ) -> IssuedApp:
+        """An approved consent request: app, grant, budget and rule in one transaction."""
+        return issue_app(
+            self.db, self.apps, self.budgets, self.consent_rules, name=name, budget=budget,
+            models=models, expires_at=expires_at, notes=notes, signing_key=self.signing_key(),
+            make_unique=True, remember=remember, actor="user",
+        )  # fmt: skip
