@@ -148,3 +148,4 @@ def test_request_pages_are_newest_first_without_gaps(db):
     assert reports.request_count(RequestFilter(since=NOW - timedelta(minutes=10))) == len(
         [r for r in seen if r.ts >= NOW - timedelta(minutes=10)]
     )
+    assert reports.request_count(RequestFilter()) == 45  # no filter: every row, not 1

@@ -221,7 +221,8 @@ class Reports:
 
     def request_count(self, f: RequestFilter) -> int:
         with self.db.read() as conn:
-            return int(conn.execute(self._filtered(select(func.count()), f)).scalar_one())
+            q = select(func.count()).select_from(t.requests)  # a table even with no filter
+            return int(conn.execute(self._filtered(q, f)).scalar_one())
 
     def models_used(self) -> list[str]:
         q = select(t.requests.c.model).where(t.requests.c.model.is_not(None)).distinct()
