@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from aiwallet.domain.providers import provider_kind
 from aiwallet.upstreams.balance import provider_balance
-from fakeupstream import OPENAI_KEY, FakeUpstream
-
-
-@pytest.fixture(scope="module")
-def fake():
-    f = FakeUpstream()
-    f.start_in_thread()
-    yield f
-    f.stop()
+from fakeupstream import OPENAI_KEY
 
 
 def _balance(fake, key=OPENAI_KEY, kind="openrouter"):

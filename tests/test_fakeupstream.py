@@ -5,19 +5,12 @@ import httpx
 import openai
 import pytest
 
-from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, FakeUpstream, Script
-
-
-@pytest.fixture(scope="module")
-def fake():
-    f = FakeUpstream()
-    f.start_in_thread()
-    yield f
-    f.stop()
+from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, Script
 
 
 @pytest.fixture(autouse=True)
 def _reset(fake):
+    """The session's fake (tests/conftest.py), with nothing served or scripted yet."""
     fake.reset()
 
 

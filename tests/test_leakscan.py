@@ -55,6 +55,20 @@ def test_the_key_list_holds_every_configured_provider_key():
     assert not keys & leakscan.NOT_PROVIDER_KEYS
 
 
+def test_the_shared_fake_upstream_is_teed(fake):
+    """The session's ``fake`` (tests/conftest.py) is the fixture every in-process test talks
+    to: what it serves reaches the scan."""
+    import httpx
+
+    before = len(leakscan._recorded)
+    resp = httpx.get(
+        fake.base_url + "/v1/models", headers={"Authorization": f"Bearer {OPENAI_KEY}"}, timeout=5
+    )
+    assert resp.status_code == 200
+    assert len(leakscan._recorded) == before + 1
+    assert leakscan._recorded[-1] is fake.served[-1]
+
+
 INNER_TEST = """
 import types
 

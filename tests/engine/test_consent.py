@@ -1,17 +1,18 @@
 """Consent: keyless programs are named and held; apps connect; receipts; tokens."""
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import httpx
 import openai
 import pytest
 
 from engine.conftest import cli, make_rig
+from waiting import wait_until
 
 MSGS = [{"role": "user", "content": "hi"}]
 
@@ -39,16 +40,31 @@ def patient(tmp_path, fake):
     rig.wallet.close()
 
 
-def wait_pending(capsys, rig, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, out, err = cli(capsys, rig, "consent", "pending", "--json")
-        assert code == 0, err
-        items = json.loads(out)
-        if items:
-            return items
-        time.sleep(0.1)
-    raise AssertionError("no consent request appeared")
+def pending(capsys, rig) -> list[dict]:
+    """The pending consent requests, as the admin API lists them (``consent pending``)."""
+    code, out, err = cli(capsys, rig, "consent", "pending", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def wait_pending(capsys, rig, count=1, timeout_s=15.0) -> list[dict]:
+    """The pending consent requests, once there are at least ``count`` of them."""
+
+    def enough() -> list[dict] | None:
+        items = pending(capsys, rig)
+        return items if len(items) >= count else None
+
+    return wait_until(enough, timeout_s=timeout_s, what=f"{count} pending consent request(s)")
+
+
+def held_calls(rig) -> int:
+    """How many calls the pending consent requests hold (a call that joined a prompt counts
+    for that prompt), read on the engine's loop, where they change."""
+
+    async def count() -> int:
+        return sum(r.waiters for r in rig.engine.consent.pending())
+
+    return asyncio.run_coroutine_threadsafe(count(), rig.engine.loop).result(5)
 
 
 def run_script(rig):
@@ -94,10 +110,9 @@ def test_keyless_script_is_named_held_and_approved(capsys, patient):
 
 def test_keyless_deny_always_and_joining(capsys, patient):
     procs = [run_script(patient) for _ in range(2)]
-    items = wait_pending(capsys, patient)
-    time.sleep(0.5)
-    items = json.loads(cli(capsys, patient, "consent", "pending", "--json")[1])
+    items = wait_pending(capsys, patient, count=2)
     assert len(items) == 2  # two processes: two prompts (joining is per process)
+    assert sorted(i["process"]["pid"] for i in items) == sorted(p.pid for p in procs)
     for item in items:
         cli(
             capsys,
@@ -227,8 +242,9 @@ def test_revoked_grant_fails_next_request_and_session_tokens(rig):
         == 403
     )
     forged = tok["token"][:-3] + ("aaa" if not tok["token"].endswith("aaa") else "bbb")
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.AuthenticationError) as forged_err:  # 401 at once
         rig.openai(forged).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert forged_err.value.body["code"] == "invalid_app_key"
     rig.wallet.revoke_app("tok")
     for client in (rig.openai(key), via_token):
         with pytest.raises(openai.PermissionDeniedError) as err:
@@ -272,8 +288,9 @@ def test_calls_from_one_process_join_one_prompt(capsys, patient):
         [sys.executable, "-c", JOIN_SCRIPT, patient.url + "/v1"], stdout=subprocess.PIPE, text=True
     )
     wait_pending(capsys, patient)
-    time.sleep(1.0)  # let all three calls arrive
-    items = json.loads(cli(capsys, patient, "consent", "pending", "--json")[1])
+    # all three calls have arrived and are held (by one prompt if they joined, else by three)
+    wait_until(lambda: held_calls(patient) == 3, what="the three calls to be held")
+    items = pending(capsys, patient)
     assert len(items) == 1 and items[0]["process"]["pid"] == proc.pid
     cli(capsys, patient, "consent", "approve", items[0]["id"], "--once")
     assert json.loads(proc.communicate(timeout=30)[0]) == ["ok", "ok", "ok"]
@@ -289,22 +306,32 @@ def test_events_and_withdrawal_when_the_client_leaves(capsys, patient):
             json={"model": "gpt-4o-mini", "messages": MSGS},
             timeout=1.0,
         )
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and ("consent.cancelled", "cancelled") not in seen:
-        time.sleep(0.05)
+    wait_until(
+        lambda: ("consent.cancelled", "cancelled") in seen,
+        timeout_s=5,
+        what="the prompt to be withdrawn (consent.cancelled)",
+    )
     assert ("consent.requested", "pending") in seen and ("consent.cancelled", "cancelled") in seen
-    assert json.loads(cli(capsys, patient, "consent", "pending", "--json")[1]) == []
+    assert pending(capsys, patient) == []
 
 
 def test_answered_requests_are_forgotten_after_a_while(rig):
     from datetime import timedelta
 
+    expired: set[str] = set()
+
+    def on_event(name: str, payload: dict) -> None:
+        if name == "consent.answered" and payload.get("state") == "expired":
+            expired.add(payload["id"])
+
+    rig.engine.events.subscribe(on_event)
     ids = [
         httpx.post(rig.url + "/wallet/v1/connect", json={"app_name": f"a{i}"}).json()["id"]
         for i in range(3)
     ]
     consent = rig.engine.consent
-    time.sleep(0.5)  # rig's prompts expire after 0.3 s
+    # rig's prompts expire after 0.3 s
+    wait_until(lambda: expired >= set(ids), what="the three requests to expire")
     assert all(consent.requests[i].state == "expired" for i in ids)
     for i in ids:
         consent.requests[i].created_at -= timedelta(hours=1)

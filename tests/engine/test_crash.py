@@ -16,6 +16,7 @@ from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
 from aiwallet.store import schema as t
 from fakeupstream import OPENAI_KEY, Script
+from waiting import wait_until
 
 TESTS = Path(__file__).resolve().parent.parent
 
@@ -79,14 +80,16 @@ def test_kill_9_mid_stream_then_restart(tmp_path, fake):
         time.sleep(0.02 if i < 25 else 0.0)
     # Kill once some clients have their whole stream and the rest are still running (however
     # slow the machine is today): a bounded wait, not a fixed sleep.
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and "done" not in results:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    for th in threads:
-        th.join(30)
-    fake.set_default(Script())
+    try:
+        wait_until(
+            lambda: "done" in results, timeout_s=15, what="a client to have its whole stream"
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        for th in threads:
+            th.join(30)
+        fake.set_default(Script())
     assert "cut" in results  # the kill really happened mid-stream
 
     proc2, _ = start_serve(data_dir)  # start-up resolves what the dead engine left open

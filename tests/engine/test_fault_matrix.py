@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ import pytest
 from aiwallet.upstreams.client import Timeouts
 from engine.conftest import Rig, make_rig
 from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, Script
+from waiting import wait_until
 
 READ_S = 0.4  # the engine's upstream read timeout in this module
 MSGS = [{"role": "user", "content": "a b c d"}]
@@ -202,13 +202,6 @@ def error_code(api: str, exc: openai.APIStatusError | anthropic.APIStatusError) 
     return body["error"].get("code") or body["error"].get("type")
 
 
-def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    """Bounded poll for background writes (refusals are recorded off the request path)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(("fault", "api", "stream"), CASES)
 def test_fault_matrix(matrix_rig: Rig, fault: Fault, api: str, stream: bool) -> None:
     rig = matrix_rig
@@ -253,7 +246,8 @@ def test_fault_matrix(matrix_rig: Rig, fault: Fault, api: str, stream: bool) -> 
         assert out.text.strip(), "success with content"
 
     # -- the request log ---------------------------------------------------------------------
-    wait_for(lambda: len(rig.requests()) >= 1)
+    # refusals are recorded off the request path: wait for the background write
+    wait_until(lambda: len(rig.requests()) >= 1, what="the request to be logged")
     [req] = rig.requests()
     assert (req["status"], req["error_code"]) == (fault.log_status, fault.log_code)
     assert bool(req["stream"]) is stream
@@ -268,7 +262,10 @@ def test_fault_matrix(matrix_rig: Rig, fault: Fault, api: str, stream: bool) -> 
         assert served == []
 
     # -- the ledger and the reservations -------------------------------------------------
-    wait_for(lambda: rig.wallet.budgets.open_reservations() == [])
+    wait_until(
+        lambda: rig.wallet.budgets.open_reservations() == [],
+        what="every reservation to be settled or released",
+    )
     assert rig.wallet.budgets.open_reservations() == []
     rows = rig.ledger_rows()
     if fault.billed:

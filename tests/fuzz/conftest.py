@@ -1,4 +1,5 @@
-"""Live engines in front of the fake upstream for the fuzz tests (the engine tests' rig).
+"""Live engines in front of the fake upstream (the session's ``fake``, from tests/conftest.py)
+for the fuzz tests (the engine tests' rig).
 
 ``AIWALLET_FUZZ_LONG=1`` multiplies the number of generated cases (see each module)."""
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 import pytest
 
 from engine.conftest import make_rig
-from fakeupstream import FakeUpstream
 
 LONG = os.environ.get("AIWALLET_FUZZ_LONG", "") not in ("", "0")
 
@@ -23,22 +23,14 @@ def scaled(short: int, long: int) -> int:
     return long if LONG else short
 
 
-@pytest.fixture(scope="session")
-def fuzz_fake():
-    f = FakeUpstream()
-    f.start_in_thread()
-    yield f
-    f.stop()
-
-
 @pytest.fixture
-def make_engine(tmp_path, fuzz_fake):
+def make_engine(tmp_path, fake):
     """``make_engine(consent_timeout_s=...)``: a fresh wallet and engine, stopped afterwards."""
     made = []
 
     def make(**engine_kw):
-        fuzz_fake.reset()
-        r = make_rig(tmp_path / f"e{len(made)}", fuzz_fake, **engine_kw)
+        fake.reset()
+        r = make_rig(tmp_path / f"e{len(made)}", fake, **engine_kw)
         made.append(r)
         return r
 

@@ -24,12 +24,19 @@ from aiwallet.upstreams.client import Timeouts
 from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, FakeUpstream
 
 
-@pytest.fixture(scope="session")
-def fake():
-    f = FakeUpstream()
-    f.start_in_thread()
-    yield f
-    f.stop()
+def wait_for_gui_tasks(qtbot, loop: asyncio.AbstractEventLoop, timeout_ms: int = 10_000) -> None:
+    """Every task on the GUI's loop (``qloop``) has finished: after ``DesktopApp.shutdown``
+    (which cancels them; a cancelled task ends on a later turn of the loop), before the loop
+    or the wallet closes."""
+    qtbot.waitUntil(lambda: not asyncio.all_tasks(loop), timeout=timeout_ms)
+
+
+def start_app(app: DesktopApp, qtbot, **engine_kw: Any) -> None:
+    """``app.start(...)`` and wait until the engine start has finished (the engine set, the
+    pages told: ``engine_changed`` emitted), not only until ``controller.engine`` is set."""
+    task = app.start(**engine_kw)
+    qtbot.waitUntil(task.done, timeout=20_000)
+    assert app.controller.engine is not None, app.controller.engine_error
 
 
 @pytest.fixture
@@ -96,12 +103,11 @@ def desk(qtbot, qloop, tmp_path, fake):
     )
     app = DesktopApp(wallet, use_tray=False)
     qtbot.addWidget(app.window)
-    app.start(port=0, consent_timeout_s=30, timeouts=Timeouts(connect_s=2, read_s=5))
-    qtbot.waitUntil(lambda: app.controller.engine is not None, timeout=20_000)
+    start_app(app, qtbot, port=0, consent_timeout_s=30, timeouts=Timeouts(connect_s=2, read_s=5))
     d = Desk(app, wallet, fake)
     yield d
     for thread in d.threads:
         thread.join(10)
     app.shutdown()
-    qtbot.wait(100)  # let cancelled GUI tasks finish before the loop closes
+    wait_for_gui_tasks(qtbot, qloop)
     wallet.close()

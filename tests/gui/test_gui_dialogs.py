@@ -6,6 +6,7 @@ from PySide6.QtWidgets import QLineEdit
 
 from aiwallet.domain.money import BudgetSpec, Period
 from aiwallet.gui.dialogs import BudgetDialog, NewAppDialog, ProviderDialog
+from gui.conftest import wait_for_gui_tasks
 
 
 def test_budget_dialog_parses_exact_amounts_and_explains_bad_ones(qtbot):
@@ -86,13 +87,10 @@ def test_sealed_vault_passphrase_is_asked_once_and_unlocks_the_engine(
     app = DesktopApp(wallet, use_tray=False)
     qtbot.addWidget(app.window)
     try:
-        app.start(port=0)
-        qtbot.waitUntil(
-            lambda: app.controller.engine is not None or app.controller.engine_error is not None,
-            timeout=30_000,
-        )
+        qtbot.waitUntil(app.start(port=0).done, timeout=30_000)  # the engine start has ended
         assert app.controller.engine_error is None
+        assert app.controller.engine is not None
     finally:
         app.shutdown()
-        qtbot.wait(100)
+        wait_for_gui_tasks(qtbot, qloop)
         wallet.close()

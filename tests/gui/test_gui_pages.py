@@ -14,6 +14,7 @@ from aiwallet.domain.money import Period
 from aiwallet.domain.windows import CHART_RANGES, bucket_edges, window_for
 from aiwallet.preferences import NOTIFY_THRESHOLDS, PROMPT_TIMEOUT_S
 from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY
+from gui.conftest import wait_for_gui_tasks
 
 
 def _chat(desk, key: str, n: int = 1) -> None:
@@ -280,5 +281,5 @@ def test_providers_page_warns_when_keys_are_in_the_sealed_file(qtbot, qloop, tmp
         assert "passphrase-sealed file" in page.store_text.text()
     finally:
         app.shutdown()
-        qtbot.wait(100)
+        wait_for_gui_tasks(qtbot, qloop)
         wallet.close()

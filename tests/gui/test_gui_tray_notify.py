@@ -10,6 +10,7 @@ from PySide6.QtCore import QTimer
 
 from aiwallet.gui.notify import COALESCE_S, Notifier
 from aiwallet.gui.tray import Tray
+from gui.conftest import wait_for_gui_tasks
 
 
 def test_tray_menu_is_built_when_opened_and_pauses(desk, qtbot):
@@ -149,14 +150,15 @@ def test_without_a_tray_the_window_opens_even_when_minimized(qtbot, qloop, tmp_p
     app = DesktopApp(wallet, use_tray=False)
     qtbot.addWidget(app.window)
     try:
-        app.start(minimized=True, port=0)
+        task = app.start(minimized=True, port=0)
         assert app.tray is None
         assert app.window.isVisible()  # nowhere else to show the wallet
         assert not app.window.hide_on_close  # closing the window quits
-        qtbot.waitUntil(lambda: app.controller.engine is not None, timeout=20_000)
+        qtbot.waitUntil(task.done, timeout=20_000)
+        assert app.controller.engine is not None, app.controller.engine_error
     finally:
         app.shutdown()
-        qtbot.wait(100)
+        wait_for_gui_tasks(qtbot, qloop)
         wallet.close()
 
 
@@ -214,19 +216,23 @@ def test_a_busy_port_is_explained_and_the_engine_can_be_started_again(qtbot, qlo
     app = DesktopApp(wallet, use_tray=False)
     qtbot.addWidget(app.window)
     try:
-        app.start()
         page = app.window.overview
-        qtbot.waitUntil(lambda: app.controller.engine_error is not None, timeout=20_000)
+        qtbot.waitUntil(app.start().done, timeout=20_000)
+        assert app.controller.engine is None and app.controller.engine_error is not None
         assert f"port {port} is in use" in page.engine_status.text()
         assert page.retry.isVisible()
         blocker.close()  # the other program went away
-        qtbot.mouseClick(page.retry, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: app.controller.engine is not None, timeout=20_000)
+        # The page shows the outcome when the controller says the engine changed, which is
+        # after it has set controller.engine (it asks the new engine for pending prompts in
+        # between): wait for that signal, not for controller.engine.
+        with qtbot.waitSignal(app.controller.engine_changed, timeout=20_000):
+            qtbot.mouseClick(page.retry, Qt.MouseButton.LeftButton)
+        assert app.controller.engine is not None, app.controller.engine_error
         assert app.controller.engine.port == port
         assert not page.retry.isVisible()
         assert "running" in page.engine_status.text()
     finally:
         blocker.close()
         app.shutdown()
-        qtbot.wait(100)
+        wait_for_gui_tasks(qtbot, qloop)
         wallet.close()
