@@ -156,6 +156,28 @@ def _sent_codes() -> list[str]:
     return sorted(code for code in CODES if code not in LOG_ONLY)
 
 
+_APP_REQUEST_PROPS: JSON = {
+    "id": {"type": "string"},
+    "cursor": {"type": "string"},
+    "ts": {"type": "string", "format": "date-time"},
+    "endpoint": {"type": "string"},
+    "model": _nullable("string"),
+    "provider": _nullable("string"),
+    "status": {"type": "integer"},
+    "error_code": _nullable("string"),
+    "stream": {"type": "boolean"},
+    "input_tokens": {"type": "integer", "minimum": 0},
+    "cache_read_tokens": {"type": "integer", "minimum": 0},
+    "cache_write_tokens": {"type": "integer", "minimum": 0},
+    "output_tokens": {"type": "integer", "minimum": 0},
+    "reasoning_tokens": {"type": "integer", "minimum": 0},
+    "cost_usd": {"type": "string", "pattern": "^-?[0-9]+\\.[0-9]{9}$"},
+    "cost_nano": {"type": "integer"},
+    "token_source": _nullable("string"),
+    "latency_ms": _nullable("integer"),
+}
+
+
 _SCHEMAS: dict[str, JSON] = {
     "OpenAIError": {
         "type": "object",
@@ -263,10 +285,68 @@ _SCHEMAS: dict[str, JSON] = {
                         "reserved_usd": {"type": "string"},
                         "remaining_usd": {"type": "string"},
                         "resets_at": _nullable("string", format="date-time"),
+                        "amount_nano": {"type": "integer"},
+                        "spent_nano": {"type": "integer"},
+                        "remaining_nano": {"type": "integer"},
+                        "window_start": _nullable("string", format="date-time"),
                     },
                 },
             },
             "wallet_paused": {"type": "boolean"},
+            "app_paused": {"type": "boolean"},
+            "now": {"type": "string", "format": "date-time"},
+            "series": {
+                "type": "object",
+                "description": "with ?series=N: the app's spend in N equal buckets over its "
+                "budget window (the last 24 hours without one)",
+                "required": ["edges", "spent_nano", "spent_usd"],
+                "properties": {
+                    "edges": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+                    "spent_nano": {"type": "array", "items": {"type": "integer"}},
+                    "spent_usd": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "last_hour": {
+                "type": "object",
+                "description": "with ?series=N: the app's spend over the last hour",
+                "required": ["seconds", "spent_nano", "spent_usd"],
+                "properties": {
+                    "seconds": {"type": "integer"},
+                    "spent_nano": {"type": "integer"},
+                    "spent_usd": {"type": "string"},
+                },
+            },
+        },
+    },
+    "AppRequest": {
+        "type": "object",
+        "description": "One of the calling app's requests, with what the ledger billed for it "
+        "(cost_usd exact, 9 decimals; cost_nano the same in nano-dollars).",
+        "required": list(_APP_REQUEST_PROPS),
+        "properties": _APP_REQUEST_PROPS,
+    },
+    "AppRequests": {
+        "type": "object",
+        "required": ["requests", "next", "more", "in_flight"],
+        "properties": {
+            "requests": {"type": "array", "items": _ref("AppRequest")},
+            "next": _nullable("string", description="the cursor to pass as `after` next"),
+            "more": {"type": "boolean", "description": "the page was full: ask again"},
+            "in_flight": {
+                "type": "array",
+                "description": "the app's requests that went to a provider and whose outcome "
+                "is not yet committed; each will appear with a start time at or before "
+                "`reserved_at`",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "reserved_at", "at"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "reserved_at": {"type": "string", "format": "date-time"},
+                        "at": {"type": "integer", "description": "microseconds since the epoch"},
+                    },
+                },
+            },
         },
     },
     "SessionToken": {
@@ -460,9 +540,65 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "operationId": "me",
                 "summary": "This app: its models, budgets, grant expiry and receipt",
                 "security": _APP_AUTH,
+                "parameters": [
+                    {
+                        "name": "series",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 96, "default": 0},
+                        "description": "also the spend over the budget window in this many "
+                        "buckets, and over the last hour",
+                    }
+                ],
                 "responses": {
                     "200": _json(_ref("Me"), "The calling app"),
-                    **_errors("invalid_app_key", "consent_required"),
+                    **_errors("invalid_request", "invalid_app_key", "consent_required"),
+                },
+            }
+        },
+        "/wallet/v1/me/requests": {
+            "get": {
+                "operationId": "meRequests",
+                "summary": "This app's own requests after a cursor, with their ledger cost",
+                "description": "Ordered by (start time, id). Before answering, the settlements "
+                "already under way are waited for, so every request whose answer the app has "
+                "seen is either listed or in `in_flight`. A request is logged with its start "
+                "time, so one in flight may later appear before `next`: to be exact over a "
+                "span of time, ask again from its start once `in_flight` has none of it.",
+                "security": _APP_AUTH,
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,17}(:.{0,64})?$"},
+                        "description": "a `next` from an earlier page, or microseconds since "
+                        "the Unix epoch (the requests started at or after it)",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    },
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0, "default": 0},
+                        "description": f"when the page is empty, hold it up to this many "
+                        f"seconds (at most {max_poll_s:g}) until one of the app's requests is "
+                        "logged or the wallet's settings change",
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("AppRequests"), "A page of the app's requests"),
+                    **_errors("invalid_request", "invalid_app_key", "consent_required"),
                 },
             }
         },

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.store import schema as t
@@ -18,6 +18,90 @@ class SpendSummary:
     key: str | None  # app name, model, or None for the total
     requests: int
     spent_nano: int
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+MAX_PAGE = 1000
+
+
+def micros(at: datetime) -> int:
+    """``at`` as whole microseconds since the Unix epoch (exact: the store keeps microseconds)."""
+    return (at - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICRO
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCursor:
+    """A place in one app's request log, ordered by (start time, request id).
+
+    Text form: ``<microseconds since the epoch>:<request id>``, or the microseconds alone for
+    "from that instant on" (no row has an empty id, so it sorts before every row then)."""
+
+    ts: datetime
+    id: str = ""
+
+    def __str__(self) -> str:
+        return f"{micros(self.ts)}:{self.id}" if self.id else str(micros(self.ts))
+
+    @classmethod
+    def parse(cls, text: str) -> RequestCursor:
+        stamp, _, rid = text.partition(":")
+        if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 17 or len(rid) > 64:
+            raise InvalidInput(
+                "a cursor is a 'next' value from an earlier page, or microseconds since the "
+                "Unix epoch"
+            )
+        try:
+            ts = from_micros(int(stamp))
+        except OverflowError:
+            raise InvalidInput("that cursor is past the year 9999") from None
+        return cls(ts, rid)
+
+
+@dataclass(frozen=True, slots=True)
+class AppRequest:
+    """One row of an app's own request log, with what the ledger billed for it."""
+
+    id: str
+    ts: datetime
+    endpoint: str
+    model: str | None
+    provider: str | None
+    status: int
+    error_code: str | None
+    stream: bool
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_nano: int  # the ledger's amount for this request (0: nothing billed)
+    token_source: str | None
+    latency_ms: int | None
+
+    @property
+    def cursor(self) -> RequestCursor:
+        return RequestCursor(self.ts, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A request of the app that went upstream and whose outcome is not yet committed (its
+    reservation is open): it will appear in the log with this start time."""
+
+    request_id: str
+    ts: datetime
+
+
+_APP_REQUEST_COLUMNS = (
+    "id", "ts", "endpoint", "model", "provider", "status", "error_code", "stream",
+    "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+    "reasoning_tokens", "token_source", "latency_ms",
+)  # fmt: skip
 
 
 class Requests:
@@ -39,6 +123,39 @@ class Requests:
             q = q.where(t.requests.c.app_id == app_id)
         with self.db.read() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    def app_page(
+        self, app_id: int, after: RequestCursor | None, limit: int = 100
+    ) -> list[AppRequest]:
+        """One app's requests after ``after`` in (start time, id) order, at most ``limit``,
+        each with the ledger's amount for it (keyset paging on ``ix_requests_app_ts``)."""
+        limit = max(0, min(limit, MAX_PAGE))
+        r, lg = t.requests.c, t.ledger.c
+        columns = [getattr(r, f) for f in _APP_REQUEST_COLUMNS]
+        q = (
+            select(*columns, func.coalesce(lg.amount_nano, 0).label("cost_nano"))
+            .select_from(
+                t.requests.outerjoin(t.ledger, and_(lg.request_id == r.id, lg.kind == "spend"))
+            )
+            .where(r.app_id == app_id)
+            .order_by(r.ts, r.id)
+            .limit(limit)
+        )
+        if after is not None:
+            q = q.where(or_(r.ts > after.ts, and_(r.ts == after.ts, r.id > after.id)))
+        with self.db.read() as conn:
+            return [AppRequest(**dict(m)) for m in conn.execute(q).mappings()]
+
+    def in_flight(self, app_id: int) -> list[InFlight]:
+        """The app's requests holding an open reservation (oldest first)."""
+        c = t.reservations.c
+        q = (
+            select(c.request_id, c.created_at)
+            .where(c.app_id == app_id, c.state == "open")
+            .order_by(c.created_at, c.request_id)
+        )
+        with self.db.read() as conn:
+            return [InFlight(str(rid), ts) for rid, ts in conn.execute(q)]
 
 
 _INSERT_REQUEST = insert(t.requests)
