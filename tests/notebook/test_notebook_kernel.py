@@ -9,7 +9,6 @@ One module-scoped run of each kernel, shared by the assertions (a kernel start i
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -180,8 +179,8 @@ def _run(rig, notebook: Path, *, approve: bool, extra: dict[str, list[str]] | No
 
 
 def _dump(run: Run, tag: str):
-    text = _texts(run.nb.cells[-1] if not run.extra else _code_cells(run.nb)[-1 - sum(
-        len(v) for v in run.extra.values())])
+    (cell,) = [c for c in _code_cells(run.nb) if "AIWALLET-CELLS" in c.source]
+    text = _texts(cell)
     for line in text.splitlines():
         if line.startswith(tag + " "):
             return json.loads(line[len(tag) + 1 :])
@@ -197,14 +196,21 @@ def first(notebook_rig):
 @pytest.fixture(scope="module")
 def second(notebook_rig, first):
     rig, notebook, _ = notebook_rig
-    msgs = 'client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])'
+    msgs = (
+        'client.chat.completions.create(model="gpt-4o-mini", '
+        'messages=[{"role": "user", "content": "hi"}])'
+    )
     connect = _code_cells(first.nb)[1].source
     return _run(
         rig,
         notebook,
         approve=False,
         extra={
-            "paused": [lambda: rig.wallet.set_paused(True), msgs, lambda: rig.wallet.set_paused(False)],
+            "paused": [
+                lambda: rig.wallet.set_paused(True),
+                msgs,
+                lambda: rig.wallet.set_paused(False),
+            ],
             "revoked": [lambda: rig.wallet.revoke_app(_app_name(rig)), msgs, connect],
         },
     )
@@ -230,7 +236,7 @@ def _cell_lines(run: Run) -> list[tuple[int, re.Match]]:
 
 
 def test_connects_after_the_cli_approves_and_sets_the_sdk_variables(first, notebook_rig):
-    rig, notebook, base = notebook_rig
+    _rig, notebook, base = notebook_rig
     assert first.asked == 1
     connect = _texts(_code_cells(first.nb)[1])
     waiting = [t for t in first.seen if "waiting for the wallet's owner" in t]
@@ -268,7 +274,9 @@ def test_each_cells_line_equals_the_ledger_to_the_nano_dollar(first, notebook_ri
         assert parse_usd(m.group(4)) == sum(ledger[i]["amount_nano"] for i in ids) > 0
         assert cell["cost_nano"] == parse_usd(m.group(4))
         rows = [log[i] for i in ids]
-        tin = sum(r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"] for r in rows)
+        tin = sum(
+            r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"] for r in rows
+        )
         assert int(m.group(2).replace(",", "")) == tin
         assert int(m.group(3).replace(",", "")) == sum(r["output_tokens"] for r in rows)
         assert m.group(5) == ", ".join(sorted({r["model"] for r in rows}))
@@ -285,7 +293,7 @@ def test_each_cells_line_equals_the_ledger_to_the_nano_dollar(first, notebook_ri
     total = _dump(first, "AIWALLET-TOTAL")
     assert total["cost_nano"] == sum(ledger[i]["amount_nano"] for i in all_ids)
     magic = _texts(code[-2])
-    assert f"3 calls · " in magic and total["line"] in magic
+    assert "3 calls · " in magic and total["line"] in magic
 
 
 def test_the_budget_widget_cell_shows_the_spend(first, notebook_rig):
@@ -312,7 +320,7 @@ def test_a_second_run_does_not_ask_again(second, notebook_rig):
 
 
 def test_a_paused_wallet_and_a_revoked_grant_are_said_plainly(second, notebook_rig):
-    rig, notebook, base = notebook_rig
+    _rig, _notebook, base = notebook_rig
     (paused,) = second.extra["paused"]
     text = _texts(paused)
     assert "aiwallet: the wallet is paused" in text and "Nothing was sent or billed" in text

@@ -38,13 +38,16 @@ def money(nano: int) -> str:
 
 
 def short_money(nano: int) -> str:
-    """Dollars with at least two decimals and four significant digits below a dollar."""
+    """Dollars rounded for a rate: two decimals from a dollar up, else four significant
+    digits, trailing zeros dropped (``$0.09``, ``$0.0002217``)."""
     if nano >= NANOS_PER_USD or nano == 0:
         return format_usd(nano, places=2)
     places = 2
     while nano * 10**places < NANOS_PER_USD * 1000 and places < 9:
         places += 1
-    return format_usd(nano, places=places)
+    text = format_usd(nano, places=places)
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
 def when(at: datetime, now: datetime) -> str:
@@ -221,7 +224,7 @@ def _curve(series: Mapping[str, Any], limit: int | None, now: datetime) -> list[
     for i, amount in enumerate(amounts):
         at = edges[i]
         assert at is not None
-        if at > now:
+        if at >= now:
             break
         points.append((_fraction(at, start, end), total))
         total += amount
@@ -235,7 +238,7 @@ def _labels(series: Mapping[str, Any]) -> tuple[str, str]:
     if len(edges) < 2 or edges[0] is None or edges[-1] is None:
         return ("", "")
     first, last = edges[0].astimezone(), edges[-1].astimezone()
-    fmt = "%H:%M" if last - first <= timedelta(days=1) else "%a %d"
+    fmt = "%a %H:%M" if last - first <= timedelta(days=1) else "%a %d %b"
     return (first.strftime(fmt), last.strftime(fmt))
 
 
