@@ -44,7 +44,7 @@ def scripted_error(script: Script) -> web.Response | None:
 
 
 def _usage(body: dict[str, Any], n: int, script: Script) -> tuple[dict[str, Any], dict[str, int]]:
-    total_in = tokens.anthropic_input(body)
+    total_in = tokens.anthropic_input(body) + script.hidden_prompt_tokens
     cache_read = min(script.cached_tokens, total_in)
     cache_write = min(script.cache_write_tokens, total_in - cache_read)
     uncached = total_in - cache_read - cache_write
@@ -52,15 +52,27 @@ def _usage(body: dict[str, Any], n: int, script: Script) -> tuple[dict[str, Any]
         "input_tokens": uncached,
         "cache_creation_input_tokens": cache_write,
         "cache_read_input_tokens": cache_read,
-        "output_tokens": n,
+        "output_tokens": n * script.output_multiplier,
         "service_tier": "standard",
     }
+    searches = _searches(body, script)
+    if searches:
+        usage["server_tool_use"] = {"web_search_requests": searches}
     return usage, {
         "prompt": uncached,
         "completion": n,
         "cached": cache_read,
         "cache_write": cache_write,
     }
+
+
+def _searches(body: dict[str, Any], script: Script) -> int:
+    """The web searches run: the script's number, at most the web_search tool's max_uses."""
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and str(tool.get("type", "")).startswith("web_search"):
+            cap = tool.get("max_uses")
+            return min(script.web_searches, cap) if isinstance(cap, int) else script.web_searches
+    return 0
 
 
 ABSURD = 10**20  # a usage no model could have: a provider's bug, never a bill
@@ -82,7 +94,8 @@ async def messages(
     if not isinstance(body.get("max_tokens"), int):
         served.status = 400
         return error(400, "invalid_request_error", "max_tokens: Field required")
-    n = tokens.reply_count(script.reply_tokens, body["max_tokens"])
+    limits = () if script.ignore_max_tokens else (body["max_tokens"],)
+    n = tokens.reply_count(script.reply_tokens, *limits)
     usage, generated = _usage(body, n, script)
     served.generated = generated
     mid, model = f"msg_{stable_id(body)}", body.get("model")

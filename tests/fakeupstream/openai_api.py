@@ -40,6 +40,8 @@ def scripted_error(script: Script) -> web.Response | None:
 
 
 def _usage_chat(prompt: int, completion: int, script: Script) -> dict[str, Any]:
+    prompt += script.hidden_prompt_tokens
+    completion *= script.output_multiplier
     cached = min(script.cached_tokens, prompt)
     reasoning = min(script.reasoning_tokens, completion)
     return {
@@ -73,16 +75,17 @@ async def chat(
     request: web.Request, body: dict[str, Any], script: Script, served: Served
 ) -> web.StreamResponse:
     prompt = tokens.openai_chat_prompt(body)
-    n = tokens.reply_count(
-        script.reply_tokens, body.get("max_tokens"), body.get("max_completion_tokens")
-    )
+    limits = () if script.ignore_max_tokens else (body.get("max_tokens"),
+                                                  body.get("max_completion_tokens"))  # fmt: skip
+    n = tokens.reply_count(script.reply_tokens, *limits)
+    choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
     served.generated = {
         "prompt": prompt,
-        "completion": n,
+        "completion": n * choices,
         "cached": min(script.cached_tokens, prompt),
         "reasoning": min(script.reasoning_tokens, n),
     }
-    usage = _usage_chat(prompt, n, script)
+    usage = _usage_chat(prompt, n * choices, script)
     cid, created, model = f"chatcmpl-{stable_id(body)}", CREATED, body.get("model")
     if not body.get("stream"):
         msg = {
@@ -92,7 +95,7 @@ async def chat(
             "model": model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": i,
                     "message": {
                         "role": "assistant",
                         "content": "".join(tokens.reply_words(n)),
@@ -102,6 +105,7 @@ async def chat(
                     "logprobs": None,
                     "finish_reason": "length" if n < script.reply_tokens else "stop",
                 }
+                for i in range(choices)
             ],
             "service_tier": "default",
             "system_fingerprint": "fp_fake",
@@ -143,18 +147,19 @@ async def chat(
             )
         )
         for word in tokens.reply_words(n):
-            await stream.send(
-                chunk(
-                    [
-                        {
-                            "index": 0,
-                            "delta": {"content": word},
-                            "logprobs": None,
-                            "finish_reason": None,
-                        }
-                    ]
+            for i in range(choices):
+                await stream.send(
+                    chunk(
+                        [
+                            {
+                                "index": i,
+                                "delta": {"content": word},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
                 )
-            )
         finish = "length" if n < script.reply_tokens else "stop"
         await stream.send(
             chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])
@@ -176,16 +181,17 @@ async def start_sse_or_none(request: web.Request) -> web.StreamResponse:
 async def responses(
     request: web.Request, body: dict[str, Any], script: Script, served: Served
 ) -> web.StreamResponse:
-    prompt = tokens.responses_input(body)
-    n = tokens.reply_count(script.reply_tokens, body.get("max_output_tokens"))
+    prompt = tokens.responses_input(body) + script.hidden_prompt_tokens
+    limits = () if script.ignore_max_tokens else (body.get("max_output_tokens"),)
+    n = tokens.reply_count(script.reply_tokens, *limits)
     cached, reasoning = min(script.cached_tokens, prompt), min(script.reasoning_tokens, n)
     served.generated = {"prompt": prompt, "completion": n, "cached": cached, "reasoning": reasoning}
     usage = {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": n,
+        "output_tokens": n * script.output_multiplier,
         "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": prompt + n,
+        "total_tokens": prompt + n * script.output_multiplier,
     }
     rid, msg_id, created = f"resp_{stable_id(body)}", f"msg_{stable_id(body, 32)}", CREATED
     text = "".join(tokens.reply_words(n))

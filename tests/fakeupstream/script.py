@@ -17,6 +17,12 @@ class Script:
     cut_after_events: int | None = None  # abort the TCP connection after N stream events
     usage: str = "ok"  # ok | missing | malformed | wrong | absurd (10^20 tokens)
     huge_event_bytes: int = 0  # after the first stream event, one event this large
+    # What real providers add that the request's bytes do not show: prompt tokens they bill
+    # beyond the text (images, tool system prompts, stored context, search results) ...
+    hidden_prompt_tokens: int = 0
+    output_multiplier: int = 1  # ... output reported this many times what was generated
+    ignore_max_tokens: bool = False  # generate reply_tokens whatever max_tokens says
+    web_searches: int = 0  # Anthropic server web searches run (at most the tool's max_uses)
     reply_tokens: int = 12
     cached_tokens: int = 0  # OpenAI cached / Anthropic cache read
     cache_write_tokens: int = 0  # Anthropic cache creation

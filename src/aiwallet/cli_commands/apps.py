@@ -206,8 +206,10 @@ def usage(state: Context, app_name: str | None, since: str | None, by: str, as_j
     """Spend from the ledger, grouped by app or model."""
     w = state.wallet
     start = parse_since(since)
+    app_id = None
     if app_name:
         app = w.apps.get(app_name)
+        app_id = app.id
         total = w.ledger.total_spent(app_id=app.id, since=start)
         rows: list[dict[str, object]] = [{"key": app.name, "spent_usd": usd_string(total)}]
     else:
@@ -216,12 +218,18 @@ def usage(state: Context, app_name: str | None, since: str | None, by: str, as_j
             for s in w.ledger.spend_by(by, since=start)
         ]
         total = w.ledger.total_spent(since=start)
+    over = w.ledger.over_reserved(app_id=app_id, since=start)
     if as_json:
         emit_json(
             {
                 "since": start.isoformat() if start else None,
                 "total_usd": usd_string(total),
                 "rows": rows,
+                "over_reserved": {
+                    "requests": over.requests,
+                    "billed_usd": usd_string(over.cost_nano),
+                    "beyond_reserved_usd": usd_string(over.beyond_nano),
+                },
             }
         )
         return
@@ -230,6 +238,13 @@ def usage(state: Context, app_name: str | None, since: str | None, by: str, as_j
         [by if not app_name else "app", "requests", "spent (USD)"],
     )
     click.echo(f"total: {format_usd(total, places=None)}")
+    if over.requests:
+        click.echo(
+            f"over the reservation: {over.requests} request(s) a provider billed beyond what "
+            f"they allowed, {format_usd(over.beyond_nano, places=None)} more than reserved "
+            f"(billed {format_usd(over.cost_nano, places=None)}); see 'aiwallet requests "
+            "--status over_reserved'"
+        )
 
 
 @click.command("pause")

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiwallet.domain.bounds import Bound, CacheWrite
 from aiwallet.domain.catalog import PriceRow
+from aiwallet.domain.fees import tool_fees
 from aiwallet.domain.usage import TokenSource, Usage
 
 PER_MILLION = 1_000_000
@@ -77,7 +79,10 @@ def cost_of(usage: Usage, row: PriceRow) -> Cost:
         "reasoning": usage.reasoning_tokens * r.reasoning,
     }
     total = sum(breakdown.values())
-    return Cost(_ceil_div(total, PER_MILLION), row.ref, usage.source, breakdown)
+    fees = tool_fees(usage.tool_uses)
+    if fees:
+        breakdown["tools"] = fees * PER_MILLION
+    return Cost(_ceil_div(total, PER_MILLION) + fees, row.ref, usage.source, breakdown)
 
 
 def _worst_rates(row: PriceRow, prompt_tokens: int, cache_writes: bool) -> tuple[int, int]:
@@ -122,3 +127,24 @@ def max_output_tokens_affordable(
     if per_output == 0:
         return 2**31 - 1
     return room // per_output
+
+
+def bound_cost(bound: Bound, row: PriceRow) -> int:
+    """The most a request within ``bound`` can cost: :func:`worst_case_cost` of its prompt
+    and of every choice's output, plus its server-tool fees."""
+    cache = bound.cache_write is not CacheWrite.NONE
+    per_prompt, per_output = _worst_rates(row, bound.prompt_tokens, cache)
+    total = bound.prompt_tokens * per_prompt + bound.total_output_tokens * per_output
+    return _ceil_div(total, PER_MILLION) + bound.fees_nano
+
+
+def affordable_output(budget_nano: int, bound: Bound, row: PriceRow) -> int:
+    """The most output tokens per choice whose worst case still fits ``budget_nano``."""
+    cache = bound.cache_write is not CacheWrite.NONE
+    per_prompt, per_output = _worst_rates(row, bound.prompt_tokens, cache)
+    room = (budget_nano - bound.fees_nano) * PER_MILLION - bound.prompt_tokens * per_prompt
+    if room < 0:
+        return 0
+    if per_output == 0:
+        return 2**31 - 1
+    return room // (per_output * bound.choices)

@@ -28,9 +28,14 @@ class WalletError(Exception):
 
 
 class InvalidInput(WalletError):
-    """Something the user or an app typed could not be understood."""
+    """Something the user or an app typed could not be understood; ``param`` names the field
+    of a request it is about, when there is one."""
 
     code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.param = param
 
 
 class NotFound(WalletError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiwallet.domain.errors import InvalidInput
@@ -44,6 +44,8 @@ class Usage:
     cache_write_1h_tokens: int = 0  # 1-hour cache writes (Anthropic bills these at 2x input)
     reasoning_tokens: int = 0  # subset of output_tokens
     source: TokenSource = TokenSource.PROVIDER
+    # server-side tool uses a provider bills per use: (fee kind, count), see domain/fees.py
+    tool_uses: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +61,9 @@ class Usage:
                 raise InvalidInput(f"usage {name} must be a non-negative integer, got {value!r}")
         if self.reasoning_tokens > self.output_tokens:
             raise InvalidInput("usage reasoning_tokens cannot exceed output_tokens")
+        for kind, count in self.tool_uses:
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise InvalidInput(f"usage of tool {kind} must be a non-negative integer")
 
     @property
     def total_prompt_tokens(self) -> int:
@@ -104,6 +109,26 @@ class Usage:
         )
 
     @classmethod
+    def from_openai_response(
+        cls, response: object, source: TokenSource = TokenSource.PROVIDER
+    ) -> Usage:
+        """A whole Responses API ``response``: its ``usage``, and the built-in tool calls in
+        its ``output`` that are billed per call (web search, file search, image generation,
+        code interpreter containers)."""
+        r = _mapping(response)
+        base = cls.from_openai_responses(r.get("usage"), source)
+        counts: dict[str, int] = {}
+        output = r.get("output")
+        for item in output if isinstance(output, list) else ():
+            kind = item.get("type") if isinstance(item, Mapping) else None
+            fee = _OPENAI_CALL_FEES.get(kind) if isinstance(kind, str) else None
+            if fee is not None:
+                counts[fee] = counts.get(fee, 0) + 1
+        if not counts:
+            return base
+        return replace(base, tool_uses=tuple(sorted(counts.items())))
+
+    @classmethod
     def from_openai_embeddings(
         cls, usage: object, source: TokenSource = TokenSource.PROVIDER
     ) -> Usage:
@@ -122,6 +147,8 @@ class Usage:
             s1 = _count(split, "ephemeral_1h_input_tokens", 0)
             if s5 + s1:
                 write_5m, write_1h = s5, s1
+        server = u.get("server_tool_use")
+        searches = _count(server, "web_search_requests", 0) if isinstance(server, Mapping) else 0
         return cls(
             input_tokens=_count(u, "input_tokens"),
             output_tokens=_count(u, "output_tokens", default=0),
@@ -129,7 +156,15 @@ class Usage:
             cache_write_tokens=write_5m,
             cache_write_1h_tokens=write_1h,
             source=source,
+            tool_uses=(("anthropic.web_search", searches),) if searches else (),
         )
+
+
+_OPENAI_CALL_FEES = {
+    "web_search_call": "openai.web_search",
+    "file_search_call": "openai.file_search",
+    "image_generation_call": "openai.image_generation",
+}
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from aiwallet.domain.bounds import Bound
 from aiwallet.engine.endpoints import Endpoint
 from aiwallet.engine.errors import Api
 from aiwallet.engine.meter import StreamMeter
@@ -31,7 +32,9 @@ class Call:
     body: dict[str, Any] | None = None
     raw: bytes = b""  # the body as the client sent it: forwarded as is unless policy changed it
     prompt_bytes: int = 0
-    may_write_cache: bool = False  # Anthropic cache_control present: cache-write prices apply
+    bound: Bound | None = None  # the most the provider may bill for it (domain/bounds.py)
+    capped: dict[str, int] = field(default_factory=dict)  # fields the wallet set to bound it
+    rewrite: bool = False  # policy changed the body: forward it re-encoded
     stream: bool = False
     reservation: Reservation | None = None
     clamped_to: int | None = None

@@ -38,17 +38,21 @@ def _anthropic_text(body: dict[str, Any]) -> int:
     )
 
 
+def _usage_field(read: Callable[[Any], Usage]) -> Callable[[dict[str, Any]], Usage]:
+    """A reader of an answer's ``usage`` field as a reader of the whole answer."""
+    return lambda answer: read(answer.get("usage"))
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     path: str
     api: Api
     wire: WireFormat
     max_fields: tuple[str, ...]  # request fields that bound output tokens, first is preferred
-    usage_of: Callable[[Any], Usage] | None  # from a non-streamed body's "usage"
+    usage_of: Callable[[dict[str, Any]], Usage] | None  # from a whole non-streamed answer
     output_bytes_of: Callable[[dict[str, Any]], int]
     meter: Callable[[bool], StreamMeter] | None = None  # None: never streams
     billable: bool = True
-    requires_max: bool = False
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -56,20 +60,22 @@ ENDPOINTS: dict[str, Endpoint] = {
     for e in (
         Endpoint(
             "/v1/chat/completions", Api.OPENAI, WireFormat.OPENAI,
-            ("max_completion_tokens", "max_tokens"), Usage.from_openai_chat, _chat_text,
+            ("max_completion_tokens", "max_tokens"), _usage_field(Usage.from_openai_chat),
+            _chat_text,
             lambda injected: ChatMeter(injected),
         ),
         Endpoint(
             "/v1/responses", Api.OPENAI, WireFormat.OPENAI, ("max_output_tokens",),
-            Usage.from_openai_responses, _responses_text, lambda _: ResponsesMeter(),
+            Usage.from_openai_response, _responses_text, lambda _: ResponsesMeter(),
         ),
         Endpoint(
-            "/v1/embeddings", Api.OPENAI, WireFormat.OPENAI, (), Usage.from_openai_embeddings,
+            "/v1/embeddings", Api.OPENAI, WireFormat.OPENAI, (),
+            _usage_field(Usage.from_openai_embeddings),
             lambda _: 0,
         ),
         Endpoint(
             "/v1/messages", Api.ANTHROPIC, WireFormat.ANTHROPIC, ("max_tokens",),
-            Usage.from_anthropic, _anthropic_text, lambda _: AnthropicMeter(), requires_max=True,
+            _usage_field(Usage.from_anthropic), _anthropic_text, lambda _: AnthropicMeter(),
         ),
         Endpoint(
             "/v1/messages/count_tokens", Api.ANTHROPIC, WireFormat.ANTHROPIC, (), None,

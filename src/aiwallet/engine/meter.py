@@ -170,7 +170,7 @@ class ResponsesMeter(StreamMeter):
                 self.usage_problem = "the final event carried no usage"
             else:
                 self.input_known = self._usage(
-                    Usage.from_openai_responses, usage, TokenSource.PROVIDER
+                    Usage.from_openai_response, response, TokenSource.PROVIDER
                 )
             return Verdict(raw, final=True)
         return Verdict(raw)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from aiwallet.domain.bounds import Bound
 from aiwallet.domain.cost import cost_of
 from aiwallet.domain.usage import TokenSource, Usage
 from aiwallet.engine.call import Call
@@ -38,6 +39,7 @@ class Ending:
     error_code: str | None = None
     usage: Usage | None = None
     note: str | None = None
+    over_bound: bool = False  # the provider sent more than the request's bound allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,17 @@ class Committed:
     record: RequestRecord | None  # None: nothing was written (an unknown caller's refusal)
     cost_nano: int = 0
     remaining_nano: int | None = None  # least budget left after it, where known
+
+
+def _past(usage: Usage, bound: Bound | None) -> bool:
+    """The provider reported more than the request's own bound allows (it broke its limits),
+    whether or not the cost still fits what was reserved."""
+    if bound is None:
+        return False
+    return (
+        usage.output_tokens > bound.total_output_tokens
+        or usage.total_prompt_tokens > bound.prompt_tokens
+    )
 
 
 class RequestOwner:
@@ -117,16 +130,23 @@ class RequestOwner:
             freed = await state.write(lambda conn: state.budgets.release_in(conn, res.id, record))
             return Committed(record if freed else None)
         assert call.route is not None
-        route = call.route
-        cost = cost_of(ending.usage, route.row).nano
-        record = self._record(ending, cost=cost)
+        route, usage = call.route, ending.usage
+        cost = cost_of(usage, route.row).nano
+        over = ending.over_bound or cost > res.amount_nano or _past(usage, call.bound)
+        if over:
+            log.warning(
+                "%s: provider %s billed %d nano-dollars, %d reserved",
+                call.request_id, route.provider.name, cost, res.amount_nano,
+            )  # fmt: skip
+            ending = replace(ending, error_code=ending.error_code or "over_reserved")
+        record = replace(self._record(ending, cost=cost), over_reserved=over)
         spend = SpendEntry(
             provider=route.provider.name,
             model=route.upstream_model,
             price_row_ref=route.row.ref,
             price_row=route.row.to_json(),
-            token_source=ending.usage.source.value,
-            note=ending.note,
+            token_source=usage.source.value,
+            note=ending.note if not over else f"{ending.note or ''} over the reservation".strip(),
         )
         settled = await state.write(
             lambda conn: state.budgets.settle_in(conn, res.id, cost, spend, record)
@@ -208,6 +228,19 @@ class RequestOwner:
                 "error_code": record.error_code,
             },
         )
+        if record.over_reserved:
+            self._events.emit(
+                "request.over_reserved",
+                {
+                    "id": record.id,
+                    "app_id": record.app_id,
+                    "provider": record.provider,
+                    "cost_nano": record.cost_nano,
+                    "reserved_nano": self.call.reservation.amount_nano
+                    if self.call.reservation
+                    else None,
+                },
+            )
         if record.error_code in PROVIDER_FAILURES and record.provider is not None:
             self._events.emit(
                 "upstream.failed",

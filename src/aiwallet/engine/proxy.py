@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +20,11 @@ import aiohttp
 from aiohttp import web
 
 from aiwallet.domain.appkeys import looks_like_app_key
-from aiwallet.domain.cost import max_output_tokens_affordable, worst_case_cost
-from aiwallet.domain.errors import VaultError
+from aiwallet.domain.bounds import BOUNDS, flag
+from aiwallet.domain.cost import affordable_output, bound_cost
+from aiwallet.domain.errors import InvalidInput, VaultError
 from aiwallet.domain.money import usd_string
-from aiwallet.domain.providers import WireFormat
+from aiwallet.domain.strictjson import parse_object
 from aiwallet.engine.call import Call
 from aiwallet.engine.endpoints import Endpoint
 from aiwallet.engine.errors import ProxyError, error_response
@@ -45,8 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_OUTPUT_TOKENS = 16  # below this a clamped answer is useless: refuse instead
-DEFAULT_MAX_OUTPUT = 4096  # when the catalog knows no output limit
-MAX_OUTPUT_FIELD = 2**31 - 1  # a larger max-output field is refused before any reservation
 
 
 def app_key_of(request: web.Request) -> str | None:
@@ -176,14 +176,18 @@ class Proxy:
         except web.HTTPRequestEntityTooLarge:
             raise _too_large(self.max_body) from None
         try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
-            raise ProxyError("invalid_request", "the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ProxyError("invalid_request", "the request body must be a JSON object")
+            body = parse_object(raw)  # once, strictly: what is priced is what will run
+            call.stream = flag(body, "stream") and ep.meter is not None
+        except InvalidInput as exc:
+            raise ProxyError("invalid_request", str(exc), param=exc.param) from None
         call.body, call.raw, call.prompt_bytes = body, raw, len(raw)
-        call.may_write_cache = ep.wire is WireFormat.ANTHROPIC and b"cache_control" in raw
-        call.stream = body.get("stream") is True and ep.meter is not None
+        if "models" in body:  # OpenRouter-style fallbacks: a model the grant did not price
+            raise ProxyError(
+                "invalid_request",
+                "the wallet serves one model per request: name it in 'model' (the 'models' "
+                "list of fallbacks is not forwarded)",
+                param="models",
+            )
         route = self.state.router.resolve(body.get("model"), ep.wire)
         if not scope_allows(ctx.grant.scopes, route):
             raise ProxyError(
@@ -193,43 +197,37 @@ class Proxy:
                 param="model",
             )
         call.route = route
-        if ep.requires_max and not isinstance(body.get("max_tokens"), int):
-            raise ProxyError("invalid_request", "max_tokens: Field required", param="max_tokens")
-        for name in ep.max_fields:
-            value = body.get(name)
-            if isinstance(value, int) and value > MAX_OUTPUT_FIELD:
-                # no model writes this much; its worst case would not fit a ledger integer
-                raise ProxyError(
-                    "invalid_request", f"{name}: at most {MAX_OUTPUT_FIELD}", param=name
-                )
+        try:
+            call.bound = BOUNDS[ep.path](body, len(raw), route.row)
+        except InvalidInput as exc:
+            raise ProxyError("invalid_request", str(exc), param=exc.param) from None
+        self._apply_caps(call)
         app = ctx.app
         limits = Limits(app.rpm_limit, app.tpm_limit, app.concurrency_limit)
         if limits.any:
-            tokens = estimate_tokens(call.prompt_bytes) + (self._requested_max(call) or 0)
+            tokens = call.bound.total_tokens  # the same worst case as the reservation
             self.limiter.admit(app.id, limits, tokens)  # no await between check and take
             call.rl_tokens = tokens
         if ep.billable:
             await self._reserve(call)
 
-    def _requested_max(self, call: Call) -> int | None:
-        assert call.body is not None
-        for name in call.endpoint.max_fields:
-            value = call.body.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                return value
-        return None
+    def _apply_caps(self, call: Call) -> None:
+        """Set the fields the bound needs in the forwarded body (a cap on server-tool uses,
+        a max-output field where neither the request nor the catalog bounds the output)."""
+        assert call.body is not None and call.bound is not None
+        for path, value in call.bound.sets.items():
+            *parents, leaf = path.split(".")
+            target: Any = call.body
+            for part in parents:
+                target = target[int(part)] if isinstance(target, list) else target[part]
+            target[leaf] = value
+            call.capped[path] = value
+            call.rewrite = True
 
     async def _reserve(self, call: Call) -> None:
-        assert call.route is not None and call.ctx is not None and call.body is not None
-        row, ep = call.route.row, call.endpoint
-        prompt_ub = call.prompt_bytes  # a token is at least one byte: a true upper bound
-        wanted = self._requested_max(call)
-        if ep.max_fields:
-            max_out = wanted if wanted is not None else (row.output_limit or DEFAULT_MAX_OUTPUT)
-        else:
-            max_out = 0
-        cw = call.may_write_cache
-        amount = worst_case_cost(prompt_ub, max_out, row, cache_writes=cw)
+        assert call.route is not None and call.ctx is not None and call.bound is not None
+        row, ep, bound = call.route.row, call.endpoint, call.bound
+        amount = bound_cost(bound, row)
         try:
             call.reservation = await self._try_reserve(call, amount)
             return
@@ -239,15 +237,13 @@ class Proxy:
             remaining = refused.remaining_nano
             states = await self.state.db(self._remaining, call.ctx.app.id)
             remaining = min([remaining, *states])
-            affordable = min(
-                max_out, max_output_tokens_affordable(remaining, prompt_ub, row, cache_writes=cw)
-            )
+            affordable = min(bound.output_tokens, affordable_output(remaining, bound, row))
             if affordable < MIN_OUTPUT_TOKENS:
                 raise _exceeded(refused) from None
             self._clamp(call, affordable)
-            amount = worst_case_cost(prompt_ub, affordable, row, cache_writes=cw)
+            call.bound = bound = replace(bound, output_tokens=affordable)
             try:
-                call.reservation = await self._try_reserve(call, amount)
+                call.reservation = await self._try_reserve(call, bound_cost(bound, row))
             except BudgetRefused as again:
                 raise _exceeded(again) from None
 
@@ -299,7 +295,7 @@ class Proxy:
             if not (isinstance(opts, dict) and opts.get("include_usage") is True):
                 call.body["stream_options"] = {**(opts or {}), "include_usage": True}
                 injected = True
-        payload = self._payload(call, rewrite=injected)
+        payload = self._payload(call, rewrite=injected or call.rewrite)
         try:
             key = await self.state.secret_for(route.provider.name, route.provider.secret_ref)
         except VaultError:
@@ -399,8 +395,13 @@ class Proxy:
         except WRITE_ERRORS:
             ended = Ended.CLIENT_LEFT
         else:
+            bound = call.bound.total_output_tokens if call.bound else None
             ended = await relay_stream(
-                resp, up, meter, lambda: owner.end(self._stream_ending(call, Ended.COMPLETE))
+                resp,
+                up,
+                meter,
+                lambda: owner.end(self._stream_ending(call, Ended.COMPLETE)),
+                bound,
             )
         await owner.end(self._stream_ending(call, ended))
         if ended is Ended.COMPLETE:
@@ -427,6 +428,9 @@ class Proxy:
         )
         if ended is Ended.CLIENT_LEFT:
             return Ending(499, "client_closed", guess, note="client closed the connection")
+        if ended is Ended.OVER_BOUND:
+            note = "the provider streamed more output than the request allowed; relaying stopped"
+            return Ending(200, "over_reserved", guess, note=note, over_bound=True)
         if ended is Ended.UPSTREAM_CUT or meter.broken:
             # the client saw 200 and then a broken stream: logged as the provider failing
             note = "stream ended before the provider reported usage"
@@ -482,6 +486,8 @@ class Proxy:
             h["x-aiwallet-budget-remaining-usd"] = usd_string(max(remaining, 0))
         if call.clamped_to is not None:
             h["x-aiwallet-max-tokens-clamped"] = str(call.clamped_to)
+        if call.capped:
+            h["x-aiwallet-capped"] = ",".join(f"{k}={v}" for k, v in call.capped.items())
         return h
 
 

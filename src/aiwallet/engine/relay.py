@@ -38,6 +38,7 @@ class Ended(enum.Enum):
     COMPLETE = "complete"  # the stream's final event went out
     UPSTREAM_CUT = "upstream_cut"  # the provider broke off, or closed without a final event
     CLIENT_LEFT = "client_left"  # the client's connection went away
+    OVER_BOUND = "over_bound"  # the provider sent more output than the request allowed
 
 
 class UpstreamCut(Exception):
@@ -66,7 +67,7 @@ async def read_whole(endpoint: Endpoint, up: aiohttp.ClientResponse) -> WholeAns
         if isinstance(obj, dict):
             output_bytes = endpoint.output_bytes_of(obj)
             if endpoint.usage_of is not None:
-                usage = endpoint.usage_of(obj.get("usage"))
+                usage = endpoint.usage_of(obj)
         else:
             problem = "the answer is not a JSON object"
     except (ValueError, RecursionError, InvalidInput) as exc:
@@ -79,8 +80,11 @@ async def relay_stream(
     up: aiohttp.ClientResponse,
     meter: StreamMeter,
     settle_final: Callable[[], Awaitable[object]],
+    max_output_tokens: int | None = None,
 ) -> Ended:
-    """Relay SSE event by event into the prepared ``resp``; returns who ended the stream."""
+    """Relay SSE event by event into the prepared ``resp``; returns who ended the stream.
+    Once the output relayed passes ``max_output_tokens`` (the provider broke the request's
+    own limit), nothing more is relayed."""
     splitter = SSESplitter()
     chunks = up.content.iter_any().__aiter__()
     while True:
@@ -94,6 +98,11 @@ async def relay_stream(
             return Ended.UPSTREAM_CUT
         for raw in events:
             verdict = meter.feed(raw)
+            # each output event carries at least one token (bytes bound nothing: a token may
+            # be a long word), so more events than the bound proves the provider passed it
+            if max_output_tokens is not None and meter.delta_events > max_output_tokens:
+                log.warning("upstream stream passed its output bound of %d", max_output_tokens)
+                return Ended.OVER_BOUND
             if verdict.final:
                 await settle_final()
             if verdict.relay is None:

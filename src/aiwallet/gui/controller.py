@@ -262,6 +262,16 @@ class Controller(QObject):
             )
             self.notice.emit("upstream", "A provider is failing", text)
 
+    def on_event_request_over_reserved(self, payload: dict[str, Any]) -> None:
+        """A provider billed beyond a request's own bound: always said (money went past a
+        reservation the user's budget was counting on)."""
+        text = texts.NOTIFY_OVER_RESERVED.format(
+            provider=payload.get("provider"),
+            cost=format_usd(int(payload.get("cost_nano") or 0), places=None),
+            reserved=format_usd(int(payload.get("reserved_nano") or 0), places=None),
+        )
+        self.notice.emit("over_reserved", "A provider billed more than allowed", text)
+
     # -- redraws ------------------------------------------------------------------------------
     def mark_dirty(self) -> None:
         """Something changed: pages reload once the timer fires (coalesced)."""

@@ -39,7 +39,7 @@ class Notifier(QObject):
         if self.tray is not None and self.tray.isVisible() and self.tray.supportsMessages():
             icon = (
                 QSystemTrayIcon.MessageIcon.Warning
-                if kind.startswith(("budget", "upstream", "paused"))
+                if kind.startswith(("budget", "upstream", "paused", "over_reserved"))
                 else QSystemTrayIcon.MessageIcon.Information
             )
             self.tray.showMessage(title, text or title, icon, 8000)

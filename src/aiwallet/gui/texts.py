@@ -46,3 +46,7 @@ NOTIFY_WALLET_FULL = "{app} was stopped by the wallet budget; raise it on the Ov
 NOTIFY_PAUSED = "All AI spending is paused"
 NOTIFY_RESUMED = "AI spending resumed"
 NOTIFY_UPSTREAM = "Provider {provider} is failing ({code}); apps get errors until it recovers"
+NOTIFY_OVER_RESERVED = (
+    "Provider {provider} billed {cost} for one request, more than the {reserved} its limits "
+    "allowed; the Activity page marks it over_reserved"
+)

@@ -53,7 +53,7 @@ LEDGER_COLUMNS = (
 REQUEST_COLUMNS = tuple(c.name for c in t.requests.c)
 _DATETIME = {"created_at", "ts", "window_end", "closed_at"}
 _JSON = {"counter_ids", "price_row"}
-_BOOL = {"stream"}
+_BOOL = {"stream", "over_reserved"}
 _BATCH_KEY = "aiwallet_deferred_inserts"
 
 

@@ -14,6 +14,13 @@ from aiwallet.store.records import RequestRecord
 
 
 @dataclass(frozen=True, slots=True)
+class OverReserved:
+    requests: int
+    cost_nano: int  # what those requests were billed
+    beyond_nano: int  # how much more than their reservations
+
+
+@dataclass(frozen=True, slots=True)
 class SpendSummary:
     key: str | None  # app name, model, or None for the total
     requests: int
@@ -183,6 +190,29 @@ class Ledger:
             q = q.where(t.ledger.c.ts < until)
         with self.db.read() as conn:
             return int(conn.execute(q).scalar_one())
+
+    def over_reserved(
+        self, *, app_id: int | None = None, since: datetime | None = None
+    ) -> OverReserved:
+        """Requests a provider billed beyond their reservation: how many, what they cost,
+        and by how much they passed what was reserved for them."""
+        req, res = t.requests.c, t.reservations.c
+        q = (
+            select(
+                func.count(req.id),
+                func.coalesce(func.sum(req.cost_nano), 0),
+                func.coalesce(func.sum(req.cost_nano - func.coalesce(res.amount_nano, 0)), 0),
+            )
+            .select_from(t.requests.outerjoin(t.reservations, res.request_id == req.id))
+            .where(req.over_reserved.is_(True))
+        )
+        if app_id is not None:
+            q = q.where(req.app_id == app_id)
+        if since is not None:
+            q = q.where(req.ts >= since)
+        with self.db.read() as conn:
+            n, cost, beyond = conn.execute(q).one()
+        return OverReserved(int(n), int(cost), max(int(beyond), 0))
 
     def spend_by(
         self, group: str, *, since: datetime | None = None, until: datetime | None = None

@@ -80,6 +80,7 @@ class RequestRecord:
     ttfb_ms: int | None = None
     error_code: str | None = None
     stream: bool = False
+    over_reserved: bool = False  # the provider billed more than was reserved for it
 
     def row(self) -> dict[str, Any]:
         return {
@@ -101,6 +102,7 @@ class RequestRecord:
             "status": self.status,
             "error_code": self.error_code,
             "stream": self.stream,
+            "over_reserved": self.over_reserved,
         }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 
@@ -183,6 +184,8 @@ requests = Table(
     Column("status", Integer, nullable=False),
     Column("error_code", String(64)),
     Column("stream", Boolean, nullable=False, default=False),
+    # the provider billed more than the request's reservation (its bound): shown and notified
+    Column("over_reserved", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_app_ts", "app_id", "ts"),
     Index("ix_requests_model", "model"),
