@@ -379,3 +379,20 @@ def test_requests_with_no_bound_are_refused_clearly(rig, path, body, why):
     err = resp.json()["error"]
     assert err["code"] == "invalid_request" and why in err["message"]
     assert rig.fake.served == []
+
+
+def test_a_part_type_spelled_with_an_escape_is_still_found():
+    """Names are found by structure; the byte search that skips the walk for plain bodies
+    gives way to it whenever the body holds any \\u escape."""
+    from aiwallet.domain.bounds import OPENAI_IMAGE_TOKENS, TEXT_OVERHEAD, chat_bound
+    from aiwallet.domain.catalog import PriceRow
+
+    row = PriceRow("openai", "some-model", "m", 1_000, 1_000, context_limit=10**6, output_limit=8)
+    plain = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+    escaped = (
+        b'{"model":"m","messages":[{"role":"user","content":[{"type":"\\u0069mage_url",'
+        b'"image_url":{"url":"https://example.invalid/a.png"}}]}]}'
+    )
+    assert chat_bound(parse_object(plain), plain, row).prompt_tokens == len(plain) + TEXT_OVERHEAD
+    bound = chat_bound(parse_object(escaped), escaped, row)
+    assert bound.prompt_tokens == len(escaped) + TEXT_OVERHEAD + OPENAI_IMAGE_TOKENS

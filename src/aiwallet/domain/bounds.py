@@ -156,12 +156,17 @@ class _Acc:
     """What a request adds up to while its parts are read."""
 
     row: PriceRow
-    body_bytes: int
+    raw: bytes
     extra: int = 0  # prompt tokens the bytes do not cover
     whole_context: list[str] = field(default_factory=list)  # why the context window is needed
     fees: int = 0
     sets: dict[str, int] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+
+    def mentions(self, *names: bytes) -> bool:
+        """Whether the body may hold one of these names: a JSON name can only be spelled
+        otherwise with a ``\\u`` escape, so without one a byte search is exact."""
+        return b"\\u" in self.raw or any(n in self.raw for n in names)
 
     def context(self, why: str) -> None:
         self.whole_context.append(why)
@@ -177,7 +182,7 @@ class _Acc:
                 )
             self.reasons.extend(self.whole_context)
             return limit
-        bound = self.body_bytes + TEXT_OVERHEAD + self.extra
+        bound = len(self.raw) + TEXT_OVERHEAD + self.extra
         return min(bound, limit) if limit else bound
 
 
@@ -205,8 +210,16 @@ def openai_image_tokens(model: str) -> int:
     return OPENAI_IMAGE_TOKENS
 
 
+_OPENAI_PART_NAMES = (b"image", b"input_audio", b"file", b"item_reference")
+_ANTHROPIC_PART_NAMES = (
+    b"image", b"document", b"container_upload", b"mcp_tool_result", b"web_fetch_tool_result"
+)  # fmt: skip
+
+
 def _openai_parts(acc: _Acc, content: Any) -> None:
     """Chat content parts and Responses input parts."""
+    if not acc.mentions(*_OPENAI_PART_NAMES):
+        return
     for part in _walk(content):
         kind = part.get("type")
         if kind in ("image_url", "input_image"):
@@ -222,8 +235,8 @@ def _openai_parts(acc: _Acc, content: Any) -> None:
             acc.context("an item reference")
 
 
-def chat_bound(body: Mapping[str, Any], body_bytes: int, row: PriceRow) -> Bound:
-    acc = _Acc(row, body_bytes)
+def chat_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
+    acc = _Acc(row, raw)
     choices = whole(body, "n", lo=1, hi=MAX_CHOICES) or 1
     out, sets = _output(body, ("max_completion_tokens", "max_tokens"), row)
     acc.sets.update(sets)
@@ -236,7 +249,7 @@ def chat_bound(body: Mapping[str, Any], body_bytes: int, row: PriceRow) -> Bound
         )
     prediction = body.get("prediction")
     if prediction is not None:
-        out += body_bytes  # rejected prediction tokens are billed as output: bound by bytes
+        out += len(raw)  # rejected prediction tokens are billed as output: bound by bytes
     if body.get("web_search_options") is not None:
         raise Unbounded(
             "search models bill their searches outside the usage the wallet meters; use the "
@@ -246,8 +259,8 @@ def chat_bound(body: Mapping[str, Any], body_bytes: int, row: PriceRow) -> Bound
     return _bound(acc, out, choices, body)
 
 
-def responses_bound(body: Mapping[str, Any], body_bytes: int, row: PriceRow) -> Bound:
-    acc = _Acc(row, body_bytes)
+def responses_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
+    acc = _Acc(row, raw)
     out, sets = _output(body, ("max_output_tokens",), row)
     acc.sets.update(sets)
     if flag(body, "background"):
@@ -291,17 +304,18 @@ def responses_bound(body: Mapping[str, Any], body_bytes: int, row: PriceRow) -> 
     return _bound(acc, out, 1, body)
 
 
-def embeddings_bound(body: Mapping[str, Any], body_bytes: int, row: PriceRow) -> Bound:
-    acc = _Acc(row, body_bytes)
+def embeddings_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
+    acc = _Acc(row, raw)
     return _bound(acc, 0, 1, body)
 
 
-def messages_bound(body: Mapping[str, Any], body_bytes: int, row: PriceRow) -> Bound:
-    acc = _Acc(row, body_bytes)
+def messages_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
+    acc = _Acc(row, raw)
     if whole(body, "max_tokens", lo=1) is None:
         raise InvalidInput("max_tokens: Field required", param="max_tokens")
     out, _ = _output(body, ("max_tokens",), row)
-    for part in _walk([body.get("messages"), body.get("system")]):
+    parts = _walk([body.get("messages"), body.get("system")])
+    for part in parts if acc.mentions(*_ANTHROPIC_PART_NAMES) else ():
         kind = part.get("type")
         if kind == "image":
             acc.extra += ANTHROPIC_IMAGE_TOKENS
@@ -353,7 +367,7 @@ def _bound(acc: _Acc, out: int, choices: int, body: Mapping[str, Any]) -> Bound:
         prompt_tokens=prompt,
         output_tokens=out,
         choices=choices,
-        cache_write=cache_write_of(body),
+        cache_write=cache_write_of(body) if acc.mentions(b"cache_control") else CacheWrite.NONE,
         fees_nano=acc.fees,
         reasons=tuple(acc.reasons),
         sets=dict(acc.sets),

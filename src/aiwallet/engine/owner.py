@@ -3,8 +3,8 @@
 Whatever ends a request (an answer, a refusal, the client leaving, the provider cutting off,
 any exception), :class:`RequestOwner` alone closes its reservation, writes its ledger and
 request-log rows and emits its events. The first ending it is given decides; later ones get
-the same committed result (idempotent). The store write runs as its own task, so cancelling
-whoever awaits it (the client left) cannot interrupt it, and the ``request.logged`` and
+the same committed result (idempotent). The store write is handed to the writer thread at once, so
+cancelling whoever awaits it (the client left) cannot interrupt it, and the ``request.logged`` and
 ``upstream.failed`` events are emitted only from what was committed: ledger row, request-log
 row and event always agree.
 """
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+
+from sqlalchemy import Connection
 
 from aiwallet.domain.bounds import Bound
 from aiwallet.domain.cost import cost_of
@@ -69,18 +72,18 @@ class RequestOwner:
         state: EngineState,
         events: EventBus,
         limiter: RateLimiter,
-        background: set[asyncio.Task[Any]],
+        background: set[asyncio.Future[Any]],
     ) -> None:
         self.call = call
         self._state = state
         self._events = events
         self._limiter = limiter
         self._background = background
-        self._task: asyncio.Task[Committed] | None = None
+        self._result: asyncio.Future[Committed] | None = None
 
     @property
     def ended(self) -> bool:
-        return self._task is not None
+        return self._result is not None
 
     async def end(self, ending: Ending) -> Committed:
         """End the request (the first ending wins) and wait until it is committed."""
@@ -90,13 +93,54 @@ class RequestOwner:
         """End the request without waiting (from a cancellation: nothing may be awaited)."""
         self._start(ending)
 
-    def _start(self, ending: Ending) -> asyncio.Task[Committed]:
-        if self._task is None:
-            self._free_rate_limit(ending)
-            self._task = asyncio.get_running_loop().create_task(self._commit(ending))
-            self._background.add(self._task)
-            self._task.add_done_callback(self._background.discard)
-        return self._task
+    def _start(self, ending: Ending) -> asyncio.Future[Committed]:
+        """The first ending is planned at once and handed to the writer thread, whose commit
+        no cancellation can stop; its result (and the events) follow from the commit."""
+        if self._result is not None:
+            return self._result
+        loop = asyncio.get_running_loop()
+        self._result = result = loop.create_future()
+        self._free_rate_limit(ending)
+        try:
+            write, finish = self._plan(ending)
+        except Exception:
+            log.exception("could not price the end of %s", self.call.request_id)
+            self._fall_back(ending)
+            return result
+        if write is None:
+            result.set_result(finish(None))
+            return result
+        written = self._state.writer.submit_nowait(write)
+        self._background.add(written)
+        written.add_done_callback(lambda f: self._written(f, finish, ending))
+        written.add_done_callback(self._background.discard)  # after: events are out first
+        return result
+
+    def _written(
+        self, written: asyncio.Future[Any], finish: Callable[[Any], Committed], ending: Ending
+    ) -> None:
+        assert self._result is not None
+        if written.cancelled() or written.exception() is not None:
+            exc = None if written.cancelled() else written.exception()
+            log.error("could not record the end of %s: %r", self.call.request_id, exc)
+            self._fall_back(ending)
+            return
+        done = finish(written.result())
+        if done.record is not None:
+            self._announce(done.record)
+        self._result.set_result(done)
+
+    def _fall_back(self, ending: Ending) -> None:
+        async def run() -> None:
+            assert self._result is not None
+            done = await self._fallback(ending)
+            if done.record is not None:
+                self._announce(done.record)
+            self._result.set_result(done)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _free_rate_limit(self, ending: Ending) -> None:
         call = self.call
@@ -106,29 +150,27 @@ class RequestOwner:
             self._limiter.done(call.ctx.app.id, call.rl_tokens, used)
 
     # -- committing -----------------------------------------------------------------------------
-    async def _commit(self, ending: Ending) -> Committed:
-        try:
-            done = await self._write(ending)
-        except Exception:
-            log.exception("could not record the end of %s", self.call.request_id)
-            done = await self._fallback(ending)
-        if done.record is not None:
-            self._announce(done.record)
-        return done
-
-    async def _write(self, ending: Ending) -> Committed:
+    def _plan(
+        self, ending: Ending
+    ) -> tuple[Callable[[Connection], Any] | None, Callable[[Any], Committed]]:
+        """What to write for ``ending`` (None: nothing), and what was committed once the
+        write returned its value."""
         call, state = self.call, self._state
         res = call.reservation
         if res is None:
             if call.ctx is None:
-                return Committed(None)  # nobody to log it for
+                return None, lambda _: Committed(None)  # nobody to log it for
             record = self._record(ending, cost=0)
-            await state.write(lambda conn: state.requests.record_in(conn, record))
-            return Committed(record)
+            return (
+                lambda conn: state.requests.record_in(conn, record),
+                lambda _: Committed(record),
+            )
         if ending.usage is None:
             record = self._record(ending, cost=0)
-            freed = await state.write(lambda conn: state.budgets.release_in(conn, res.id, record))
-            return Committed(record if freed else None)
+            return (
+                lambda conn: state.budgets.release_in(conn, res.id, record),
+                lambda freed: Committed(record if freed else None),
+            )
         assert call.route is not None
         route, usage = call.route, ending.usage
         cost = cost_of(usage, route.row).nano
@@ -148,16 +190,17 @@ class RequestOwner:
             token_source=usage.source.value,
             note=ending.note if not over else f"{ending.note or ''} over the reservation".strip(),
         )
-        settled = await state.write(
-            lambda conn: state.budgets.settle_in(conn, res.id, cost, spend, record)
-        )
-        if not settled:
-            log.warning("reservation of %s was already closed", call.request_id)
-            return Committed(None)
         remaining = None
         if res.remaining_nano is not None:
             remaining = res.remaining_nano + res.amount_nano - cost
-        return Committed(record, cost, remaining)
+
+        def settled(ok: bool) -> Committed:
+            if not ok:
+                log.warning("reservation of %s was already closed", call.request_id)
+                return Committed(None)
+            return Committed(record, cost, remaining)
+
+        return lambda conn: state.budgets.settle_in(conn, res.id, cost, spend, record), settled
 
     async def _fallback(self, ending: Ending) -> Committed:
         """The ending could not be written as it was: bill a reservation at its reserved worst

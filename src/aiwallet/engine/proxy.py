@@ -65,7 +65,7 @@ class Proxy:
         self.state = state
         self.session = session
         self.max_body = max_body
-        self.background: set[asyncio.Task[Any]] = set()
+        self.background: set[asyncio.Future[Any]] = set()  # writes and tasks in flight
         self.limiter = RateLimiter()
         self.tokens = SessionTokens()
         self.consent: ConsentManager | None = None
@@ -198,7 +198,7 @@ class Proxy:
             )
         call.route = route
         try:
-            call.bound = BOUNDS[ep.path](body, len(raw), route.row)
+            call.bound = BOUNDS[ep.path](body, raw, route.row)
         except InvalidInput as exc:
             raise ProxyError("invalid_request", str(exc), param=exc.param) from None
         self._apply_caps(call)

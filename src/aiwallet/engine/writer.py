@@ -58,11 +58,16 @@ class BatchWriter:
 
     async def submit(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in the next transaction; returns once that transaction committed."""
+        return await self.submit_nowait(fn)
+
+    def submit_nowait(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn(conn)`` for the next transaction; the future resolves once it committed.
+        The write happens whether or not anyone still awaits the future."""
         assert self._thread is not None, "BatchWriter.start() first"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, future, loop))
-        return await future
+        return future
 
     def close(self) -> None:
         if self._thread is None:
