@@ -67,10 +67,12 @@ def test_budget_thresholds_notify_at_80_and_100_percent(desk, qtbot):
     one.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     cost = desk.wallet.ledger.total_spent()
     assert cost > 0
-    # A budget of about ten such requests; the app loops until the wallet stops it.
+    # A budget of about forty such requests (each reserves its worst case, the prompt's
+    # bytes and framing and the clamped output, far above what it costs); the app loops until
+    # the wallet stops it.
     from aiwallet.domain.money import BudgetSpec, Period
 
-    budget = cost * 10
+    budget = cost * 40
     _, key = desk.wallet.create_app("looper", budget=BudgetSpec(budget, Period.DAY), models=None)
     client = desk.openai(key)
     app_id = desk.wallet.apps.get("looper").id
@@ -80,7 +82,7 @@ def test_budget_thresholds_notify_at_80_and_100_percent(desk, qtbot):
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
         )
 
-    for _ in range(9):  # up to 80 % and a little more
+    for _ in range(39):  # up to 80 % and a little more
         call()
         if desk.wallet.ledger.total_spent(app_id=app_id) * 100 >= budget * 80:
             break
