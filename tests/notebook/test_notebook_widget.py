@@ -7,12 +7,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import os
 import statistics
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import keyring.backends.null
 import pytest
 
@@ -24,6 +26,7 @@ from aiwallet.notebook.status import CallsCost, budget_view, sum_requests
 from aiwallet.notebook.wallet import START_HINT, WalletClient, data_dir
 from aiwallet.notebook.widget import BudgetWidget, Feed, view_state
 from aiwallet.paths import resolve_data_dir
+from engine.conftest import make_rig
 from waiting import wait_until
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -153,6 +156,38 @@ def test_no_running_wallet_is_one_clear_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "nowhere" / "engine.json").write_text(json.dumps({"host": "127.0.0.1", "port": 9}))
     aw.connect("nb")
     assert capsys.readouterr().out.strip() == f"aiwallet: {START_HINT}"
+
+
+def test_connect_says_expired_and_denied_plainly(rig, tmp_path, capsys, fake):
+    """Outside a kernel the same states are printed: here nobody answers (the rig's prompts
+    time out at once), then the owner denies."""
+    home = str(rig.data_dir.root)
+    aw.connect("nb", budget="1/day", home=home, notebook=str(tmp_path / "a.ipynb"))
+    out = capsys.readouterr().out
+    assert "waiting for the wallet's owner to allow 'nb'" in out
+    assert "aiwallet consent approve cr_" in out
+    assert "the request expired: nobody answered in time" in out
+    assert nbsession.current() is None and "OPENAI_API_KEY" not in os.environ
+
+    patient = make_rig(tmp_path / "patient", fake, consent_timeout_s=30)
+    try:
+        admin = {"Authorization": f"Bearer {patient.engine.admin_token}"}
+
+        def deny() -> None:
+            (req,) = wait_until(
+                lambda: httpx.get(patient.url + "/admin/v1/consent/pending", headers=admin).json(),
+                what="the request",
+            )
+            httpx.post(patient.url + f"/admin/v1/consent/{req['id']}/deny", headers=admin)
+
+        th = threading.Thread(target=deny)
+        th.start()
+        aw.connect("nb", home=str(patient.data_dir.root), notebook=str(tmp_path / "a.ipynb"))
+        th.join(30)
+        assert "denied: the wallet's owner said no" in capsys.readouterr().out
+    finally:
+        patient.engine.stop()
+        patient.wallet.close()
 
 
 def test_data_dir_is_found_like_the_cli_finds_it(tmp_path, monkeypatch):
