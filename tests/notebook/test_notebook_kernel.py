@@ -38,6 +38,7 @@ TESTS = ROOT / "tests"
 AIWALLET = Path(sys.executable).with_name("aiwallet")
 LINE = re.compile(r"aiwallet · (\d+) calls? · ([\d,]+) → ([\d,]+) tokens · \$([\d.,]+) · (.+)")
 CELL_TIMEOUT_S = 90
+KERNEL = "aiwallet-tests"
 
 
 class RecordingClient(NotebookClient):
@@ -89,6 +90,21 @@ def notebook_rig(tmp_path_factory, fake):
     mp.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"):
         mp.delenv(name, raising=False)
+    # the kernel is this interpreter (a kernelspec of its own: no system-wide "python3"
+    # kernel can stand in), its connection files in the test's temp dir
+    kernels = base / "jupyter" / "kernels" / KERNEL
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "aiwallet tests",
+                "language": "python",
+            }
+        )
+    )
+    mp.setenv("JUPYTER_PATH", str(base / "jupyter"))
+    mp.setenv("JUPYTER_RUNTIME_DIR", str(base / "jupyter-runtime"))
     import keyring.core
 
     keyring.core._keyring_backend = None
@@ -140,7 +156,7 @@ def _run(rig, notebook: Path, *, approve: bool, extra: dict[str, list[str]] | No
     client = RecordingClient(
         nb,
         timeout=CELL_TIMEOUT_S,
-        kernel_name="python3",
+        kernel_name=KERNEL,
         resources={"metadata": {"path": str(notebook.parent)}},
         record_timing=True,
     )
@@ -211,6 +227,7 @@ def second(notebook_rig, first):
                 msgs,
                 lambda: rig.wallet.set_paused(False),
             ],
+            "off": ["%aiwallet off", msgs, "%aiwallet on", msgs],
             "revoked": [lambda: rig.wallet.revoke_app(_app_name(rig)), msgs, connect],
         },
     )
@@ -319,6 +336,13 @@ def test_a_second_run_does_not_ask_again(second, notebook_rig):
     assert "connected as 'notebook-example'" in connect and "waiting" not in connect
     assert not any("waiting for the wallet's owner" in t for t in second.seen)
     assert [i for i, _ in _cell_lines(second)][:3] == [2, 3, 4]
+
+
+def test_aiwallet_off_stops_the_lines(second):
+    off, silent, on, loud = (_texts(c) for c in second.extra["off"])
+    assert "cost lines off" in off and "cost lines on" in on
+    assert "aiwallet ·" not in silent
+    assert LINE.search(loud) and "1 call" in loud
 
 
 def test_a_paused_wallet_and_a_revoked_grant_are_said_plainly(second, notebook_rig):

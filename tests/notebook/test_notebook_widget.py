@@ -250,8 +250,8 @@ def test_feed_threads_stop(rig):
     wait_until(lambda: widget.state == "ok", what="a reading")
     feed.stop()
     rig.wallet.set_paused(True)  # wakes the long-poll: the thread ends instead of polling on
-    wait_until(
-        lambda: not any(t.name == "aiwallet-feed" and t.is_alive() for t in threading.enumerate()),
-        what="the feed thread to end",
-    )
+    thread = feed._thread
+    assert thread is not None
+    thread.join(10)
+    assert not thread.is_alive()
     assert view_state(widget.view)["state"] in ("ok", "paused")
