@@ -120,6 +120,11 @@ def test_long_poll_answers_when_the_app_logs_a_request(rig):
     th.join(30)
     assert [r["model"] for r in got["body"]["requests"]] == ["gpt-4o-mini"]
     assert got["elapsed"] < 15
+    # waiting on requests that are not in flight (settled, or never were) answers at once
+    t0 = time.monotonic()
+    body = mine(rig, a, after=str(micros(datetime.now(UTC))), wait=20, settling="awreq_x,y")
+    assert body.json()["requests"] == [] and time.monotonic() - t0 < 10
+    assert mine(rig, a, settling=",".join(str(i) for i in range(17))).status_code == 400
 
 
 def test_in_flight_lists_an_open_request_until_it_is_logged(rig):

@@ -255,3 +255,64 @@ def test_feed_threads_stop(rig):
     thread.join(10)
     assert not thread.is_alive()
     assert view_state(widget.view)["state"] in ("ok", "paused")
+
+
+class _Handle:
+    def __init__(self, shown: list) -> None:
+        self.shown = shown
+
+    def update(self, obj) -> None:
+        self.shown.append(obj.text)
+
+
+def test_a_cut_stream_is_counted_as_the_ledger_settled_it(rig):
+    """A cell breaks off a slow stream: the line counts it once the wallet has settled it (at
+    once, or rewritten when the follow-up sees it), equal to the ledger."""
+    from aiwallet.notebook.cells import CellMeter
+    from fakeupstream.script import Script
+
+    key = rig.app("notebook", budget="1/day")
+    shown: list[str] = []
+
+    def show(line):
+        shown.append(line.text)
+        return _Handle(shown)
+
+    meter = CellMeter(client_factory=lambda: WalletClient(rig.url, key), show=show)
+    rig.fake.script(Script(event_delay_s=0.3))
+    meter.pre_run_cell()
+    stream = rig.openai(key).chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS, stream=True
+    )
+    next(iter(stream))
+    stream.close()  # the cell leaves after the first chunk
+    meter.post_run_cell()
+    final = wait_until(
+        lambda: shown and "still running" not in shown[-1] and shown[-1], what="the settled line"
+    )
+    (row,) = [r for r in rig.ledger_rows() if r["kind"] == "spend"]
+    (logged,) = rig.requests()
+    assert logged["status"] == 499 and logged["token_source"] == "estimated"
+    assert final.startswith("1 call · ")
+    assert format_usd(row["amount_nano"], places=None) in final
+    (cell,) = meter.cells
+    assert cell.cost.cost_nano == row["amount_nano"] and cell.cost.still_running == 0
+
+    # a stream the cell leaves open: the line says so, and is rewritten once it is settled
+    shown.clear()
+    rig.fake.script(Script(event_delay_s=0.3))
+    meter.pre_run_cell()
+    stream = rig.openai(key).chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS, stream=True
+    )
+    next(iter(stream))
+    meter.post_run_cell()
+    assert len(shown) == 1 and shown[0].endswith("· 1 still running")
+    stream.close()  # later, the notebook lets go of it
+    final = wait_until(
+        lambda: len(shown) > 1 and "still running" not in shown[-1] and shown[-1],
+        what="the line rewritten",
+    )
+    second = [r for r in rig.ledger_rows() if r["kind"] == "spend"][1]
+    assert format_usd(second["amount_nano"], places=None) in final and final.startswith("1 call")
+    assert meter.cells[1].cost.cost_nano == second["amount_nano"]

@@ -591,9 +591,18 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                         "in": "query",
                         "required": False,
                         "schema": {"type": "number", "minimum": 0, "default": 0},
-                        "description": f"when the page is empty, hold it up to this many "
-                        f"seconds (at most {max_poll_s:g}) until one of the app's requests is "
-                        "logged or the wallet's settings change",
+                        "description": f"when the page is empty (or, with `settling`, while "
+                        f"those requests are in flight), hold it up to this many seconds (at "
+                        f"most {max_poll_s:g}) until one of the app's requests is logged or the "
+                        "wallet's settings change",
+                    },
+                    {
+                        "name": "settling",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 640},  # 40 × MAX_SETTLING
+                        "description": "request ids (comma-separated, at most 16) from "
+                        "`in_flight`: `wait` holds while any of them is still in flight",
                     },
                 ],
                 "responses": {

@@ -23,6 +23,7 @@ MAX_POLL_S = 60.0
 MAX_SERIES = 96  # buckets of a /me spend series
 SETTLE_WAIT_S = 5.0  # how long /me/requests waits for settlements already under way
 BURN_WINDOW = timedelta(hours=1)
+MAX_SETTLING = 16  # request ids a long-poll may wait on (awreq_ + 32 hex, comma-separated)
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -36,6 +37,18 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     if not lo <= value <= hi:
         raise ProxyError("invalid_request", f"{name} must be from {lo} to {hi}", param=name)
     return value
+
+
+def _ids_param(request: web.Request, name: str) -> set[str]:
+    raw = request.query.get(name, "")
+    ids = {i for i in raw.split(",") if i}
+    if len(raw) > 40 * MAX_SETTLING or len(ids) > MAX_SETTLING:
+        raise ProxyError(
+            "invalid_request",
+            f"{name} is at most {MAX_SETTLING} request ids, comma-separated",
+            param=name,
+        )
+    return ids
 
 
 def _wait_param(request: web.Request, default: float) -> float:
@@ -162,6 +175,7 @@ def add_wallet_routes(app: web.Application) -> None:
             after = RequestCursor.parse(raw_after) if raw_after else None
         except InvalidInput as exc:
             raise ProxyError("invalid_request", str(exc), param="after") from None
+        settling = _ids_param(request, "settling")
         ctx = await caller(request)
         app_id = ctx.app.id
         changed = asyncio.Event()
@@ -180,11 +194,15 @@ def add_wallet_routes(app: web.Application) -> None:
             if under_way:
                 await asyncio.wait(under_way, timeout=SETTLE_WAIT_S)
             rows = await state.db(state.requests.app_page, app_id, after, limit)
-            if not rows and wait > 0:
+            in_flight = await state.db(state.requests.in_flight, app_id)
+            # hold an empty page, or (with settling=) while those requests are in flight;
+            # subscribed before reading, so nothing logged in between is missed
+            hold = bool(settling & {f.request_id for f in in_flight}) if settling else not rows
+            if hold and wait > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), timeout=wait)
                 rows = await state.db(state.requests.app_page, app_id, after, limit)
-            in_flight = await state.db(state.requests.in_flight, app_id)
+                in_flight = await state.db(state.requests.in_flight, app_id)
         finally:
             unsubscribe()
         nxt = rows[-1].cursor if rows else after

@@ -125,8 +125,8 @@ class CellMeter:
         deadline = time.monotonic() + FOLLOW_UP_S
         with contextlib.suppress(WalletUnavailable, WalletRefused):
             while flying and time.monotonic() < deadline:
-                # holds until one of this app's requests is logged (or 30 s pass)
-                client.requests_page(str(now_us()), limit=1, wait_s=30.0)
+                # holds while any of them is in flight (woken when one is logged)
+                client.requests_page(str(now_us()), limit=1, wait_s=30.0, settling=flying)
                 cost, flying = measure(client, cell.started_us, cell.ended_us)
                 with self._lock:
                     cell.cost = cost

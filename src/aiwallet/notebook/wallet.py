@@ -154,13 +154,20 @@ class WalletClient:
         return out
 
     def requests_page(
-        self, after: str | None, *, limit: int = 500, wait_s: float = 0.0
+        self,
+        after: str | None,
+        *,
+        limit: int = 500,
+        wait_s: float = 0.0,
+        settling: list[str] | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if after:
             params["after"] = after
         if wait_s:
             params["wait"] = wait_s
+        if settling:
+            params["settling"] = ",".join(settling[:16])
         out: dict[str, Any] = self._call(
             "GET", "/wallet/v1/me/requests", params=params, timeout_s=wait_s + 15.0
         )
