@@ -58,8 +58,8 @@ class CostLine:
 def measure(client: WalletClient, lo_us: int, hi_us: int) -> tuple[CallsCost, list[str]]:
     """This app's requests started in ``[lo_us, hi_us)``, summed from the ledger, and the ids
     of those of them still in flight."""
-    rows = list(client.requests_since(str(lo_us)))
-    flying = [str(f["id"]) for f in client.last_in_flight if lo_us <= int(f["at"]) < hi_us]
+    rows, in_flight = client.requests_since(str(lo_us))
+    flying = [str(f["id"]) for f in in_flight if lo_us <= int(f["at"]) < hi_us]
     settled = in_span(rows, lo_us, hi_us)
     return sum_requests(settled, still_running=len(flying)), flying
 
@@ -119,7 +119,7 @@ class CellMeter:
 
     def _follow_up(self, cell: CellCost, flying: list[str], handle: Any) -> None:
         """Rewrite ``cell``'s line once the calls it left running are settled."""
-        client = self.client_factory()
+        client = self.client_factory()  # httpx clients may be shared between threads
         if client is None:
             return
         deadline = time.monotonic() + FOLLOW_UP_S

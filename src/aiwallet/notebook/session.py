@@ -124,13 +124,28 @@ class Session:
     meter: CellMeter | None = None
     feed: Feed | None = None
     env_before: dict[str, str | None] = field(default_factory=dict)
+    _shared: WalletClient | None = None
 
     @property
     def app(self) -> str:
         return self.meta.app
 
     def client(self) -> WalletClient:
+        """A client of its own (the caller closes it)."""
         return WalletClient(self.url, self.key)
+
+    def shared(self) -> WalletClient:
+        """The session's client, kept open (one connection pool, not one per cell)."""
+        if self._shared is None:
+            self._shared = WalletClient(self.url, self.key)
+        return self._shared
+
+    def close(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
 
 
 _session: Session | None = None
@@ -345,7 +360,7 @@ def _activate(session: Session) -> None:
         os.environ[name] = value
     session.feed = Feed(session.client)
     session.meter = CellMeter(
-        client_factory=session.client, show=_show_line, on_refusal=_said_refusal
+        client_factory=session.shared, show=_show_line, on_refusal=_said_refusal
     )
     _hook(session.meter)
 
@@ -372,8 +387,7 @@ def _end_session(*, restore_env: bool) -> Session | None:
     s, _session = _session, None
     if s is None:
         return None
-    if s.feed is not None:
-        s.feed.stop()
+    s.close()
     if restore_env:
         for name, before in s.env_before.items():
             if os.environ.get(name) in (s.key, s.url, s.url + "/v1"):
@@ -414,11 +428,7 @@ def budget_widget() -> Any:
 
         view.apply(BudgetView("revoked", message="not connected: run aw.connect(...) first"))
         return view
-    client = s.client()
-    try:
-        s.feed.refresh(client)
-    finally:
-        client.close()
+    s.feed.refresh(s.shared())
     s.feed.add(view)
     return view
 
@@ -436,11 +446,7 @@ def totals() -> CallsCost:
     s = _session
     if s is None:
         return CallsCost()
-    client = s.client()
-    try:
-        cost, _ = measure(client, s.started_us, now_us() + 1)
-    finally:
-        client.close()
+    cost, _ = measure(s.shared(), s.started_us, now_us() + 1)
     return cost
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +108,8 @@ class WalletClient:
             )
         except httpx.TransportError:
             raise WalletUnavailable() from None
+        except RuntimeError:  # this client was closed (its session ended)
+            raise WalletUnavailable("this notebook's session with the wallet ended") from None
         if resp.status_code >= 400:
             raise _refusal(resp)
         return resp.json()
@@ -173,17 +174,17 @@ class WalletClient:
         )
         return out
 
-    def requests_since(self, after: str) -> Iterator[dict[str, Any]]:
-        """Every request of this app after ``after``, page by page (the last page's
-        ``in_flight`` is kept in :attr:`last_in_flight`)."""
+    def requests_since(self, after: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every request of this app after ``after``, page by page, and what the last page
+        said is in flight."""
+        rows: list[dict[str, Any]] = []
         cursor: str | None = after
         while True:
             page = self.requests_page(cursor)
-            self.last_in_flight: list[dict[str, Any]] = list(page["in_flight"])
-            yield from page["requests"]
+            rows += page["requests"]
             cursor = page["next"]
             if not page["more"]:
-                return
+                return rows, list(page["in_flight"])
 
 
 def _refusal(resp: httpx.Response) -> WalletRefused:

@@ -148,8 +148,11 @@ def revoked_message(err: WalletRefused) -> str:
 class Feed:
     """Keeps the session's widgets current: one daemon thread, long-polling the wallet."""
 
-    def __init__(self, client_factory: Callable[[], WalletClient | None]) -> None:
+    def __init__(
+        self, client_factory: Callable[[], WalletClient | None], *, poll_s: float = POLL_S
+    ) -> None:
         self._client_factory = client_factory
+        self.poll_s = poll_s  # the longest a stopped feed's thread lingers
         self._targets: weakref.WeakSet[Any] = weakref.WeakSet()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,7 +204,7 @@ class Feed:
                     continue
                 backoff = 1.0
                 try:
-                    page = client.requests_page(cursor, limit=100, wait_s=POLL_S)
+                    page = client.requests_page(cursor, limit=100, wait_s=self.poll_s)
                     cursor = page["next"] or cursor
                     while page["more"] and not self._stop.is_set():
                         page = client.requests_page(cursor, limit=100)
