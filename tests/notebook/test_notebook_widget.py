@@ -190,6 +190,26 @@ def test_connect_says_expired_and_denied_plainly(rig, tmp_path, capsys, fake):
         patient.wallet.close()
 
 
+def test_connecting_to_a_paused_wallet_says_so(rig, tmp_path, capsys):
+    key = rig.app("nb", budget="1/day")
+    store = GrantStore(rig.data_dir.root)
+    asked = {"name": "nb", "budget": "1/day", "models": [], "purpose": None}
+    nb = str(tmp_path / "a.ipynb")
+    store.put(Remembered(nb, "nb", ["*"], "1.00/day", None, "", key[:12], asked), key)
+    rig.wallet.set_paused(True)
+    try:
+        aw.connect("nb", home=str(rig.data_dir.root), notebook=nb)
+        out = capsys.readouterr().out
+        assert "connected as 'nb'" in out and "remembered for this notebook" in out
+        assert "paused: calls are refused until the wallet's owner resumes it" in out
+        assert os.environ["OPENAI_API_KEY"] == key
+    finally:
+        aw.disconnect()
+        rig.wallet.set_paused(False)
+    assert "OPENAI_API_KEY" not in os.environ and store.get(nb) is None
+    assert "forgot this notebook's grant" in capsys.readouterr().out
+
+
 def test_data_dir_is_found_like_the_cli_finds_it(tmp_path, monkeypatch):
     assert data_dir() == resolve_data_dir().root
     assert data_dir(tmp_path / "x") == resolve_data_dir(tmp_path / "x").root

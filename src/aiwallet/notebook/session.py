@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiwallet.notebook.cells import CellMeter, measure, now_us
@@ -120,6 +121,7 @@ class Session:
     meta: Remembered
     notebook: str | None
     remembered: bool
+    root: Path  # the wallet's data dir (where the grant is remembered)
     started_us: int = field(default_factory=now_us)
     meter: CellMeter | None = None
     feed: Feed | None = None
@@ -226,16 +228,28 @@ def connect(
     except WalletUnavailable:
         slot.show(Status(START_HINT, "error"))
         return
+    except WalletRefused as err:  # e.g. the wallet restarted and forgot the request
+        slot.show(Status(f"the wallet refused: {err}; run this cell again to ask", "error"))
+        return
     finally:
         client.close()
     meta, key, remembered = reused
     _end_session(restore_env=False)
     session = Session(
-        url=client.url, key=key, meta=meta, notebook=nb or None, remembered=remembered
-    )
+        url=client.url, key=key, meta=meta, notebook=nb or None, remembered=remembered,
+        root=store.root,
+    )  # fmt: skip
     _activate(session)
     _session = session
-    slot.show(Status(_describe_grant(session), "ok"))
+    said, kind = _describe_grant(session), "ok"
+    try:
+        me = session.shared().me()
+    except (WalletUnavailable, WalletRefused):
+        me = {}
+    if me.get("wallet_paused") or me.get("app_paused"):
+        said += " · paused: calls are refused until the wallet's owner resumes it"
+        kind = "warn"
+    slot.show(Status(said, kind))
     if show_budget and _ipython() is not None:
         _display(budget_widget())
 
@@ -403,7 +417,8 @@ def disconnect(notebook: str | None = None, *, home: str | None = None) -> None:
     stop the cost lines and the widget's updates, and unset the SDK variables."""
     s = _end_session(restore_env=True)
     nb = notebook or (s.notebook if s else None) or notebook_path(_ipython())
-    forgot = GrantStore(data_dir(home)).forget(nb) if nb else False
+    root = data_dir(home) if home or s is None else s.root
+    forgot = GrantStore(root).forget(nb) if nb else False
     app = f" {s.app!r}" if s else ""
     said = "forgot this notebook's grant" if forgot else "nothing was remembered here"
     _Shown().show(
