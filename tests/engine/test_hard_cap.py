@@ -396,3 +396,120 @@ def test_a_part_type_spelled_with_an_escape_is_still_found():
     assert chat_bound(parse_object(plain), plain, row).prompt_tokens == len(plain) + TEXT_OVERHEAD
     bound = chat_bound(parse_object(escaped), escaped, row)
     assert bound.prompt_tokens == len(escaped) + TEXT_OVERHEAD + OPENAI_IMAGE_TOKENS
+
+
+# -- shapes the hostile property test (test_hard_cap_property.py) found under-reserved ------
+def _hostile_batch(rig, key: str, call: Any, n: int, *, api: str = "openai") -> list[Any]:
+    """``n`` calls of ``call(client)`` at once against the hostile fake (the most a real
+    provider could bill each: tests/fakeupstream/hostile.py)."""
+    rig.fake.set_default(Script(hostile=True))
+    try:
+
+        async def main() -> list[Any]:
+            make = rig.async_openai if api == "openai" else rig.async_anthropic
+            client = make(key, timeout=60)
+            try:
+                return await _gather(n, lambda i: call(client))
+            finally:
+                await client.close()
+
+        return asyncio.run(main())
+    finally:
+        rig.fake.set_default(Script())
+
+
+def _within_reservations_and_budget(rig, results: list[Any], limit: int) -> list[dict]:
+    settled_all(rig)
+    assert any(not isinstance(r, BaseException) for r in results)
+    _assert_clear(_refusals(results), "budget_exceeded")
+    rows = [r for r in rig.requests() if r["status"] == 200]
+    assert rows and not any(r["over_reserved"] for r in rows), rows
+    no_row_passed_its_reservation(rig)
+    assert spent(rig) <= limit
+    return rows
+
+
+def test_embeddings_inputs_are_reserved_past_the_context_window(rig):
+    """Each input must fit the model's window (8,191 tokens), but all of them are billed: two
+    inputs near the window cost more than the window alone reserved."""
+    key = rig.app(budget=BUDGET)
+    inputs = ["y" * 6_000, "z" * 6_000]  # 12,000 tokens for a tokenizer reading a byte each
+    results = _hostile_batch(
+        rig,
+        key,
+        lambda c: c.embeddings.create(model="text-embedding-3-small", input=inputs),
+        30,
+    )
+    rows = _within_reservations_and_budget(rig, results, LIMIT_NANO)
+    assert {r["input_tokens"] for r in rows} == {12_000}
+
+
+def test_code_interpreter_output_is_reserved_at_the_context_window(rig):
+    """What the code prints is read by the model: up to the window, like any tool's results."""
+    key = rig.app(budget=BUDGET)
+    tools = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+    results = _hostile_batch(
+        rig,
+        key,
+        lambda c: c.responses.create(
+            model="gpt-4o-mini", input="run it", tools=tools, max_output_tokens=64
+        ),
+        10,
+    )
+    rows = _within_reservations_and_budget(rig, results, LIMIT_NANO)
+    assert {r["input_tokens"] for r in rows} == {128_000}
+
+
+def test_search_results_passed_back_encrypted_are_reserved_at_the_context_window(rig):
+    """A web_search_tool_result from an earlier turn carries the pages as encrypted_content:
+    the model reads them decrypted, so its bytes bound nothing."""
+    key = rig.app(budget="0.2/day")
+    tid = "srvtoolu_earlier"
+    result = {
+        "type": "web_search_result",
+        "url": "https://example.invalid/",
+        "title": "x",
+        "encrypted_content": "ZmFrZQ==",
+    }
+    msgs = [
+        {"role": "user", "content": "search for it"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "server_tool_use", "id": tid, "name": "web_search", "input": {"q": "x"}},
+                {"type": "web_search_tool_result", "tool_use_id": tid, "content": [result]},
+            ],
+        },
+        {"role": "user", "content": "and then?"},
+    ]
+    results = _hostile_batch(
+        rig,
+        key,
+        lambda c: c.messages.create(model="claude-3-haiku-20240307", max_tokens=64, messages=msgs),
+        10,
+        api="anthropic",
+    )
+    rows = _within_reservations_and_budget(rig, results, 200_000_000)
+    assert {r["input_tokens"] for r in rows} == {200_000}
+
+
+def test_a_clamped_request_with_a_prediction_keeps_room_for_its_rejected_tokens(rig):
+    """Rejected prediction tokens are billed beyond max_completion_tokens: clamping the field
+    to what the budget affords leaves room for them (and never raises what the app asked)."""
+    key = rig.app(budget=BUDGET)
+    prediction = {"type": "content", "content": "p" * 5_000}
+    asked = 100_000  # more than $0.05 pays for (gpt-4o-mini: $0.60 per 1M output tokens)
+    results = _hostile_batch(
+        rig,
+        key,
+        lambda c: c.chat.completions.create(
+            model="gpt-4o-mini", messages=MSGS, prediction=prediction, max_completion_tokens=asked
+        ),
+        5,
+    )
+    _within_reservations_and_budget(rig, results, LIMIT_NANO)
+    served = rig.fake.served
+    assert served and all(s.request_json["max_completion_tokens"] < asked for s in served)
+    assert all(
+        s.generated["completion"] == s.request_json["max_completion_tokens"] + 5_000 for s in served
+    )

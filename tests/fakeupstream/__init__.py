@@ -6,7 +6,8 @@ Start it in a thread (``FakeUpstream().start_in_thread()``) or as a process
 read back what it served in :attr:`FakeUpstream.served`.
 
 Token counts are a pure function of the request (see :mod:`fakeupstream.tokens`), so tests
-can predict them.
+can predict them; with ``Script(hostile=True)`` they are the largest a real provider could bill
+for that request (see :mod:`fakeupstream.hostile`).
 """
 
 from fakeupstream.script import Script, Served

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fakeupstream import tokens
+from fakeupstream import hostile, tokens
 from fakeupstream.common import Cut, Stream, apply_delays, dumps, stable_id, start_sse
 from fakeupstream.script import Script, Served
 
@@ -94,19 +94,35 @@ async def messages(
     if not isinstance(body.get("max_tokens"), int):
         served.status = 400
         return error(400, "invalid_request_error", "max_tokens: Field required")
-    limits = () if script.ignore_max_tokens else (body["max_tokens"],)
-    n = tokens.reply_count(script.reply_tokens, *limits)
-    usage, generated = _usage(body, n, script)
-    served.generated = generated
     mid, model = f"msg_{stable_id(body)}", body.get("model")
-    stop = "max_tokens" if n < script.reply_tokens else "end_turn"
+    searches: list[dict[str, Any]] = []  # server tool blocks before the text
+    deltas = 0  # of their queries, how many stream as input_json_delta events
+    if script.hostile:
+        bill = hostile.messages(body)
+        served.generated = bill.record()
+        if bill.too_long is not None:
+            served.status = 400
+            served.completed = True
+            return error(400, "invalid_request_error", bill.too_long)
+        usage, words = hostile.anthropic_usage(bill), hostile.stream_pieces(bill.output)
+        searches = hostile.anthropic_search_blocks(bill, stable_id(body, 8))
+        stop = "max_tokens"
+        # each query streamed as a delta is output: no more output events than reported
+        deltas = max(0, bill.output - len(words))
+    else:
+        limits = () if script.ignore_max_tokens else (body["max_tokens"],)
+        n = tokens.reply_count(script.reply_tokens, *limits)
+        usage, generated = _usage(body, n, script)
+        served.generated = generated
+        words = tokens.reply_words(n)
+        stop = "max_tokens" if n < script.reply_tokens else "end_turn"
     if not body.get("stream"):
         msg: dict[str, Any] = {
             "id": mid,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": "".join(tokens.reply_words(n))}],
+            "content": [*searches, {"type": "text", "text": "".join(words)}],
             "stop_reason": stop,
             "stop_sequence": None,
         }
@@ -136,17 +152,24 @@ async def messages(
         if script.usage != "missing":
             start_msg["usage"] = start_usage if script.usage != "malformed" else final_usage
         await ev("message_start", {"message": start_msg})
-        await ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        for index, block in enumerate(searches):
+            await _search_block_events(ev, index, block, as_delta=index // 2 < deltas)
+        text_index = len(searches)
+        await ev(
+            "content_block_start",
+            {"index": text_index, "content_block": {"type": "text", "text": ""}},
+        )
         await ev("ping", {})
-        for i, word in enumerate(tokens.reply_words(n)):
-            if script.error_event_mid_stream and i == n // 2:
+        for i, word in enumerate(words):
+            if script.error_event_mid_stream and i == len(words) // 2:
                 await ev("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
                 await resp.write_eof()
                 return resp
             await ev(
-                "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": word}}
+                "content_block_delta",
+                {"index": text_index, "delta": {"type": "text_delta", "text": word}},
             )
-        await ev("content_block_stop", {"index": 0})
+        await ev("content_block_stop", {"index": text_index})
         delta: dict[str, Any] = {"delta": {"stop_reason": stop, "stop_sequence": None}}
         if script.usage != "missing":
             delta["usage"] = (
@@ -161,6 +184,20 @@ async def messages(
     except (Cut, ConnectionResetError):
         pass
     return resp
+
+
+async def _search_block_events(
+    ev: Any, index: int, block: dict[str, Any], *, as_delta: bool
+) -> None:
+    """A server tool block streams as its start and stop; a query, as Anthropic sends it, as
+    an empty input and then its JSON in one delta (``as_delta``), or whole in the start."""
+    if block["type"] == "server_tool_use" and as_delta:
+        await ev("content_block_start", {"index": index, "content_block": {**block, "input": {}}})
+        delta = {"type": "input_json_delta", "partial_json": dumps(block["input"])}
+        await ev("content_block_delta", {"index": index, "delta": delta})
+    else:
+        await ev("content_block_start", {"index": index, "content_block": block})
+    await ev("content_block_stop", {"index": index})
 
 
 async def handle(
@@ -192,9 +229,11 @@ async def handle(
         return error(400, "invalid_request_error", "Request body is not valid JSON")
     if request.path == "/v1/messages/count_tokens":
         served.completed = True
-        served.generated = {"prompt": tokens.anthropic_input(body), "completion": 0}
-        return web.Response(
-            text=dumps({"input_tokens": tokens.anthropic_input(body)}),
-            content_type="application/json",
-        )
+        counted = tokens.anthropic_input(body)
+        if script.hostile:
+            bill = hostile.messages(body, counting=True)
+            served.generated, counted = bill.record(), bill.prompt
+        else:
+            served.generated = {"prompt": counted, "completion": 0}
+        return web.Response(text=dumps({"input_tokens": counted}), content_type="application/json")
     return await messages(request, body, script, served)

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fakeupstream import tokens
+from fakeupstream import hostile, tokens
 from fakeupstream.common import CREATED, Cut, Stream, apply_delays, dumps, stable_id, start_sse
 from fakeupstream.script import Script, Served
 
@@ -16,9 +16,14 @@ MODELS = ["gpt-4o-mini", "gpt-4o", "o3", "o4-mini", "text-embedding-3-small"]
 
 
 def error(
-    status: int, message: str, etype: str, code: str | None = None, headers: dict | None = None
+    status: int,
+    message: str,
+    etype: str,
+    code: str | None = None,
+    headers: dict | None = None,
+    param: str | None = None,
 ) -> web.Response:
-    body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
+    body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
     return web.Response(
         status=status, text=dumps(body), content_type="application/json", headers=headers
     )
@@ -61,6 +66,13 @@ def _usage_chat(prompt: int, completion: int, script: Script) -> dict[str, Any]:
 ABSURD = 10**20  # a usage no model could have: a provider's bug, never a bill
 
 
+def _too_long(served: Served, message: str, param: str) -> web.Response:
+    """A prompt past the model's context window (hostile mode): refused, as OpenAI does."""
+    served.status = 400
+    served.completed = True
+    return error(400, message, "invalid_request_error", "context_length_exceeded", param=param)
+
+
 def reported(usage: dict[str, Any], script: Script) -> Any:
     if script.usage == "absurd":
         return {**usage, "prompt_tokens": ABSURD}
@@ -74,18 +86,30 @@ def reported(usage: dict[str, Any], script: Script) -> Any:
 async def chat(
     request: web.Request, body: dict[str, Any], script: Script, served: Served
 ) -> web.StreamResponse:
-    prompt = tokens.openai_chat_prompt(body)
-    limits = () if script.ignore_max_tokens else (body.get("max_tokens"),
-                                                  body.get("max_completion_tokens"))  # fmt: skip
-    n = tokens.reply_count(script.reply_tokens, *limits)
-    choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
-    served.generated = {
-        "prompt": prompt,
-        "completion": n * choices,
-        "cached": min(script.cached_tokens, prompt),
-        "reasoning": min(script.reasoning_tokens, n),
-    }
-    usage = _usage_chat(prompt, n * choices, script)
+    if script.hostile:
+        bill = hostile.chat(body)
+        served.generated = bill.record()
+        if bill.too_long is not None:
+            return _too_long(served, bill.too_long, "messages")
+        words, choices = hostile.stream_pieces(bill.per_choice), bill.choices
+        usage, finish = hostile.chat_usage(bill), "length"
+    else:
+        prompt = tokens.openai_chat_prompt(body)
+        limits = (
+            () if script.ignore_max_tokens
+            else (body.get("max_tokens"), body.get("max_completion_tokens"))
+        )  # fmt: skip
+        n = tokens.reply_count(script.reply_tokens, *limits)
+        choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+        served.generated = {
+            "prompt": prompt,
+            "completion": n * choices,
+            "cached": min(script.cached_tokens, prompt),
+            "reasoning": min(script.reasoning_tokens, n),
+        }
+        usage = _usage_chat(prompt, n * choices, script)
+        words = tokens.reply_words(n)
+        finish = "length" if n < script.reply_tokens else "stop"
     cid, created, model = f"chatcmpl-{stable_id(body)}", CREATED, body.get("model")
     if not body.get("stream"):
         msg = {
@@ -98,12 +122,12 @@ async def chat(
                     "index": i,
                     "message": {
                         "role": "assistant",
-                        "content": "".join(tokens.reply_words(n)),
+                        "content": "".join(words),
                         "refusal": None,
                         "annotations": [],
                     },
                     "logprobs": None,
-                    "finish_reason": "length" if n < script.reply_tokens else "stop",
+                    "finish_reason": finish,
                 }
                 for i in range(choices)
             ],
@@ -146,7 +170,7 @@ async def chat(
                 ]
             )
         )
-        for word in tokens.reply_words(n):
+        for word in words:
             for i in range(choices):
                 await stream.send(
                     chunk(
@@ -160,7 +184,6 @@ async def chat(
                         ]
                     )
                 )
-        finish = "length" if n < script.reply_tokens else "stop"
         await stream.send(
             chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])
         )
@@ -181,32 +204,51 @@ async def start_sse_or_none(request: web.Request) -> web.StreamResponse:
 async def responses(
     request: web.Request, body: dict[str, Any], script: Script, served: Served
 ) -> web.StreamResponse:
-    prompt = tokens.responses_input(body) + script.hidden_prompt_tokens
-    limits = () if script.ignore_max_tokens else (body.get("max_output_tokens"),)
-    n = tokens.reply_count(script.reply_tokens, *limits)
-    cached, reasoning = min(script.cached_tokens, prompt), min(script.reasoning_tokens, n)
-    served.generated = {"prompt": prompt, "completion": n, "cached": cached, "reasoning": reasoning}
-    usage = {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": n * script.output_multiplier,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": prompt + n * script.output_multiplier,
-    }
     rid, msg_id, created = f"resp_{stable_id(body)}", f"msg_{stable_id(body, 32)}", CREATED
-    text = "".join(tokens.reply_words(n))
-    status = "incomplete" if n < script.reply_tokens else "completed"
+    tool_items: list[dict[str, Any]] = []
+    if script.hostile:
+        bill = hostile.responses(body)
+        served.generated = bill.record()
+        if bill.too_long is not None:
+            return _too_long(served, bill.too_long, "input")
+        usage = hostile.responses_usage(bill)
+        words = hostile.stream_pieces(bill.per_choice)
+        tool_items = hostile.responses_tool_items(bill, stable_id(body, 8))
+        status = "incomplete"
+    else:
+        prompt = tokens.responses_input(body) + script.hidden_prompt_tokens
+        limits = () if script.ignore_max_tokens else (body.get("max_output_tokens"),)
+        n = tokens.reply_count(script.reply_tokens, *limits)
+        cached, reasoning = min(script.cached_tokens, prompt), min(script.reasoning_tokens, n)
+        served.generated = {
+            "prompt": prompt,
+            "completion": n,
+            "cached": cached,
+            "reasoning": reasoning,
+        }
+        usage = {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens": n * script.output_multiplier,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": prompt + n * script.output_multiplier,
+        }
+        words = tokens.reply_words(n)
+        status = "incomplete" if n < script.reply_tokens else "completed"
+    text = "".join(words)
+    first = len(tool_items)  # the message's output_index
 
     def response_obj(state: str, with_output: bool, with_usage: bool) -> dict[str, Any]:
         out = (
             [
+                *tool_items,
                 {
                     "id": msg_id,
                     "type": "message",
                     "status": "completed",
                     "role": "assistant",
                     "content": [{"type": "output_text", "text": text, "annotations": []}],
-                }
+                },
             ]
             if with_output
             else []
@@ -220,7 +262,7 @@ async def responses(
             "output": out,
             "parallel_tool_calls": True,
             "tool_choice": "auto",
-            "tools": [],
+            "tools": (body.get("tools") or []) if script.hostile else [],
             "incomplete_details": {"reason": "max_output_tokens"}
             if state == "incomplete"
             else None,
@@ -259,6 +301,8 @@ async def responses(
     try:
         await ev("response.created", {"response": response_obj("in_progress", False, False)})
         await ev("response.in_progress", {"response": response_obj("in_progress", False, False)})
+        for index, tool_item in enumerate(tool_items):
+            await _tool_item_events(ev, index, tool_item)
         item = {
             "id": msg_id,
             "type": "message",
@@ -266,18 +310,18 @@ async def responses(
             "role": "assistant",
             "content": [],
         }
-        await ev("response.output_item.added", {"output_index": 0, "item": item})
+        await ev("response.output_item.added", {"output_index": first, "item": item})
         part = {"type": "output_text", "text": "", "annotations": []}
         await ev(
             "response.content_part.added",
-            {"item_id": msg_id, "output_index": 0, "content_index": 0, "part": part},
+            {"item_id": msg_id, "output_index": first, "content_index": 0, "part": part},
         )
-        for word in tokens.reply_words(n):
+        for word in words:
             await ev(
                 "response.output_text.delta",
                 {
                     "item_id": msg_id,
-                    "output_index": 0,
+                    "output_index": first,
                     "content_index": 0,
                     "delta": word,
                     "logprobs": [],
@@ -287,7 +331,7 @@ async def responses(
             "response.output_text.done",
             {
                 "item_id": msg_id,
-                "output_index": 0,
+                "output_index": first,
                 "content_index": 0,
                 "text": text,
                 "logprobs": [],
@@ -296,10 +340,10 @@ async def responses(
         done_part = {"type": "output_text", "text": text, "annotations": []}
         await ev(
             "response.content_part.done",
-            {"item_id": msg_id, "output_index": 0, "content_index": 0, "part": done_part},
+            {"item_id": msg_id, "output_index": first, "content_index": 0, "part": done_part},
         )
         done_item = {**item, "status": "completed", "content": [done_part]}
-        await ev("response.output_item.done", {"output_index": 0, "item": done_item})
+        await ev("response.output_item.done", {"output_index": first, "item": done_item})
         final = "response.incomplete" if status == "incomplete" else "response.completed"
         await ev(final, {"response": response_obj(status, True, True)}, last=True)
         await resp.write_eof()
@@ -308,13 +352,42 @@ async def responses(
     return resp
 
 
+# The events a built-in tool call streams between its output_item.added and .done.
+_TOOL_EVENTS = {
+    "web_search_call": ("in_progress", "searching", "completed"),
+    "file_search_call": ("in_progress", "searching", "completed"),
+    "image_generation_call": ("in_progress", "generating", "completed"),
+    "code_interpreter_call": ("in_progress", "interpreting", "completed"),
+}
+
+
+async def _tool_item_events(ev: Any, index: int, item: dict[str, Any]) -> None:
+    kind = item["type"]
+    await ev(
+        "response.output_item.added",
+        {"output_index": index, "item": {**item, "status": "in_progress"}},
+    )
+    for phase in _TOOL_EVENTS[kind]:
+        await ev(f"response.{kind}.{phase}", {"output_index": index, "item_id": item["id"]})
+    await ev("response.output_item.done", {"output_index": index, "item": item})
+
+
 async def embeddings(
     request: web.Request, body: dict[str, Any], script: Script, served: Served
 ) -> web.Response:
     inputs = body.get("input")
     items = inputs if isinstance(inputs, list) else [inputs]
-    prompt = sum(tokens.words(str(i)) for i in items)
-    served.generated = {"prompt": prompt, "completion": 0}
+    if script.hostile:
+        bill = hostile.embeddings(body)
+        served.generated = bill.record()
+        if bill.too_long is not None:
+            return _too_long(served, bill.too_long, "input")
+        prompt = bill.prompt
+        if items and all(isinstance(i, int) for i in items):
+            items = [items]  # one token array: one embedding
+    else:
+        prompt = sum(tokens.words(str(i)) for i in items)
+        served.generated = {"prompt": prompt, "completion": 0}
     data = []
     for i, item in enumerate(items):
         vec = [round(((hash(str(item)) >> k) % 1000) / 1000.0, 3) for k in range(8)]

@@ -29,6 +29,9 @@ class Script:
     reasoning_tokens: int = 0
     hang: bool = False  # never answer
     error_event_mid_stream: bool = False  # Anthropic `event: error` (overloaded) mid-stream
+    # Report the largest usage a real provider could bill for exactly this request instead of
+    # the word counts (fakeupstream.hostile); the other usage fields above are then unused.
+    hostile: bool = False
 
     @classmethod
     def from_json(cls, text: str) -> Script:

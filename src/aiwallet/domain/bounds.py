@@ -13,7 +13,9 @@ provider can bill. Per API and feature:
   gpt-4o-mini's 48,169; Anthropic: the resized image, about 1,600), with a margin.
 * **What bytes cannot bound** (stored context: ``previous_response_id``, ``conversation``,
   stored prompts, file ids and file URLs, PDFs, item references; results a server tool adds to
-  the input: web search, web fetch, file search, MCP): the model's context window.
+  the input: web search, web fetch, file search, MCP, code interpreter output; encrypted search
+  results passed back): the model's context window. Embeddings inputs are not one sequence:
+  each must fit the window, but their sum is bounded by the bytes alone.
 * **Output**: the request's max-output field (reasoning included), else the model's output
   limit; times ``n`` choices.
 * **Prompt caching**: every prompt token at the dearest of input and cache-write prices when
@@ -82,7 +84,7 @@ class Unbounded(InvalidInput):
 @dataclass(frozen=True, slots=True)
 class Bound:
     prompt_tokens: int  # every prompt token, cached or not
-    output_tokens: int  # per choice
+    output_tokens: int  # per choice: what the max-output field allows (the engine may clamp it)
     choices: int = 1
     cache_write: CacheWrite = CacheWrite.NONE
     fees_nano: int = 0  # server-tool fees at most
@@ -90,10 +92,13 @@ class Bound:
     # Fields the engine must set in the forwarded body for the bound to hold (a cap on
     # server-tool uses, a max-output field): dotted path → value.
     sets: Mapping[str, int] = field(default_factory=dict)
+    # Output per choice that no max-output field limits (rejected prediction tokens): kept
+    # apart so that clamping the field leaves room for it.
+    unlimited_output: int = 0
 
     @property
     def total_output_tokens(self) -> int:
-        return self.output_tokens * self.choices
+        return (self.output_tokens + self.unlimited_output) * self.choices
 
     @property
     def total_tokens(self) -> int:
@@ -157,6 +162,9 @@ class _Acc:
 
     row: PriceRow
     raw: bytes
+    # The prompt is one sequence the model reads, so no longer than its context window; not
+    # so for embeddings, whose inputs must each fit the window but add up past it.
+    one_sequence: bool = True
     extra: int = 0  # prompt tokens the bytes do not cover
     whole_context: list[str] = field(default_factory=list)  # why the context window is needed
     fees: int = 0
@@ -183,7 +191,7 @@ class _Acc:
             self.reasons.extend(self.whole_context)
             return limit
         bound = len(self.raw) + TEXT_OVERHEAD + self.extra
-        return min(bound, limit) if limit else bound
+        return min(bound, limit) if limit and self.one_sequence else bound
 
 
 def _output(
@@ -211,8 +219,12 @@ def openai_image_tokens(model: str) -> int:
 
 
 _OPENAI_PART_NAMES = (b"image", b"input_audio", b"file", b"item_reference")
+_ANTHROPIC_CONTEXT_PARTS = (  # tool results passed back whose content their bytes do not show
+    "container_upload", "mcp_tool_result", "web_fetch_tool_result",
+    "web_search_tool_result",  # pages, as encrypted_content: the model reads them decrypted
+)  # fmt: skip
 _ANTHROPIC_PART_NAMES = (
-    b"image", b"document", b"container_upload", b"mcp_tool_result", b"web_fetch_tool_result"
+    b"image", b"document", *(name.encode() for name in _ANTHROPIC_CONTEXT_PARTS)
 )  # fmt: skip
 
 
@@ -247,16 +259,15 @@ def chat_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
             "audio output is billed at audio prices the wallet's catalog does not have; "
             "ask for text"
         )
-    prediction = body.get("prediction")
-    if prediction is not None:
-        out += len(raw)  # rejected prediction tokens are billed as output: bound by bytes
+    # rejected prediction tokens are billed as output, beyond max_tokens: bound by bytes
+    unlimited = len(raw) if body.get("prediction") is not None else 0
     if body.get("web_search_options") is not None:
         raise Unbounded(
             "search models bill their searches outside the usage the wallet meters; use the "
             "Responses API's web_search tool, whose calls the wallet bounds and bills"
         )
     _service_tier(body)
-    return _bound(acc, out, choices, body)
+    return _bound(acc, out, choices, body, unlimited)
 
 
 def responses_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
@@ -294,6 +305,7 @@ def responses_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound
         elif kind == "image_generation":
             fee_per_use = max(fee_per_use, OPENAI_TOOL_FEES["image_generation"])
         elif kind == "code_interpreter":
+            acc.context("code interpreter output")  # what its code prints, the model reads
             acc.fees += code_interpreter_fee(tool.get("container"))
     if fee_per_use:
         if uses is None:
@@ -305,8 +317,14 @@ def responses_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound
 
 
 def embeddings_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
-    acc = _Acc(row, raw)
-    return _bound(acc, 0, 1, body)
+    """Every input is billed (up to 2,048 of them, 300,000 tokens in all), each up to the
+    context window: the bytes bound their sum, the window does not."""
+    return _bound(_Acc(row, raw, one_sequence=False), 0, 1, body)
+
+
+def count_tokens_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
+    """Free, but parsed as strictly (and a token rate limit counts its prompt)."""
+    return _bound(_Acc(row, raw), 0, 1, body)
 
 
 def messages_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
@@ -321,7 +339,7 @@ def messages_bound(body: Mapping[str, Any], raw: bytes, row: PriceRow) -> Bound:
             acc.extra += ANTHROPIC_IMAGE_TOKENS
         elif kind == "document":
             acc.context("a document")
-        elif kind in ("container_upload", "mcp_tool_result", "web_fetch_tool_result"):
+        elif kind in _ANTHROPIC_CONTEXT_PARTS:
             acc.context(f"a {kind.replace('_', ' ')}")
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
@@ -361,7 +379,7 @@ def _service_tier(body: Mapping[str, Any]) -> None:
         )
 
 
-def _bound(acc: _Acc, out: int, choices: int, body: Mapping[str, Any]) -> Bound:
+def _bound(acc: _Acc, out: int, choices: int, body: Mapping[str, Any], unlimited: int = 0) -> Bound:
     prompt = acc.prompt()
     return Bound(
         prompt_tokens=prompt,
@@ -371,6 +389,7 @@ def _bound(acc: _Acc, out: int, choices: int, body: Mapping[str, Any]) -> Bound:
         fees_nano=acc.fees,
         reasons=tuple(acc.reasons),
         sets=dict(acc.sets),
+        unlimited_output=unlimited,
     )
 
 
@@ -379,5 +398,5 @@ BOUNDS = {
     "/v1/responses": responses_bound,
     "/v1/embeddings": embeddings_bound,
     "/v1/messages": messages_bound,
-    "/v1/messages/count_tokens": embeddings_bound,  # free, but parsed as strictly
+    "/v1/messages/count_tokens": count_tokens_bound,
 }

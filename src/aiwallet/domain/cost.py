@@ -139,7 +139,8 @@ def bound_cost(bound: Bound, row: PriceRow) -> int:
 
 
 def affordable_output(budget_nano: int, bound: Bound, row: PriceRow) -> int:
-    """The most output tokens per choice whose worst case still fits ``budget_nano``."""
+    """The most a max-output field may allow per choice for the worst case to still fit
+    ``budget_nano`` (room is kept for the output no field limits)."""
     cache = bound.cache_write is not CacheWrite.NONE
     per_prompt, per_output = _worst_rates(row, bound.prompt_tokens, cache)
     room = (budget_nano - bound.fees_nano) * PER_MILLION - bound.prompt_tokens * per_prompt
@@ -147,4 +148,4 @@ def affordable_output(budget_nano: int, bound: Bound, row: PriceRow) -> int:
         return 0
     if per_output == 0:
         return 2**31 - 1
-    return room // (per_output * bound.choices)
+    return max(0, room // (per_output * bound.choices) - bound.unlimited_output)
