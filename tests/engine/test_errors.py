@@ -273,3 +273,16 @@ def test_anthropic_budget_refusal_is_a_billing_error(rig):
         )
     assert err.value.status_code == 402 and err.value.body["error"]["type"] == "billing_error"
     assert rig.fake.served == []
+
+
+def test_a_long_query_is_answered_in_the_callers_shape(rig):
+    """Past aiohttp's 8 KiB request-line default its parser answers in plain text; the
+    engine's own limit is higher, so such a request reaches a route and its wire shape."""
+    key = rig.app()
+    ids = ",".join(f"awreq_{i:032x}" for i in range(240))  # ~9.3 KB of query
+    resp = httpx.get(
+        rig.url + f"/wallet/v1/me/requests?settling={ids}",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert resp.headers["content-type"].startswith("application/json"), resp.text[:200]
+    assert resp.status_code < 500

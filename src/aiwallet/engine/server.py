@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8402
 MAX_BODY = 32 * 1024 * 1024
+MAX_REQUEST_LINE = 64 * 1024
 
 
 def _is_loopback(host: str) -> bool:
@@ -187,7 +188,12 @@ class Engine:
         app.router.add_get("/healthz", self._health)
         add_admin_routes(app)
         add_wallet_routes(app)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        # A request line may carry a long query (a list of request ids to wait for): past
+        # aiohttp's 8 KiB default its parser answers in plain text, before any route could
+        # answer in the caller's shape.
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, max_line_size=MAX_REQUEST_LINE
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
