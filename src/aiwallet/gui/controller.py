@@ -279,6 +279,8 @@ class Controller(QObject):
             self._redraw.start()
 
     def _flush(self) -> None:
+        if self.closed:  # a redraw timer that fires during shutdown: the loop may be gone
+            return
         self.data_changed.emit()
         self.spawn(self._check_budgets(), "Budget check")
 
