@@ -39,11 +39,12 @@ class DataDir:
 
     @property
     def admin_token(self) -> Path:
+        """Written by a running engine: the admin API's key, new at every start."""
         return self.root / "admin.token"
 
     @property
     def engine_file(self) -> Path:
-        """Written by a running engine: its port and pid."""
+        """Written by a running engine: its address, pid, process start time and instance id."""
         return self.root / "engine.json"
 
     @property
@@ -56,6 +57,22 @@ class DataDir:
         if os.name == "posix":
             self.root.chmod(0o700)
         return self
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by this user only (0600): a temporary
+    file beside it, flushed to disk, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> DataDir:

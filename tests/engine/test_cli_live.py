@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 
+from aiwallet.engine.client import AdminAuth
 from engine.conftest import cli
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -57,14 +58,18 @@ def test_apps_add_use_budget_usage_revoke_pause(capsys, rig):
 
 
 def test_admin_token_file_and_guard(rig):
+    """The token file is 0600; the admin API takes signed requests only: no header, a wrong
+    bearer and even the right token sent as a bearer are refused."""
     token_file = rig.data_dir.admin_token
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text()
     assert httpx.get(rig.url + "/admin/v1/status").status_code == 401
     bad = httpx.get(rig.url + "/admin/v1/status", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
-    good = httpx.get(
-        rig.url + "/admin/v1/status", headers={"Authorization": f"Bearer {token_file.read_text()}"}
-    )
+    bearer = httpx.get(rig.url + "/admin/v1/status", headers={"Authorization": f"Bearer {token}"})
+    assert bearer.status_code == 401
+    assert bearer.json()["error"]["code"] == "admin_token_required"
+    good = httpx.get(rig.url + "/admin/v1/status", auth=AdminAuth(token))
     assert good.status_code == 200 and good.json()["port"] == rig.engine.port
 
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 import aiwallet.engine
+from aiwallet.engine.client import AdminAuth
 from aiwallet.engine.writer import BatchWriter
 from aiwallet.service import Wallet
 from waiting import wait_until
@@ -86,9 +87,7 @@ def _approve_once(rig):
     req_id = resp.json()["id"]
     token = rig.data_dir.admin_token.read_text().strip()
     return httpx.post(
-        rig.url + f"/admin/v1/consent/{req_id}/approve",
-        json={},
-        headers={"Authorization": f"Bearer {token}"},
+        rig.url + f"/admin/v1/consent/{req_id}/approve", json={}, auth=AdminAuth(token)
     )
 
 

@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 
+from aiwallet.engine.client import AdminAuth
 from aiwallet.engine.openapi import openapi_document
 from engine.conftest import make_rig
 
@@ -245,17 +246,17 @@ def test_a_wallet_error_in_a_handler_keeps_its_status(tmp_path, fake):
         asked = httpx.post(patient.url + "/wallet/v1/connect", json={"app_name": "blank"})
         assert asked.status_code == 202, asked.text
         req_id = asked.json()["id"]
-        admin = {"Authorization": f"Bearer {patient.engine.admin_token}"}
+        admin = AdminAuth(patient.engine.admin_token)
         url = f"{patient.url}/admin/v1/consent/{req_id}/approve"
-        resp = httpx.post(url, json={"models": [" "]}, headers=admin)
+        resp = httpx.post(url, json={"models": [" "]}, auth=admin)
         assert_openai_error(resp, 400, "invalid_request")
         assert resp.json()["error"]["type"] == "invalid_request_error"
         resp = httpx.post(
-            url, json={"models": [" "]}, headers={**admin, "anthropic-version": "2023-06-01"}
+            url, json={"models": [" "]}, headers={"anthropic-version": "2023-06-01"}, auth=admin
         )
         assert_anthropic_error(resp, 400, "invalid_request")
         assert resp.json()["error"]["type"] == "invalid_request_error"
-        assert httpx.post(url, json={"models": ["gpt-4o-mini"]}, headers=admin).status_code == 200
+        assert httpx.post(url, json={"models": ["gpt-4o-mini"]}, auth=admin).status_code == 200
     finally:
         patient.engine.stop()
         patient.wallet.close()

@@ -19,8 +19,9 @@ import json
 
 import pytest
 
+from adminsign import signed
 from aiwallet.engine.endpoints import ENDPOINTS
-from fuzz.conftest import assert_wire_error, ledger_totals, raw_request
+from fuzz.conftest import RawResponse, assert_wire_error, ledger_totals, raw_request
 
 JSON = (b"Content-Type", b"application/json")
 ANTHROPIC = (b"anthropic-version", b"2023-06-01")
@@ -132,23 +133,25 @@ BAD_APPROVALS = [
 
 
 def test_admin_bad_bodies_are_refused_and_change_nothing(rig):
-    port = rig.engine.port
-    admin = (b"Authorization", b"Bearer " + rig.engine.admin_token.encode())
+    port, token = rig.engine.port, rig.engine.admin_token
+
+    def admin(path: str, body: bytes) -> RawResponse:
+        auth = (b"Authorization", signed(rig.url, token, "POST", path, body).encode())
+        return raw_request(port, "POST", path, [JSON, auth], body)
+
     connect = json.dumps({"app_name": "asker", "budget": "1/day"}).encode()
     req_id = raw_request(port, "POST", "/wallet/v1/connect", [JSON], connect).json()["id"]
     apps_before = len(rig.wallet.apps.list())
     for body in BAD_APPROVALS:
-        resp = raw_request(port, "POST", f"/admin/v1/consent/{req_id}/approve", [JSON, admin], body)
+        resp = admin(f"/admin/v1/consent/{req_id}/approve", body)
         assert assert_wire_error("openai", resp, 400) == "invalid_request", body
     for body in (b"[]", b"{bad", b'{"always": 1}'):
-        resp = raw_request(port, "POST", f"/admin/v1/consent/{req_id}/deny", [JSON, admin], body)
+        resp = admin(f"/admin/v1/consent/{req_id}/deny", body)
         assert assert_wire_error("openai", resp, 400) == "invalid_request", body
     assert len(rig.wallet.apps.list()) == apps_before
     # still pending: a good answer goes through
     good = json.dumps({"budget": "0.50/day", "models": ["gpt-4o-mini"], "lifetime_s": 3600})
-    resp = raw_request(
-        port, "POST", f"/admin/v1/consent/{req_id}/approve", [JSON, admin], good.encode()
-    )
+    resp = admin(f"/admin/v1/consent/{req_id}/approve", good.encode())
     assert resp.status == 200, resp.body
     assert resp.json()["answer"]["budget"] == "0.50/day"
 

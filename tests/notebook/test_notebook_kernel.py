@@ -28,6 +28,7 @@ from nbclient import NotebookClient
 
 import leakscan
 from aiwallet.domain.money import parse_usd
+from aiwallet.engine.client import AdminAuth
 from aiwallet.notebook.grants import FILE_NAME
 from engine.conftest import make_rig
 from waiting import wait_until
@@ -124,7 +125,7 @@ def notebook_rig(tmp_path_factory, fake):
 def _pending(rig) -> list[dict]:
     resp = httpx.get(
         rig.url + "/admin/v1/consent/pending",
-        headers={"Authorization": f"Bearer {rig.engine.admin_token}"},
+        auth=AdminAuth(rig.engine.admin_token),
         timeout=10,
     )
     return resp.json()

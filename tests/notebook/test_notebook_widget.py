@@ -20,6 +20,7 @@ import pytest
 
 import aiwallet.notebook as aw
 from aiwallet.domain.money import format_usd, parse_budget_spec
+from aiwallet.engine.client import AdminAuth
 from aiwallet.notebook import session as nbsession
 from aiwallet.notebook.grants import FILE_NAME, GrantStore, Remembered
 from aiwallet.notebook.status import CallsCost, budget_view, sum_requests
@@ -171,14 +172,14 @@ def test_connect_says_expired_and_denied_plainly(rig, tmp_path, capsys, fake):
 
     patient = make_rig(tmp_path / "patient", fake, consent_timeout_s=30)
     try:
-        admin = {"Authorization": f"Bearer {patient.engine.admin_token}"}
+        admin = AdminAuth(patient.engine.admin_token)
 
         def deny() -> None:
             (req,) = wait_until(
-                lambda: httpx.get(patient.url + "/admin/v1/consent/pending", headers=admin).json(),
+                lambda: httpx.get(patient.url + "/admin/v1/consent/pending", auth=admin).json(),
                 what="the request",
             )
-            httpx.post(patient.url + f"/admin/v1/consent/{req['id']}/deny", headers=admin)
+            httpx.post(patient.url + f"/admin/v1/consent/{req['id']}/deny", auth=admin)
 
         th = threading.Thread(target=deny)
         th.start()

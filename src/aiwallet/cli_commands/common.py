@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ class Context:
 
             self.data_dir.ensure()
             setup_logging(self.data_dir.logs)
+            _show_engine_warnings()
             self._wallet = Wallet.open(self.data_dir, passphrase_provider=passphrase_provider)
         return self._wallet
 
@@ -43,6 +45,19 @@ class Context:
         if self._wallet is not None:
             self._wallet.close()
             self._wallet = None
+
+
+class _StderrWarnings(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"aiwallet: warning: {record.getMessage()}", err=True)
+
+
+def _show_engine_warnings() -> None:
+    """What the engine client warns about (an unverified listener on the engine's address)
+    is shown on the terminal as well as logged."""
+    logger = logging.getLogger("aiwallet.engine.client")
+    if not any(isinstance(h, _StderrWarnings) for h in logger.handlers):
+        logger.addHandler(_StderrWarnings(logging.WARNING))
 
 
 def passphrase_provider() -> str:

@@ -1,15 +1,18 @@
-"""The admin API (``/admin/v1/...``): the CLI and the notebook helper tell a running engine
-about changes. Every call needs the admin token from the data dir's 0600 ``admin.token``."""
+"""The admin API (``/admin/v1/...``): the CLI tells a running engine about changes. Every call
+is signed with the admin token (the data dir's 0600 ``admin.token``), which itself never goes
+on the wire: ``GET /admin/v1/challenge`` hands out a single-use nonce with the engine's proof
+that it knows the token, and each request carries ``Authorization: AW-HMAC nonce, mac``
+(adminauth.py has the scheme)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import parse_budget_spec
+from aiwallet.engine import adminauth
 from aiwallet.engine.consent import check_lifetime, read_json
 from aiwallet.engine.context import CONSENT, ENGINE, PROXY, STATE
 from aiwallet.engine.errors import ProxyError
@@ -17,7 +20,7 @@ from aiwallet.engine.errors import ProxyError
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object ({} when there is none); else ``invalid_request``."""
-    if not request.can_read_body:
+    if not request.body_exists:  # (not can_read_body: the guard has read the body already)
         return {}
     body = await read_json(request)
     if not isinstance(body, dict):
@@ -32,23 +35,63 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
+CHALLENGES = web.AppKey("admin_challenges", adminauth.ChallengeStore)
+
+
+def _refused(message: str) -> web.Response:
+    return web.json_response(
+        {"error": {"code": "admin_token_required", "message": message}}, status=401
+    )
+
+
 def add_admin_routes(app: web.Application) -> None:
+    challenges = app[CHALLENGES] = adminauth.ChallengeStore()
+
     def guarded(fn: Any) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
             engine = request.app[ENGINE]
-            auth = request.headers.get("Authorization", "")
-            token = auth[7:] if auth[:7].lower() == "bearer " else ""
-            if not engine.admin_token or not hmac.compare_digest(
-                token.encode("utf-8", "surrogateescape"), engine.admin_token.encode()
-            ):
-                return web.json_response(
-                    {"error": {"code": "admin_token_required", "message": "wrong admin token"}},
-                    status=401,
+            parsed = adminauth.parse_auth_header(request.headers.get("Authorization", ""))
+            if parsed is None:
+                return _refused(
+                    "admin requests are signed: Authorization: AW-HMAC nonce=..., mac=... "
+                    f"(a nonce from GET {adminauth.CHALLENGE_PATH}); the token itself is "
+                    "never accepted"
                 )
+            nonce, mac = parsed
+            if not engine.admin_token or not challenges.consume(nonce):  # used up either way
+                return _refused("unknown, used or expired nonce; ask for a new challenge")
+            body = await request.read()
+            expected = adminauth.request_mac(
+                engine.admin_token, nonce, request.method, request.raw_path, body
+            )
+            if not adminauth.same(mac, expected):
+                return _refused("wrong signature")
             result: web.StreamResponse = await fn(request)
             return result
 
         return handler
+
+    async def challenge(request: web.Request) -> web.Response:
+        engine = request.app[ENGINE]
+        client_nonce = request.query.get("client_nonce", "")
+        if not adminauth.valid_nonce(client_nonce):
+            raise ProxyError(
+                "invalid_request",
+                "client_nonce must be 16 to 128 characters of A-Z, a-z, 0-9, - and _",
+                param="client_nonce",
+            )
+        if not engine.admin_token:
+            return _refused("the engine has no admin token yet")
+        nonce = challenges.issue()
+        proof = adminauth.engine_proof(engine.admin_token, client_nonce, nonce, engine.instance)
+        return web.json_response(
+            {
+                "nonce": nonce,
+                "instance": engine.instance,
+                "proof": proof,
+                "expires_in_s": challenges.ttl_s,
+            }
+        )
 
     async def status(request: web.Request) -> web.Response:
         state = request.app[STATE]
@@ -98,6 +141,7 @@ def add_admin_routes(app: web.Application) -> None:
         req = await request.app[CONSENT].deny(request.match_info["id"], always=always)
         return web.json_response(req.to_json())
 
+    app.router.add_get(adminauth.CHALLENGE_PATH, challenge)
     app.router.add_get("/admin/v1/status", guarded(status))
     app.router.add_get("/admin/v1/consent/pending", guarded(consent_pending))
     app.router.add_post("/admin/v1/consent/{id}/approve", guarded(consent_approve))

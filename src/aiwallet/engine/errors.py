@@ -107,7 +107,8 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         401,
         _AUTH,
         _AUTH,
-        "The admin token (the data dir's 0600 admin.token) is missing or wrong",
+        "An admin request is unsigned, or its nonce is unknown, used or expired, or its "
+        "signature (keyed by the data dir's 0600 admin.token) is wrong",
     ),
     (
         "budget_exceeded",

@@ -451,15 +451,26 @@ _SECURITY_SCHEMES: JSON = {
         "name": "x-api-key",
         "description": "An app key, the Anthropic SDKs' way",
     },
-    "adminToken": {
+    "adminSignature": {
         "type": "http",
-        "scheme": "bearer",
-        "description": "The admin token from the data dir's 0600 admin.token",
+        "scheme": "AW-HMAC",
+        "description": (
+            "Challenge-response keyed by the admin token (the data dir's 0600 admin.token, new "
+            "at every engine start), which itself is never sent. 1. GET /admin/v1/challenge"
+            "?client_nonce=C (C: 16-128 of A-Z a-z 0-9 - _) answers a single-use nonce N "
+            "(valid 30 s; at most 256 outstanding, the oldest dropped first), the engine's "
+            "instance id I (as in engine.json) and proof = hex HMAC-SHA256(token, "
+            "'aiwallet-admin-v1\\nengine\\n' C '\\n' N '\\n' I); check it before sending "
+            'anything else. 2. Send the request with \'Authorization: AW-HMAC nonce="N", '
+            "mac=\"M\"', M = hex HMAC-SHA256(token, 'aiwallet-admin-v1\\ncli\\n' N '\\n' "
+            "METHOD '\\n' TARGET '\\n' hex SHA-256(body)), TARGET the path and query as sent. "
+            "The engine consumes N on first use, whatever the outcome."
+        ),
     },
 }
 
 _APP_AUTH: list[JSON] = [{"appKey": []}, {"appKeyHeader": []}]
-_ADMIN_AUTH: list[JSON] = [{"adminToken": []}]
+_ADMIN_AUTH: list[JSON] = [{"adminSignature": []}]
 _REQUEST_ID = {
     "name": "id",
     "in": "path",
@@ -619,6 +630,39 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "responses": {
                     "200": _json(_ref("SessionToken"), "A token bound to the app's grant"),
                     **_errors("consent_required"),
+                },
+            }
+        },
+        "/admin/v1/challenge": {
+            "get": {
+                "operationId": "adminChallenge",
+                "summary": "A single-use nonce for one signed admin request, and the engine's "
+                "proof that it knows the admin token",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "client_nonce",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"},
+                        "description": "the caller's own random nonce, covered by the proof",
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["nonce", "instance", "proof", "expires_in_s"],
+                            "properties": {
+                                "nonce": {"type": "string"},
+                                "instance": {"type": "string"},
+                                "proof": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                "expires_in_s": {"type": "number"},
+                            },
+                        },
+                        "A challenge (see the adminSignature scheme)",
+                    ),
+                    **_errors("invalid_request", _ADMIN),
                 },
             }
         },

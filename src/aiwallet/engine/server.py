@@ -2,8 +2,8 @@
 
 Started by the desktop app or by ``aiwallet serve`` (which imports no Qt). On start it first
 resolves reservations a crashed engine left open (auditing each), then listens on loopback.
-It writes ``engine.json`` (port, pid) and an admin token (0600) into the data dir so that the
-CLI can find it and tell it about changes.
+It writes ``engine.json`` (address, pid, process start time, instance id) and a new admin token
+(0600) into the data dir so that the CLI can find it, check it, and tell it about changes.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from aiwallet.engine.context import CONSENT, ENGINE, PROXY, STATE
 from aiwallet.engine.endpoints import ENDPOINTS
 from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.events import EventBus
+from aiwallet.engine.listener import process_started
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.proxy import Proxy
 from aiwallet.engine.routing import Route
 from aiwallet.engine.state import EngineState
 from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
 from aiwallet.engine.wallet_api import add_wallet_routes
+from aiwallet.paths import write_private
 from aiwallet.upstreams.client import Timeouts, make_session
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ class Engine:
         )
         self.session_ttl_s = session_ttl_s
         self.admin_token = ""
+        self.instance = ""  # a random id per start, in engine.json and the admin proofs
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -213,7 +216,7 @@ class Engine:
             self._session = None
         self.state.close()
         if self._wrote_engine_file:  # never another engine's (a second start on a busy port)
-            self.wallet.data_dir.engine_file.unlink(missing_ok=True)
+            self._remove_engine_files()
             self._wrote_engine_file = False
 
     def stop(self) -> None:
@@ -251,22 +254,43 @@ class Engine:
         return f"http://{self.host}:{self.port}"
 
     def _admin_token(self) -> str:
-        path = self.wallet.data_dir.admin_token
-        if path.exists():
-            return path.read_text().strip()
-        token = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-        return token
+        """A new admin token (and instance id) for this start: a leftover one is never reused.
+        It reaches the data dir in :meth:`_write_engine_file`, once the port is ours, so that a
+        start that fails on a busy port does not replace the running engine's token."""
+        self.instance = secrets.token_urlsafe(12)
+        return secrets.token_urlsafe(32)
 
     def _write_engine_file(self) -> None:
-        info = {"host": self.host, "port": self.port, "pid": os.getpid(), "started": time.time()}
-        path = self.wallet.data_dir.engine_file
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(info, fh)
+        """The admin token, then ``engine.json`` (each 0600, written atomically): what the CLI
+        checks (engine/listener.py) before it asks the engine to prove it knows the token."""
+        data_dir = self.wallet.data_dir
+        write_private(data_dir.admin_token, self.admin_token)
+        info = {
+            "host": self.host,
+            "port": self.port,
+            "pid": os.getpid(),
+            "process_started": process_started(os.getpid()),
+            "instance": self.instance,
+            "started": time.time(),
+        }
+        write_private(data_dir.engine_file, json.dumps(info))
         self._wrote_engine_file = True
+
+    def _remove_engine_files(self) -> None:
+        """At a clean shutdown: ``engine.json`` and the admin token, if they are still this
+        engine's (never another engine's, started on the same data dir since)."""
+        data_dir = self.wallet.data_dir
+        try:
+            mine = json.loads(data_dir.engine_file.read_text()).get("instance") == self.instance
+        except (OSError, ValueError, AttributeError):
+            mine = False
+        if mine:
+            data_dir.engine_file.unlink(missing_ok=True)
+        try:
+            if data_dir.admin_token.read_text() == self.admin_token:
+                data_dir.admin_token.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     # -- handlers -----------------------------------------------------------------------------
     def _proxied(self, endpoint: Any) -> Any:
