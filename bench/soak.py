@@ -288,10 +288,18 @@ def check_budgets(run: Run) -> None:
 
 async def engine_stats(session: aiohttp.ClientSession, run: Run, pid: int) -> dict[str, Any]:
     p = psutil.Process(pid)
+    from aiwallet.engine import adminauth
+
     token = (run.data_dir / "admin.token").read_text().strip()
     base = run.engine_url
+    client_nonce = adminauth.new_nonce()  # the admin API takes signed requests only
     async with session.get(
-        f"{base}/admin/v1/status", headers={"Authorization": f"Bearer {token}"}
+        f"{base}{adminauth.CHALLENGE_PATH}", params={"client_nonce": client_nonce}
+    ) as r:
+        nonce = (await r.json())["nonce"]
+    mac = adminauth.request_mac(token, nonce, "GET", "/admin/v1/status", b"")
+    async with session.get(
+        f"{base}/admin/v1/status", headers={"Authorization": adminauth.auth_header(nonce, mac)}
     ) as r:
         status = await r.json()
     return {

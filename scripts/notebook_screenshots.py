@@ -45,6 +45,7 @@ from aiwallet.domain.cost import cost_of  # noqa: E402
 from aiwallet.domain.money import parse_budget_spec  # noqa: E402
 from aiwallet.domain.usage import TokenSource, Usage  # noqa: E402
 from aiwallet.domain.windows import window_for  # noqa: E402
+from aiwallet.engine.client import AdminAuth  # noqa: E402
 from aiwallet.notebook.grants import GrantStore, Remembered  # noqa: E402
 from aiwallet.paths import DataDir  # noqa: E402
 from aiwallet.service import Wallet  # noqa: E402
@@ -140,11 +141,11 @@ def seed_history(wallet: Wallet, app_id: int) -> None:
 
 def approver(url: str, token: str, stop: threading.Event) -> None:
     """The wallet's owner: approves the notebook's request (as `aiwallet consent approve`)."""
-    headers = {"Authorization": f"Bearer {token}"}
+    auth = AdminAuth(token)  # each request signed for its own challenge
     while not stop.is_set():
-        pending = httpx.get(url + "/admin/v1/consent/pending", headers=headers).json()
+        pending = httpx.get(url + "/admin/v1/consent/pending", auth=auth).json()
         for req in pending:
-            httpx.post(url + f"/admin/v1/consent/{req['id']}/approve", headers=headers, json={})
+            httpx.post(url + f"/admin/v1/consent/{req['id']}/approve", auth=auth, json={})
         stop.wait(0.2)
 
 

@@ -70,11 +70,11 @@ class AdminAuth(httpx.Auth):
             raise ProofRefused(
                 f"it answered the challenge with HTTP {challenge.status_code} and no proof"
             ) from None
-        if self.instance is not None and instance != self.instance:
-            raise ProofRefused("it is another engine than the one engine.json names")
         expected = adminauth.engine_proof(self.token, client_nonce, nonce, instance)
         if not adminauth.valid_nonce(nonce) or not adminauth.same(proof, expected):
             raise ProofRefused("it does not know the admin token")
+        if self.instance is not None and instance != self.instance:
+            raise ProofRefused("it is another engine than the one engine.json names")
         return nonce
 
 
@@ -136,7 +136,8 @@ def reach(
     except ProofRefused as err:
         where = f"{record.host}:{record.port}"
         return _no_engine(
-            f"the listener on {where} is not this wallet's engine ({err}); nothing was sent to it",
+            f"the listener on {where} is not this wallet's engine ({err}); it was sent nothing "
+            "but a challenge",
             suspicious=True,
         )
     except httpx.HTTPError as err:
