@@ -24,6 +24,7 @@ from aiwallet.domain.money import parse_budget_spec
 from aiwallet.engine import adminauth, listener
 from aiwallet.engine.admin import CHALLENGES
 from aiwallet.engine.client import AdminAuth, ProofRefused, reach
+from aiwallet.notebook.wallet import engine_url
 from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
 from engine.conftest import make_rig
@@ -280,6 +281,7 @@ def test_an_impostor_on_a_crashed_engines_port_gets_nothing(tmp_path, fake, caps
             assert crashed["pid"] == serve.proc.pid and crashed["port"] == serve.port
             code, out, err = run_cli(capsys, data_dir, "consent", "pending", "--json")
             assert code == 0 and json.loads(out) == [], err
+            assert engine_url(data_dir.root) == f"http://127.0.0.1:{serve.port}"  # notebooks
         finally:
             serve.kill()  # SIGKILL: engine.json and admin.token stay behind
         assert data_dir.engine_file.exists() and data_dir.admin_token.exists()
@@ -291,6 +293,8 @@ def test_an_impostor_on_a_crashed_engines_port_gets_nothing(tmp_path, fake, caps
             code, _, err = run_cli(capsys, data_dir, "consent", "pending")
             assert code == 1 and "no verified engine is running" in err
             assert "engine.json is stale" in err and f"pid {crashed['pid']}" in err
+            # the notebook helper, which would send an app key, ignores the file too
+            assert engine_url(data_dir.root) is None
             assert impostor.connections == 0 and impostor.everything == b""
         finally:
             impostor.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import platformdirs
+import psutil
 
 ENV_HOME = "AIWALLET_HOME"  # as aiwallet.paths
 DEFAULT_URL = "http://127.0.0.1:8402"
@@ -51,15 +52,31 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def engine_url(root: Path) -> str | None:
-    """The running engine's URL from its ``engine.json``; None when none was started."""
+    """The running engine's URL from its ``engine.json``; None when none was started, or when
+    the file is a crashed engine's (its port may be another program's now, which must not be
+    sent this notebook's key)."""
     try:
         info = json.loads((root / "engine.json").read_text())
         host, port = str(info["host"]), int(info["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not _writer_alive(info):
+        return None
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def _writer_alive(info: dict[str, Any]) -> bool:
+    """The process that wrote ``engine.json`` still runs (same pid, same start time, this OS
+    user's). The CLI checks more (the socket's owner: aiwallet.engine.listener)."""
+    try:
+        proc = psutil.Process(int(info["pid"]))
+        if hasattr(os, "getuid") and proc.uids().real != os.getuid():
+            return False
+        return abs(proc.create_time() - float(info["process_started"])) <= 1.0
+    except (KeyError, TypeError, ValueError, psutil.Error):
+        return False
 
 
 @dataclass(frozen=True, slots=True)
