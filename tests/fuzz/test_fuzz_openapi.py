@@ -12,6 +12,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
+from aiwallet.engine.admission import AdmissionLimits
 from aiwallet.engine.openapi import OPENAPI_PATH, openapi_document
 from aiwallet.engine.wallet_api import MAX_POLL_S
 from fuzz.conftest import scaled
@@ -78,10 +79,10 @@ def _fuzz(op, mode: str, rig, headers: dict, statuses: set, checks: list) -> Non
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
 
-    def pending_id() -> str:
+    def pending() -> tuple[str, str]:
         resp = httpx.post(rig.url + "/wallet/v1/connect", json={"app_name": "fuzzed"}, timeout=10)
         assert resp.status_code == 202, resp.text
-        return resp.json()["id"]
+        return resp.json()["id"], resp.json()["poll_secret"]
 
     # An approval gets through only when the generated budget is absent or well formed and the
     # id is a real pending request: give it more tries, so that at least one does.
@@ -95,18 +96,21 @@ def _fuzz(op, mode: str, rig, headers: dict, statuses: set, checks: list) -> Non
     )
     @given(case=op.as_strategy(GenerationMode(mode)), real_id=st.booleans())
     def run(case, real_id):
+        call_headers = dict(headers)
         if "id" in (case.path_parameters or {}) and real_id:
             # half the time a consent request that exists and waits for an answer
-            case.path_parameters = {**case.path_parameters, "id": pending_id()}
+            req_id, secret = pending()
+            case.path_parameters = {**case.path_parameters, "id": req_id}
             if op.path == "/wallet/v1/connect/{id}":
                 case.query = {**(case.query or {}), "wait": 0.05}
+                call_headers["Authorization"] = f"Bearer {secret}"  # the requester polls
         if op.path == "/wallet/v1/me/requests" and isinstance(
             (case.query or {}).get("wait"), int | float
         ):
             # a long-poll on an app that logs nothing would hold each example for its wait
             case.query = {**case.query, "wait": min(case.query["wait"], 0.05)}
         response = case.call_and_validate(
-            base_url=rig.url, headers=headers, checks=checks, timeout=30
+            base_url=rig.url, headers=call_headers, checks=checks, timeout=30
         )
         statuses.add((op.label, response.status_code))
 
@@ -118,6 +122,9 @@ def test_schemathesis_against_the_live_engine(make_engine, mode):
     import schemathesis
 
     rig = make_engine(consent_timeout_s=30.0)
+    # every generated example may open a prompt from this one process: lift the bounds
+    many = 100_000
+    rig.engine.consent.set_limits(AdmissionLimits(many, many, many, many, float(many)))
     app_key = rig.app("schemathesis", budget="2/day")
     admin = {"Authorization": f"Bearer {rig.engine.admin_token}"}
     app = {"Authorization": f"Bearer {app_key}"}
