@@ -181,8 +181,11 @@ def pids_of_inodes(wanted: dict[int, int]) -> dict[int, int]:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return found
-    me = os.getpid()
-    pids.sort(key=lambda p: p != me)  # a client in the engine's own process is common
+    # first the processes that owned the last sockets found (a flood, a busy client), then
+    # the engine's own (tests, the desktop app's own calls), then the rest
+    first = [*_recent, os.getpid()]
+    rank = {pid: i for i, pid in reversed(list(enumerate(first)))}
+    pids.sort(key=lambda p: rank.get(p, len(first)))
     for pid in pids:
         base = f"/proc/{pid}"
         try:
@@ -198,9 +201,22 @@ def pids_of_inodes(wanted: dict[int, int]) -> dict[int, int]:
                 continue
             if inode is not None and inode not in found:
                 found[inode] = pid
+                _remember(pid)
                 if len(found) == len(wanted):
                     return found
     return found
+
+
+_recent: list[int] = []  # pids whose sockets were found last (most recent first)
+RECENT = 8
+
+
+def _remember(pid: int) -> None:
+    if _recent[:1] != [pid]:
+        if pid in _recent:
+            _recent.remove(pid)
+        _recent.insert(0, pid)
+        del _recent[RECENT:]
 
 
 def _describe(pid: int | None, uid: int | None) -> ProcessInfo:
