@@ -95,7 +95,11 @@ def test_keyless_script_is_named_held_and_approved(capsys, patient):
     assert result == {"ok": "".join(f"w{i} " for i in range(12))}
     # the decision is remembered: the same program is let through without asking again
     rules = json.loads(cli(capsys, patient, "consent", "list", "--json")[1])
-    assert [(r["decision"], r["subject_kind"]) for r in rules] == [("allow", "exe")]
+    assert [(r["decision"], r["subject_kind"]) for r in rules] == [("allow", "program")]
+    assert json.loads(rules[0]["subject"]) == {
+        "exe": req["process"]["exe"],
+        "owner": f"uid:{os.getuid()}",
+    }
     again = run_script(patient)
     assert "ok" in json.loads(again.communicate(timeout=30)[0])
     # revoking the decision revokes the app: the next call asks again (and times out here)
@@ -147,6 +151,7 @@ def test_connect_flow_approved_with_less(capsys, patient):
     r = httpx.post(patient.url + "/wallet/v1/connect", json=ask)
     assert r.status_code == 202
     req_id = r.json()["id"]
+    auth = {"Authorization": f"Bearer {r.json()['poll_secret']}"}
     [pending] = wait_pending(capsys, patient)
     assert pending["app_name"] == "notes-plugin" and pending["purpose"] == "summarise my notes"
     assert pending["process"]["pid"] == os.getpid()
@@ -161,13 +166,15 @@ def test_connect_flow_approved_with_less(capsys, patient):
         "--models",
         "gpt-4o-mini",
     )
-    status = httpx.get(patient.url + f"/wallet/v1/connect/{req_id}", params={"wait": 5}).json()
+    status = httpx.get(
+        patient.url + f"/wallet/v1/connect/{req_id}", params={"wait": 5}, headers=auth
+    ).json()
     assert status["status"] == "approved" and status["budget"] == "0.0001/day"
     assert status["models"] == ["gpt-4o-mini"] and status["key"].startswith("aw_app_")
-    assert (
-        "key"
-        not in httpx.get(patient.url + f"/wallet/v1/connect/{req_id}", params={"wait": 0}).json()
-    )
+    again = httpx.get(
+        patient.url + f"/wallet/v1/connect/{req_id}", params={"wait": 0}, headers=auth
+    ).json()
+    assert again["status"] == "approved" and "key" not in again
     client = patient.openai(status["key"])
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="gpt-4o", messages=MSGS)
@@ -183,25 +190,24 @@ def test_connect_flow_approved_with_less(capsys, patient):
     assert me["receipt"]["receipt"]["app"] == "notes-plugin"
 
 
+def poll(rig, asked: dict, wait: float = 0) -> dict:
+    """The answer to a connect request, polled with its secret."""
+    return httpx.get(
+        rig.url + f"/wallet/v1/connect/{asked['id']}",
+        params={"wait": wait},
+        headers={"Authorization": f"Bearer {asked['poll_secret']}"},
+    ).json()
+
+
 def test_connect_denied_and_expired(capsys, patient, rig):
     r = httpx.post(patient.url + "/wallet/v1/connect", json={"app_name": "pushy"}).json()
     [p] = wait_pending(capsys, patient)
     cli(capsys, patient, "consent", "deny", p["id"], "--always")
-    assert httpx.get(patient.url + f"/wallet/v1/connect/{r['id']}").json()["status"] == "denied"
+    assert poll(patient, r)["status"] == "denied"
     again = httpx.post(patient.url + "/wallet/v1/connect", json={"app_name": "pushy"}).json()
-    assert (
-        httpx.get(patient.url + f"/wallet/v1/connect/{again['id']}", params={"wait": 1}).json()[
-            "status"
-        ]
-        == "denied"
-    )
+    assert poll(patient, again, wait=1)["status"] == "denied"
     short = httpx.post(rig.url + "/wallet/v1/connect", json={"app_name": "slow"}).json()
-    assert (
-        httpx.get(rig.url + f"/wallet/v1/connect/{short['id']}", params={"wait": 5}).json()[
-            "status"
-        ]
-        == "expired"
-    )
+    assert poll(rig, short, wait=5)["status"] == "expired"
     bad = httpx.post(rig.url + "/wallet/v1/connect", json={"purpose": "no name"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
 

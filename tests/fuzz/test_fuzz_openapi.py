@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 
 from adminsign import RequestsAdminAuth
 from aiwallet.engine.adminauth import CHALLENGE_PATH
+from aiwallet.engine.admission import AdmissionLimits
 from aiwallet.engine.openapi import OPENAPI_PATH, openapi_document
 from aiwallet.engine.wallet_api import MAX_POLL_S
 from fuzz.conftest import scaled
@@ -80,10 +81,10 @@ def _fuzz(op, mode: str, rig, headers: dict, statuses: set, checks: list, auth=N
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
 
-    def pending_id() -> str:
+    def pending() -> tuple[str, str]:
         resp = httpx.post(rig.url + "/wallet/v1/connect", json={"app_name": "fuzzed"}, timeout=10)
         assert resp.status_code == 202, resp.text
-        return resp.json()["id"]
+        return resp.json()["id"], resp.json()["poll_secret"]
 
     # An approval gets through only when the generated budget is absent or well formed and the
     # id is a real pending request: give it more tries, so that at least one does.
@@ -97,11 +98,14 @@ def _fuzz(op, mode: str, rig, headers: dict, statuses: set, checks: list, auth=N
     )
     @given(case=op.as_strategy(GenerationMode(mode)), real_id=st.booleans())
     def run(case, real_id):
+        call_headers = dict(headers)
         if "id" in (case.path_parameters or {}) and real_id:
             # half the time a consent request that exists and waits for an answer
-            case.path_parameters = {**case.path_parameters, "id": pending_id()}
+            req_id, secret = pending()
+            case.path_parameters = {**case.path_parameters, "id": req_id}
             if op.path == "/wallet/v1/connect/{id}":
                 case.query = {**(case.query or {}), "wait": 0.05}
+                call_headers["Authorization"] = f"Bearer {secret}"  # the requester polls
         if op.path == "/wallet/v1/me/requests" and isinstance(
             (case.query or {}).get("wait"), int | float
         ):
@@ -109,7 +113,7 @@ def _fuzz(op, mode: str, rig, headers: dict, statuses: set, checks: list, auth=N
             case.query = {**case.query, "wait": min(case.query["wait"], 0.05)}
         extra = {"auth": auth} if auth is not None else {}
         response = case.call_and_validate(
-            base_url=rig.url, headers=headers, checks=checks, timeout=30, **extra
+            base_url=rig.url, headers=call_headers, checks=checks, timeout=30, **extra
         )
         statuses.add((op.label, response.status_code))
 
@@ -121,6 +125,9 @@ def test_schemathesis_against_the_live_engine(make_engine, mode):
     import schemathesis
 
     rig = make_engine(consent_timeout_s=30.0)
+    # every generated example may open a prompt from this one process: lift the bounds
+    many = 100_000
+    rig.engine.consent.set_limits(AdmissionLimits(many, many, many, many, float(many)))
     app_key = rig.app("schemathesis", budget="2/day")
     admin = RequestsAdminAuth(rig.url, rig.engine.admin_token)  # each request signed
     app = {"Authorization": f"Bearer {app_key}"}

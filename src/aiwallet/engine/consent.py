@@ -3,12 +3,24 @@ key; the user answers (tray prompt, or ``aiwallet consent approve|deny``); the e
 
 A request is an object with a lifecycle: ``pending`` → ``approved`` | ``denied`` |
 ``expired`` (no answer in time: denies once, remembers nothing) | ``cancelled`` (every waiting
-client left). Keyless calls from the same program while its prompt is open join that prompt.
+client left). Keyless calls from the same process (pid, executable and OS user) while its
+prompt is open join that prompt.
+
+A connect request is bound to its requester: the 202 answer carries a poll secret (256 random
+bits, kept here only hashed), polling needs it (``Authorization: Bearer aw_poll_...``), and
+without it the id is as unknown as any other. The key is handed out once, to that secret, and
+only to a poller of the same OS user as the requester; it is dropped from memory once handed
+out, or ``KEEP_KEY`` after the approval. Pending prompts are bounded (admission.py) and connect
+requests rate-limited per OS user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,17 +32,24 @@ from aiohttp import web
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import BudgetSpec, parse_budget_spec
+from aiwallet.engine.admission import DEFAULT_LIMITS, AdmissionLimits, ConnectRate, check_pending
 from aiwallet.engine.errors import ProxyError
 from aiwallet.engine.events import EventBus
-from aiwallet.engine.peer import ProcessInfo, peer_process
+from aiwallet.engine.peer import PeerLookup, ProcessInfo
+from aiwallet.store.consent import ConsentRule
 from aiwallet.store.grants import Remember
 
 if TYPE_CHECKING:
     from aiwallet.engine.state import AppContext, EngineState
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT_S = 60.0
 ONCE_LIFETIME = timedelta(minutes=2)
-KEEP_ANSWERED = timedelta(minutes=15)  # how long an answer can still be polled
+KEEP_ANSWERED = timedelta(minutes=15)  # how long an answer (without the key) can be polled
+KEEP_KEY_S = 120.0  # how long an approved key waits for its requester's poll
+POLL_SECRET_PREFIX = "aw_poll_"  # noqa: S105 - a prefix, not a secret
+PROGRAM = "program"  # the subject kind of a remembered keyless decision (program + OS user)
 MAX_LIFETIME_S = 10 * 366 * 24 * 3600  # ten years: longer is "no expiry", not a date
 
 
@@ -51,6 +70,18 @@ class ConsentRequest:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     waiters: int = 0
     app_id: int | None = None
+    poll_hash: bytes = b""  # sha256 of the poll secret (connect requests only)
+    refused_polls: int = 0
+
+    @property
+    def owner(self) -> str | None:
+        """The requester's OS user (None: the platform would not tell)."""
+        return self.process.owner if self.process is not None else None
+
+    def polled_with(self, secret: str | None) -> bool:
+        if not secret or not self.poll_hash:
+            return False
+        return hmac.compare_digest(hashlib.sha256(secret.encode()).digest(), self.poll_hash)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,12 +137,24 @@ class ConsentManager:
         events: EventBus,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         on_change: Callable[[], Awaitable[None]] | None = None,
+        limits: AdmissionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.state = state
         self.events = events
         self.on_change = on_change or state.reload  # after an approval created an app
         self.timeout_s = timeout_s
         self.requests: dict[str, ConsentRequest] = {}
+        self.peers = PeerLookup()
+        self.limits = limits
+        self.connect_rate = ConnectRate(limits)
+        self._rule_flights: dict[tuple[str, str], asyncio.Future[ConsentRule | None]] = {}
+
+    def set_limits(self, limits: AdmissionLimits) -> None:
+        self.limits = limits
+        self.connect_rate = ConnectRate(limits)
+
+    def close(self) -> None:
+        self.peers.close()
 
     # -- opening --------------------------------------------------------------------------
     def _prune(self) -> None:
@@ -124,6 +167,7 @@ class ConsentManager:
 
     def _open(self, **kw: Any) -> ConsentRequest:
         self._prune()
+        check_pending(self.limits, self.pending(), kw.get("process"))
         req = ConsentRequest(
             id="cr_" + uuid.uuid4().hex,
             created_at=datetime.now(UTC),
@@ -143,13 +187,18 @@ class ConsentManager:
     def _finish(self, req: ConsentRequest, state: str, answer: dict[str, Any]) -> None:
         req.state, req.answer = state, answer
         req.done.set()
+        if "key" in answer:  # not kept for long, whether or not its requester polls
+            asyncio.get_running_loop().call_later(KEEP_KEY_S, answer.pop, "key", None)
         self.events.emit(
             "consent.cancelled" if state == "cancelled" else "consent.answered",
             {"id": req.id, "state": state},
         )
 
-    async def connect(self, request: web.Request) -> ConsentRequest:
-        """``POST /wallet/v1/connect``: an app asks by name."""
+    async def connect(self, request: web.Request) -> tuple[ConsentRequest, str]:
+        """``POST /wallet/v1/connect``: an app asks by name; the request and its poll secret
+        (which only this answer carries)."""
+        process = await self._peer(request)
+        self.connect_rate.take(process)
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ProxyError("invalid_request", "the request body must be a JSON object")
@@ -166,8 +215,8 @@ class ConsentManager:
             except InvalidInput as exc:
                 raise ProxyError("invalid_request", str(exc), param="budget") from None
         lifetime = check_lifetime(body.get("lifetime_s"))
-        rule = await self.state.db(self.state.port.consent_rules.find, "app", name)
-        process = await self._peer(request)
+        check_pending(self.limits, self.pending(), process)  # before any database work
+        rule = await self._rule("app", name)
         req = self._open(
             kind="connect",
             app_name=name,
@@ -177,22 +226,56 @@ class ConsentManager:
             lifetime_s=lifetime,
             process=process,
         )
+        secret = POLL_SECRET_PREFIX + secrets.token_urlsafe(32)
+        req.poll_hash = hashlib.sha256(secret.encode()).digest()
         if rule is not None and rule.decision == "deny":
             self._finish(req, "denied", {"remembered": True})
-        return req
+        return req, secret
 
     async def _peer(self, request: web.Request) -> ProcessInfo | None:
-        transport = request.transport
-        if transport is None:
-            return None
-        client, server = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-        return await self.state.db(peer_process, client, server)
+        """The caller's process: looked up once per connection, on the peer worker."""
+        return await self.peers.lookup(request.transport)
+
+    async def _rule(self, kind: str, subject: str) -> ConsentRule | None:
+        """A remembered decision; concurrent look-ups of one subject share one read."""
+        key = (kind, subject)
+        flight = self._rule_flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(
+                self.state.db(self.state.port.consent_rules.find, kind, subject)
+            )
+            self._rule_flights[key] = flight
+            flight.add_done_callback(lambda _: self._rule_flights.pop(key, None))
+        return await asyncio.shield(flight)
 
     # -- waiting --------------------------------------------------------------------------
-    async def wait(self, req_id: str, timeout_s: float) -> ConsentRequest:
+    async def poll(
+        self, request: web.Request, req_id: str, secret: str | None, timeout_s: float
+    ) -> tuple[ConsentRequest, str | None]:
+        """``GET /wallet/v1/connect/{id}``: wait for the answer; (the request, its key if this
+        poll is the one that collects it). Without the request's poll secret, or from another
+        OS user than the requester's, the request is as unknown as any other id."""
         req = self.requests.get(req_id)
-        if req is None:
+        if req is None or req.kind != "connect" or not req.polled_with(secret):
             raise ProxyError("not_found", f"no consent request {req_id}")
+        if req.owner is not None:
+            poller = await self._peer(request)
+            if poller is None or poller.owner != req.owner:
+                req.refused_polls += 1
+                if req.refused_polls <= 3:  # cheap: a few lines per request, however many tries
+                    log.warning(
+                        "consent request %s: a poll with its secret from %s, not the requester "
+                        "(%s), got nothing",
+                        req.id,
+                        poller.owner if poller else "an unknown process",
+                        req.owner,
+                    )
+                raise ProxyError("not_found", f"no consent request {req_id}")
+        await self.wait(req, timeout_s)
+        key = req.answer.pop("key", None) if req.state == "approved" else None
+        return req, key
+
+    async def wait(self, req: ConsentRequest, timeout_s: float) -> ConsentRequest:
         if req.state == "pending":
             req.waiters += 1
             try:
@@ -206,13 +289,17 @@ class ConsentManager:
     async def admit_keyless(self, request: web.Request) -> AppContext | None:
         """Hold a keyless call until the user answers; the app to serve it, or None."""
         process = await self._peer(request)
-        exe = process.exe if process else None
-        if exe:
-            rule = await self.state.db(self.state.port.consent_rules.find, "exe", exe)
+        subject = process.rule_subject if process is not None else None
+        if process is not None and subject is not None:
+            rule = await self._rule(PROGRAM, subject)
+            # a rule remembered before decisions named the OS user: only its denial applies
+            legacy = await self._rule("exe", process.exe) if rule is None and process.exe else None
+            if legacy is not None and legacy.decision == "deny":
+                rule = legacy
             if rule is not None and rule.decision == "deny":
                 raise ProxyError(
                     "consent_required",
-                    f"the wallet's owner denied {process.label if process else exe} for good; "
+                    f"the wallet's owner denied {process.label} for good; "
                     "they can change that with 'aiwallet consent list' / 'revoke'",
                 )
             if rule is not None and rule.app_id is not None:
@@ -249,13 +336,8 @@ class ConsentManager:
         if process is None:
             return None
         for req in self.requests.values():
-            if (
-                req.kind == "keyless"
-                and req.state == "pending"
-                and req.process is not None
-                and req.process.pid == process.pid
-                and req.process.exe == process.exe
-            ):
+            keyless = req.kind == "keyless" and req.state == "pending"
+            if keyless and process.same_process(req.process):
                 return req
         return None
 
@@ -282,13 +364,8 @@ class ConsentManager:
             ONCE_LIFETIME if once else timedelta(seconds=lifetime) if lifetime else timedelta(0)
         )
         expiry = expires_at if (once or lifetime) else None
-        remember = None
-        if not once:
-            remember = (
-                Remember("exe", req.process.exe)
-                if req.kind == "keyless" and req.process and req.process.exe
-                else Remember("app", req.app_name)
-            )
+        subject = self._subject(req)
+        remember = Remember(*subject) if subject is not None and not once else None
         note = f"approved consent request {req.id}" + (" (once)" if once else "")
         port = self.state.port
         issued = await self.state.db(
@@ -317,17 +394,21 @@ class ConsentManager:
 
     async def deny(self, req_id: str, *, always: bool = False) -> ConsentRequest:
         req = self._pending(req_id)
-        if always:
-            subject = (
-                ("exe", req.process.exe)
-                if req.kind == "keyless" and req.process and req.process.exe
-                else ("app", req.app_name)
-            )
-            await self.state.db(
-                lambda: self.state.port.consent_rules.add(subject[0], subject[1], "deny")
-            )
-        self._finish(req, "denied", {"remembered": always})
+        subject = self._subject(req) if always else None
+        if subject is not None:
+            kind, text = subject
+            await self.state.db(lambda: self.state.port.consent_rules.add(kind, text, "deny"))
+        self._finish(req, "denied", {"remembered": subject is not None})
         return req
+
+    @staticmethod
+    def _subject(req: ConsentRequest) -> tuple[str, str] | None:
+        """What a remembered answer to ``req`` is about: the program and its OS user for a
+        keyless call (nothing when either is unknown), the name for a connect request."""
+        if req.kind != "keyless":
+            return ("app", req.app_name)
+        subject = req.process.rule_subject if req.process is not None else None
+        return (PROGRAM, subject) if subject is not None else None
 
     def _pending(self, req_id: str) -> ConsentRequest:
         req = self.requests.get(req_id)

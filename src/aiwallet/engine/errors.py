@@ -171,6 +171,14 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         "Too many requests; Retry-After says when to try again",
     ),
     (
+        "too_many_pending",
+        429,
+        "rate_limit_error",
+        "rate_limit_error",
+        "Too many consent requests are already waiting for the wallet's owner (per program, per "
+        "OS user or in total); wait for an answer, or retry after Retry-After",
+    ),
+    (
         "client_closed",
         499,
         _BAD,

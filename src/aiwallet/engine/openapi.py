@@ -233,18 +233,26 @@ _SCHEMAS: dict[str, JSON] = {
     },
     "ConnectAccepted": {
         "type": "object",
-        "required": ["id", "status", "poll"],
+        "required": ["id", "status", "poll", "poll_secret"],
         "properties": {
             "id": {"type": "string", "pattern": "^cr_[0-9a-f]{32}$"},
             "status": {"enum": ["pending", "denied"]},
             "poll": {"type": "string", "pattern": "^/wallet/v1/connect/cr_[0-9a-f]{32}$"},
+            "poll_secret": {
+                "type": "string",
+                "pattern": "^aw_poll_[A-Za-z0-9_-]{43}$",
+                "description": "Only this answer carries it: send it as "
+                "'Authorization: Bearer <poll_secret>' when polling. The id alone (it shows in "
+                "'aiwallet consent pending' and in the approve command line) reveals nothing.",
+            },
         },
     },
     "ConnectStatus": {
         "type": "object",
         "required": ["id", "status"],
         "description": "Once approved, the answer (app, models, budget, expiry, receipt) and, "
-        "on the first poll only, the app's key.",
+        "on the first poll only (within two minutes of the approval, from the requester's OS "
+        "user), the app's key.",
         "properties": {
             "id": {"type": "string"},
             "status": {"enum": _STATES},
@@ -403,12 +411,13 @@ _SCHEMAS: dict[str, JSON] = {
                     {"type": "null"},
                     {
                         "type": "object",
-                        "required": ["pid", "exe", "cmdline", "user"],
+                        "required": ["pid", "exe", "cmdline", "user", "uid"],
                         "properties": {
-                            "pid": {"type": "integer"},
+                            "pid": _nullable("integer"),
                             "exe": _nullable("string"),
                             "cmdline": {"type": "array", "items": {"type": "string"}},
                             "user": _nullable("string"),
+                            "uid": _nullable("integer"),
                         },
                     },
                 ]
@@ -451,6 +460,11 @@ _SECURITY_SCHEMES: JSON = {
         "name": "x-api-key",
         "description": "An app key, the Anthropic SDKs' way",
     },
+    "pollSecret": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A connect request's poll secret (aw_poll_...), from its 202 answer",
+    },
     "adminSignature": {
         "type": "http",
         "scheme": "AW-HMAC",
@@ -471,6 +485,7 @@ _SECURITY_SCHEMES: JSON = {
 
 _APP_AUTH: list[JSON] = [{"appKey": []}, {"appKeyHeader": []}]
 _ADMIN_AUTH: list[JSON] = [{"adminSignature": []}]
+_POLL_AUTH: list[JSON] = [{"pollSecret": []}]
 _REQUEST_ID = {
     "name": "id",
     "in": "path",
@@ -520,7 +535,9 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "requestBody": _body("ConnectRequest", required=True),
                 "responses": {
                     "202": _json(_ref("ConnectAccepted"), "Asked (or denied by a remembered rule)"),
-                    **_errors("invalid_request", "payload_too_large"),
+                    **_errors(
+                        "invalid_request", "payload_too_large", "rate_limited", "too_many_pending"
+                    ),
                 },
             }
         },
@@ -528,7 +545,9 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
             "get": {
                 "operationId": "connectStatus",
                 "summary": "Wait for the answer to a connect request",
-                "security": [],
+                "description": "Needs the request's poll secret, from the same OS user as the "
+                "request; otherwise (or for an unknown id) 404, as if there were no such request.",
+                "security": _POLL_AUTH,
                 "parameters": [
                     _REQUEST_ID,
                     {

@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 8402
 MAX_BODY = 32 * 1024 * 1024
 MAX_REQUEST_LINE = 64 * 1024
+# A connection must send a whole request head within this time of opening (or of its last
+# answer), and an idle keep-alive connection is closed after it: aiohttp's keepalive timer
+# starts at connection_made and closes a connection still waiting for a complete message.
+# A request being handled (a long-poll, a stream) is not affected.
+IDLE_TIMEOUT_S = 15.0
 
 
 def _is_loopback(host: str) -> bool:
@@ -87,6 +92,7 @@ class Engine:
         allow_non_loopback: bool = False,
         consent_timeout_s: float | None = None,
         session_ttl_s: int = DEFAULT_TTL_S,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         """An engine for ``wallet`` (its port: ``service.Wallet.new_engine`` builds both). Not
         started: nothing runs until :meth:`start`."""
@@ -108,6 +114,7 @@ class Engine:
             DEFAULT_TIMEOUT_S if consent_timeout_s is None else consent_timeout_s
         )
         self.session_ttl_s = session_ttl_s
+        self.idle_timeout_s = idle_timeout_s
         self.admin_token = ""
         self.instance = ""  # a random id per start, in engine.json and the admin proofs
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -195,7 +202,11 @@ class Engine:
         # aiohttp's 8 KiB default its parser answers in plain text, before any route could
         # answer in the caller's shape.
         self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, max_line_size=MAX_REQUEST_LINE
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            max_line_size=MAX_REQUEST_LINE,
+            keepalive_timeout=self.idle_timeout_s,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -214,6 +225,8 @@ class Engine:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self.consent is not None:
+            self.consent.close()  # its peer-lookup worker
         self.state.close()
         if self._wrote_engine_file:  # never another engine's (a second start on a busy port)
             self._remove_engine_files()

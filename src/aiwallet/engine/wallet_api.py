@@ -61,6 +61,13 @@ def _wait_param(request: web.Request, default: float) -> float:
     return max(0.0, min(MAX_POLL_S, wait))
 
 
+def poll_secret_of(request: web.Request) -> str | None:
+    """The connect poll secret: ``Authorization: Bearer aw_poll_...``."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
 def _request_json(row: AppRequest) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -86,25 +93,27 @@ def _request_json(row: AppRequest) -> dict[str, Any]:
 
 def add_wallet_routes(app: web.Application) -> None:
     async def connect(request: web.Request) -> web.Response:
-        req = await request.app[CONSENT].connect(request)
+        req, secret = await request.app[CONSENT].connect(request)
         return web.json_response(
-            {"id": req.id, "status": req.state, "poll": f"/wallet/v1/connect/{req.id}"}, status=202
+            {
+                "id": req.id,
+                "status": req.state,
+                "poll": f"/wallet/v1/connect/{req.id}",
+                "poll_secret": secret,
+            },
+            status=202,
         )
 
     async def connect_status(request: web.Request) -> web.Response:
-        try:
-            wait = min(MAX_POLL_S, float(request.query.get("wait", "30")))
-        except ValueError:
-            raise ProxyError("invalid_request", "wait must be a number of seconds") from None
-        req = await request.app[CONSENT].wait(request.match_info["id"], wait)
+        wait = _wait_param(request, 30.0)
+        req, key = await request.app[CONSENT].poll(
+            request, request.match_info["id"], poll_secret_of(request), wait
+        )
         body: dict[str, Any] = {"id": req.id, "status": req.state}
         if req.state == "approved":
-            answer = dict(req.answer)
-            key = answer.pop("key", None)
-            if key is not None:  # the key is handed out once; later polls see the rest
-                req.answer.pop("key", None)
+            body.update({k: v for k, v in req.answer.items() if k != "key"})
+            if key is not None:  # handed out once, to this poll; later polls see the rest
                 body["key"] = key
-            body.update(answer)
         elif req.state in ("denied", "expired", "cancelled"):
             body["message"] = {
                 "denied": "the wallet's owner said no",

@@ -340,7 +340,7 @@ def _ask(
             if left <= 0:
                 slot.show(Status("nobody answered in time; run this cell again to ask", "error"))
                 return None
-            ans = client.answer(ans.id, min(POLL_S, left))
+            ans = client.answer(ans, min(POLL_S, left))
     except KeyboardInterrupt:
         slot.show(Status("stopped waiting; the request stays open in the wallet", "error"))
         return None

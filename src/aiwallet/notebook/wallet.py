@@ -85,6 +85,8 @@ class ConnectAnswer:
     status: str  # pending | approved | denied | expired | cancelled
     body: dict[str, Any]
 
+    poll_secret: str | None = None  # from the 202 answer; only the asker has it
+
     @property
     def key(self) -> str | None:
         key = self.body.get("key")
@@ -112,8 +114,10 @@ class WalletClient:
         body: dict[str, Any] | None = None,
         timeout_s: float | None = None,
         auth: bool = True,
+        bearer: str | None = None,
     ) -> Any:
-        headers = {"Authorization": f"Bearer {self.key}"} if auth and self.key else {}
+        token = bearer or (self.key if auth else None)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             resp = self._http.request(
                 method,
@@ -153,17 +157,22 @@ class WalletClient:
         if lifetime_s is not None:
             body["lifetime_s"] = lifetime_s
         out = self._call("POST", "/wallet/v1/connect", body=body, auth=False)
-        return ConnectAnswer(str(out["id"]), str(out["status"]), out)
+        secret = out.get("poll_secret")
+        return ConnectAnswer(
+            str(out["id"]), str(out["status"]), out, secret if isinstance(secret, str) else None
+        )
 
-    def answer(self, request_id: str, wait_s: float) -> ConnectAnswer:
+    def answer(self, asked: ConnectAnswer, wait_s: float) -> ConnectAnswer:
+        """The answer to ``asked`` (long-polled with its poll secret)."""
         out = self._call(
             "GET",
-            f"/wallet/v1/connect/{request_id}",
+            f"/wallet/v1/connect/{asked.id}",
             params={"wait": wait_s},
             timeout_s=wait_s + 10.0,
             auth=False,
+            bearer=asked.poll_secret,
         )
-        return ConnectAnswer(str(out["id"]), str(out["status"]), out)
+        return ConnectAnswer(str(out["id"]), str(out["status"]), out, asked.poll_secret)
 
     # -- the app itself ---------------------------------------------------------------------
     def me(self, series: int = 0) -> dict[str, Any]:

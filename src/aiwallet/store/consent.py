@@ -13,11 +13,17 @@ from aiwallet.store import schema as t
 from aiwallet.store.audit import append_audit
 from aiwallet.store.db import Database
 
+SUBJECT_KINDS = ("program", "app", "exe")
+
 
 @dataclass(frozen=True, slots=True)
 class ConsentRule:
     id: int
-    subject_kind: str  # "exe" (a program calling without a key) | "app" (a name asking)
+    # "program": a program calling without a key, as that program and its OS user (canonical
+    # JSON, engine/peer.py ProcessInfo.rule_subject); "app": a name asking through connect;
+    # "exe": a program by path alone (rules from before the OS user was part of it; the engine
+    # applies only their denials)
+    subject_kind: str
     subject: str
     decision: str  # "allow" | "deny"
     app_id: int | None
@@ -82,8 +88,8 @@ class ConsentRules:
         actor: str = "user",
     ) -> int:
         """:meth:`add` inside the caller's transaction; returns the new rule's id."""
-        if decision not in ("allow", "deny") or subject_kind not in ("exe", "app"):
-            raise InvalidInput("a consent rule is allow/deny for an exe or an app name")
+        if decision not in ("allow", "deny") or subject_kind not in SUBJECT_KINDS:
+            raise InvalidInput("a consent rule is allow/deny for a program, an exe or an app name")
         now = datetime.now(UTC)
         # A new decision about a subject replaces the old one.
         conn.execute(

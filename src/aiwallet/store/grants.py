@@ -27,7 +27,8 @@ MAX_NAME = 100
 
 @dataclass(frozen=True, slots=True)
 class Remember:
-    """The consent rule to write with the app: ``subject_kind`` ``exe`` or ``app``."""
+    """The consent rule to write with the app: ``subject_kind`` ``program`` (a program and its
+    OS user) or ``app`` (a name)."""
 
     subject_kind: str
     subject: str
