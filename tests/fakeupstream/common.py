@@ -135,8 +135,7 @@ class Stream:
         if mark >= 0 and self.served.echo == "split":
             # the key cut in two TCP writes, the second after the first has gone out
             cut = len(text[:mark].encode()) + len(self.served.key) // 2
-            await self.resp.write(out[:cut])
-            await self.resp.drain()
+            await self.resp.write(out[:cut])  # aiohttp's write drains the transport
             await asyncio.sleep(0.02)
             await self.resp.write(out[cut:])
         else:

@@ -527,10 +527,14 @@ class Proxy:
             where,
             call.request_id,
         )
+        self.events.emit(
+            "upstream.echoed_secret",
+            {"request_id": call.request_id, "provider": provider, "secrets": sorted(new)},
+        )
 
     def _note(self, call: Call, note: str | None) -> str | None:
-        """A request-log note as it may be stored: without secrets (a provider's malformed
-        usage is quoted in one), and saying when the provider echoed one."""
+        """A ledger note as it may be stored: without secrets (a provider's malformed usage
+        is quoted in one), and saying when the provider echoed one."""
         scrubber = self.state.scrubber
         note = scrubber.scrub_text(note) if note else note
         if not call.echoed:
