@@ -204,12 +204,24 @@ def _merge(data: bytes, spans: list[Hit]) -> list[Hit]:
     return out
 
 
+def _escapes_at(data: bytes, pos: int) -> bool:
+    """The backslash at ``pos`` starts an escape (it is not itself escaped)."""
+    n = 0
+    while pos - n > 0 and data[pos - n - 1] == 0x5C:
+        n += 1
+    return n % 2 == 0
+
+
 def _snap(data: bytes, start: int, end: int) -> tuple[int, int]:
-    slashes = 0
-    while start - slashes > 0 and data[start - slashes - 1] == 0x5C:  # backslash
-        slashes += 1
-    if slashes % 2:
-        start -= 1  # the escape's backslash goes too, not only the character it escapes
+    # a span never starts inside an escape: ``\n``, or the hex digits of ``\u00XX``
+    for back in range(1, 6):
+        at = start - back
+        if at < 0:
+            break
+        if data[at] == 0x5C and _escapes_at(data, at):  # a backslash that escapes
+            if back == 1 or (data[at + 1 : at + 2] == b"u" and back <= 5):
+                start = at  # the whole escape goes, not only the characters it escapes
+            break
     while start > 0 and data[start] & 0xC0 == 0x80:
         start -= 1
     while end < len(data) and data[end] & 0xC0 == 0x80:
