@@ -129,3 +129,14 @@ def test_a_huge_event_is_scanned_in_linear_time_by_count_of_finds():
     out, hits = m.redact(big)
     assert len(hits) == 1 and out.endswith(b"[redacted]\n\n")
     assert len(m._needles) == len(key[8:]) // 8  # blocks of the body only
+
+
+def test_without_the_multi_pattern_search_the_fallback_finds_the_same(monkeypatch):
+    from aiwallet.domain import secretforms
+
+    key = make_key()
+    data = f'{{"a":"{key[:40]}***","b":"x {key} y","c":"{key[-30:]}"}}'.encode()
+    fast = SecretMatcher([("k", key)]).redact(data)
+    monkeypatch.setattr(secretforms, "MultiSearch", None)
+    slow = SecretMatcher([("k", key)]).redact(data)
+    assert fast == slow and len(fast[1]) == 3 and key[10:30].encode() not in fast[0]

@@ -17,11 +17,14 @@ engine's scrubber of everything relayed to apps (``engine/scrub.py``). A secret 
 Derived text forms (:func:`text_forms`): a hex secret of 16+ bytes is also looked for in
 base64 and base64url, and :func:`bytes_forms` gives the hex and base64 forms of a binary key.
 
-The search is linear in the data: one ``bytes.find`` per 8-byte block of each secret's body
-(any 16-character fragment contains a whole block), then the hit is extended byte by byte;
-the escaped forms are searched by one compiled regex, only when the data holds an escape
-marker at all. What is cut out is replaced by :data:`REDACTED`, which keeps a JSON string
-valid (a span never starts inside a backslash escape).
+The search is linear in the data: one Aho-Corasick pass (``ahocorasick_rs``, SIMD; a
+``bytes.find`` per block where it is missing) for the 8-byte blocks of every secret's body
+(any 16-character fragment contains a whole block), then each hit is extended byte by byte.
+Escaped forms: when the data holds an ASCII-range escape at all (``\\u00XX`` below 0x80,
+``%XX``, ``\\/``), a copy with those escapes decoded gets the same pass, and only if it
+finds a block does one compiled regex locate the escaped secrets in the original. What is cut
+out is replaced by :data:`REDACTED`, which keeps a JSON string valid (a span never starts
+inside a backslash escape).
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+try:  # a C-speed multi-pattern search; the domain still works (slower) without it
+    from ahocorasick_rs import BytesAhoCorasick as _AhoCorasick
+
+    MultiSearch: Any = _AhoCorasick
+except ImportError:  # pragma: no cover - a dependency; the fallback is tested directly
+    MultiSearch = None
 
 REDACTED = "[redacted]"
 REDACTED_BYTES = REDACTED.encode()
@@ -38,7 +49,16 @@ MIN_SECRET_LEN = 8  # shorter strings would redact ordinary words
 MIN_BODY_CHARS = 16  # a fragment with this many characters of a secret's body is the secret
 BLOCK = MIN_BODY_CHARS // 2  # any run of 2*BLOCK-1 characters holds a whole aligned block
 MAX_PREFIX = 20  # a public prefix ends at the last '-' or '_' within these characters
-_ESCAPE_MARKERS = (b"\\u", b"%", b"\\/")
+_ESCAPE_MARKERS = (b"\\u00", b"%", b"\\/")
+_ASCII_ESCAPE = re.compile(rb"\\u00([0-7][0-9a-fA-F])|%([0-7][0-9a-fA-F])|\\(/)")
+
+
+def _unescape(m: re.Match[bytes]) -> bytes:
+    if m.group(3):
+        return b"/"
+    return bytes([int(m.group(1) or m.group(2), 16)])
+
+
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){16,}")
 
 
@@ -107,6 +127,23 @@ class SecretMatcher:
                 needles.setdefault(value[off : off + BLOCK], []).append((idx, off))
         self._needles = list(needles.items())
         self._escaped: re.Pattern[bytes] | None = None  # compiled when first needed
+        self._ac: Any = (
+            MultiSearch([n for n, _ in self._needles])
+            if MultiSearch is not None and self._needles
+            else None
+        )
+
+    def _blocks(self, data: bytes) -> list[tuple[int, int]]:
+        """(needle index, position) of every block of a secret in ``data``."""
+        if self._ac is not None:
+            return [(i, s) for i, s, _ in self._ac.find_matches_as_indexes(data, overlapping=True)]
+        found = []
+        for i, (needle, _) in enumerate(self._needles):
+            pos = data.find(needle)
+            while pos != -1:
+                found.append((i, pos))
+                pos = data.find(needle, pos + 1)
+        return found
 
     def _escaped_pattern(self) -> re.Pattern[bytes]:
         if self._escaped is None:
@@ -134,17 +171,19 @@ class SecretMatcher:
         if not self._secrets:
             return []
         spans: list[Hit] = []
-        for needle, owners in self._needles:
-            pos = data.find(needle)
-            while pos != -1:
-                resume = pos + 1
-                for idx, off in owners:
-                    hit = self._extend(data, pos, idx, off, len(needle))
-                    if hit is not None:
-                        spans.append(hit)
-                        resume = max(resume, hit.end)
-                pos = data.find(needle, resume)
-        if any(m in data for m in _ESCAPE_MARKERS):
+        covered = -1  # blocks inside a span already found add nothing
+        for i, pos in sorted(self._blocks(data), key=lambda b: b[1]):
+            if pos < covered:
+                continue
+            needle, owners = self._needles[i]
+            for idx, off in owners:
+                hit = self._extend(data, pos, idx, off, len(needle))
+                if hit is not None:
+                    spans.append(hit)
+                    covered = max(covered, hit.end)
+        if any(m in data for m in _ESCAPE_MARKERS) and self._blocks(
+            _ASCII_ESCAPE.sub(_unescape, data)
+        ):
             for m in self._escaped_pattern().finditer(data):
                 idx = int((m.lastgroup or "s0")[1:])
                 spans.append(Hit(m.start(), m.end(), self._secrets[idx][1]))
