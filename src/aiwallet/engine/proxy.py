@@ -426,7 +426,7 @@ class Proxy:
 
     def _stream_ending(self, call: Call, ended: Ended) -> Ending:
         """How a stream that ``ended`` so is billed (and noted: a secret the provider echoed
-        is said in the request log's note)."""
+        is said in the ledger row's note)."""
         ending = self._stream_outcome(call, ended)
         return replace(ending, note=self._note(call, ending.note))
 
