@@ -19,6 +19,8 @@ logs, audit exports, sealed vaults and recorded responses are all covered):
   the body). Left out: a response from an in-process fake upstream's own port that says
   ``x-fake-echoes-key`` (a test talking to an echoing fake directly); the engine never
   passes that header on, and its port is never a fake's, so nothing it sends is left out;
+  and a fake's ``GET /_fake/served`` (marked ``x-fake-record``: the requests it received,
+  which carry the key by design, as above; the engine has no such route);
 
 for every provider key the tests configure:
 
@@ -226,6 +228,8 @@ def received_scan(url: Any, headers: Any) -> ReceivedScan | None:
     port = url.port
     if port in _fake_ports and headers.get("x-fake-echoes-key") == "1":
         return None
+    if url.path == "/_fake/served" and headers.get("x-fake-record") == "1":
+        return None  # a fake's record of the requests it received: they carry the key
     where = f"response from {url.scheme}://{url.host}:{port}{url.path}"
     scan = ReceivedScan(where, provider_keys())
     scan.headers(headers.raw)

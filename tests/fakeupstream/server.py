@@ -175,8 +175,12 @@ class FakeUpstream:
         return web.json_response({"ok": True})
 
     async def _remote_served(self, request: web.Request) -> web.Response:
+        # what it received, keys included (a request carries one by design): the leak scan of
+        # received responses knows this record by its header and path
         return web.Response(
-            text=dumps([s.to_json() for s in self.served]), content_type="application/json"
+            text=dumps([s.to_json() for s in self.served]),
+            content_type="application/json",
+            headers={"x-fake-record": "1"},
         )
 
     # -- running ------------------------------------------------------------------------------
