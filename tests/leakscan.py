@@ -10,7 +10,17 @@ logs, audit exports, sealed vaults and recorded responses are all covered):
 - every byte an in-process fake upstream (any fixture yielding a ``FakeUpstream``) wrote back
   as a streamed response (its record is teed as it grows, because tests reset it between
   each other); the *requests* it received are not scanned: they carry the provider key by
-  design, that is where the key goes. Fakes run as subprocesses are not reached;
+  design, that is where the key goes. Fakes run as subprocesses are not reached. Left out:
+  the records of a fake scripted to echo the key (``Script(echo_key=...)``, its record's
+  ``echoes_key``): that fake writes the key on purpose, for the engine to scrub;
+- every response an httpx client in this process received (which covers the openai and
+  anthropic SDKs, both built on httpx): its header lines and its body bytes as they were
+  read, scanned as they stream through (a tail of a key's length is kept per response, never
+  the body). Left out: a response from an in-process fake upstream's own port that says
+  ``x-fake-echoes-key`` (a test talking to an echoing fake directly); the engine never
+  passes that header on, and its port is never a fake's, so nothing it sends is left out;
+  and a fake's ``GET /_fake/served`` (marked ``x-fake-record``: the requests it received,
+  which carry the key by design, as above; the engine has no such route);
 
 for every provider key the tests configure:
 
@@ -58,6 +68,10 @@ CHUNK = 8 * 1024 * 1024
 _registered_keys: set[str] = set()
 _registered_paths: list[Path] = []
 _recorded: list[Any] = []  # fakeupstream Served records (their raw_out grows while streaming)
+_fake_ports: set[int] = set()  # the in-process fakes' ports (their echo answers are exempt)
+_received_hits: list[Hit] = []
+_received = {"responses": 0, "bytes": 0}
+_source_keys: set[str] | None = None
 _STASH_HITS = pytest.StashKey[list["Hit"]]()
 _STASH_STATS = pytest.StashKey["Stats"]()
 
@@ -95,7 +109,10 @@ def keys_in_sources(root: Path = TESTS_DIR) -> set[str]:
 
 
 def provider_keys() -> set[str]:
-    return keys_in_sources() | EXTRA_KEYS | _registered_keys
+    global _source_keys
+    if _source_keys is None:  # the sources do not change during a session
+        _source_keys = keys_in_sources()
+    return _source_keys | EXTRA_KEYS | _registered_keys
 
 
 def is_excluded(path: Path) -> bool:
@@ -165,6 +182,8 @@ def scan_recorded(keys: Iterable[str]) -> list[Hit]:
     needles = {k.encode(): k for k in keys if k}
     hits: list[Hit] = []
     for n, served in enumerate(_recorded):
+        if getattr(served, "echoes_key", False):
+            continue  # an echoing fake writes the key on purpose (see the module doc)
         data = bytes(getattr(served, "raw_out", b"") or b"")
         for off, needle in find_in_bytes(data, needles):
             where = f"fake upstream response {getattr(served, 'path', '?')} #{n}"
@@ -172,7 +191,112 @@ def scan_recorded(keys: Iterable[str]) -> list[Hit]:
     return hits
 
 
+class ReceivedScan:
+    """One response a client received, scanned as its bytes go by: its header lines at once,
+    its body chunk by chunk with the last ``longest key - 1`` bytes carried over, so a key cut
+    across two chunks is found and memory stays bounded."""
+
+    def __init__(self, where: str, keys: Iterable[str]) -> None:
+        self.where = where
+        self.needles = {k.encode(): k for k in keys if k}
+        self.overlap = max((len(n) for n in self.needles), default=1) - 1
+        self.base = 0
+        self.tail = b""
+        _received["responses"] += 1
+
+    def headers(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        blob = b"".join(name + b": " + value + b"\r\n" for name, value in raw)
+        for off, needle in find_in_bytes(blob, self.needles):
+            _received_hits.append(Hit(f"{self.where} (headers)", off, self.needles[needle]))
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        _received["bytes"] += len(chunk)
+        window = self.tail + chunk
+        for off, needle in find_in_bytes(window, self.needles):
+            if off + len(needle) > len(self.tail):  # not wholly in the tail: seen already
+                _received_hits.append(
+                    Hit(self.where, self.base - len(self.tail) + off, self.needles[needle])
+                )
+        self.base += len(chunk)
+        self.tail = window[-self.overlap :] if self.overlap else b""
+
+
+def received_scan(url: Any, headers: Any) -> ReceivedScan | None:
+    """A scan for a response from ``url`` (None when it is an echoing fake's own answer)."""
+    port = url.port
+    if port in _fake_ports and headers.get("x-fake-echoes-key") == "1":
+        return None
+    if url.path == "/_fake/served" and headers.get("x-fake-record") == "1":
+        return None  # a fake's record of the requests it received: they carry the key
+    where = f"response from {url.scheme}://{url.host}:{port}{url.path}"
+    scan = ReceivedScan(where, provider_keys())
+    scan.headers(headers.raw)
+    return scan
+
+
+def _install_httpx_tap() -> None:
+    """Wrap the body stream of every response httpx's own transports return."""
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a test dependency
+        return
+    if getattr(httpx.HTTPTransport.handle_request, "_leakscan", False):
+        return
+
+    class SyncTap(httpx.SyncByteStream):
+        def __init__(self, inner: Any, scan: ReceivedScan) -> None:
+            self.inner, self.scan = inner, scan
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.inner:
+                self.scan.feed(chunk)
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class AsyncTap(httpx.AsyncByteStream):
+        def __init__(self, inner: Any, scan: ReceivedScan) -> None:
+            self.inner, self.scan = inner, scan
+
+        async def __aiter__(self) -> Any:
+            async for chunk in self.inner:
+                self.scan.feed(chunk)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    sync_handle = httpx.HTTPTransport.handle_request
+    async_handle = httpx.AsyncHTTPTransport.handle_async_request
+
+    def handle_request(self: Any, request: Any) -> Any:
+        response = sync_handle(self, request)
+        scan = received_scan(request.url, response.headers)
+        if scan is not None:
+            response.stream = SyncTap(response.stream, scan)
+        return response
+
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        response = await async_handle(self, request)
+        scan = received_scan(request.url, response.headers)
+        if scan is not None:
+            response.stream = AsyncTap(response.stream, scan)
+        return response
+
+    handle_request._leakscan = True  # type: ignore[attr-defined]
+    httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
+    httpx.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign]
+
+
 # -- hooks ----------------------------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("AIWALLET_LEAKSCAN") != "0":
+        _install_httpx_tap()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef: Any, request: Any) -> Iterator[None]:
     """Tee every in-process fake upstream's record (any fixture that yields a
@@ -184,6 +308,8 @@ def pytest_fixture_setup(fixturedef: Any, request: Any) -> Iterator[None]:
         return
     if type(fake).__name__ != "FakeUpstream":
         return
+    if isinstance(getattr(fake, "port", None), int):
+        _fake_ports.add(fake.port)
     record = getattr(fake, "record", None)
     add = getattr(record, "add", None)
     if record is None or add is None or getattr(add, "_leakscan", False):
@@ -208,7 +334,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     roots += _registered_paths
     keys = provider_keys()
     stats = Stats()
-    hits = scan_paths(roots, keys, stats) + scan_recorded(keys)
+    hits = scan_paths(roots, keys, stats) + scan_recorded(keys) + list(_received_hits)
     session.config.stash[_STASH_HITS] = hits
     session.config.stash[_STASH_STATS] = stats
     if hits:
@@ -226,10 +352,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         stats = config.stash.get(_STASH_STATS, Stats())
         terminalreporter.write_line(
             f"leakscan: no provider key ({len(provider_keys())} known) in {stats.files} files "
-            f"({stats.size / 1e6:.1f} MB) or {len(_recorded)} fake upstream records"
+            f"({stats.size / 1e6:.1f} MB), {len(_recorded)} fake upstream records or "
+            f"{_received['responses']} responses received ({_received['bytes'] / 1e6:.1f} MB)"
         )
         return
-    terminalreporter.section("provider keys leaked into files", sep="=", red=True, bold=True)
+    terminalreporter.section(
+        "provider keys leaked into files or responses", sep="=", red=True, bold=True
+    )
     for h in hits[:200]:
         terminalreporter.write_line(f"leakscan: {h}", red=True)
     if len(hits) > 200:

@@ -1,8 +1,11 @@
 """Logging for the wallet: one file per data dir, and a filter that scrubs secrets.
 
 Secrets should never reach a log call in the first place; the redactor is the second line:
-every secret the vault hands out is registered here, and any log record whose text contains
-one has it replaced by ``[redacted]`` before a handler sees it.
+every secret the vault hands out (and the engine's own: admin token, session-token key) is
+registered here, and any log record whose text contains one, in any of the forms
+``domain/secretforms.py`` knows (as is, a long fragment, JSON-escaped, URL-encoded), has it
+replaced by ``[redacted]`` before a handler sees it. The engine's scrubber of what apps
+receive (``engine/scrub.py``) uses the same matcher.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import logging.handlers
 import threading
 from pathlib import Path
 
-_REDACTED = "[redacted]"
-_MIN_SECRET_LEN = 8  # shorter strings would redact ordinary words
+from aiwallet.domain.secretforms import MIN_SECRET_LEN, SecretMatcher, text_forms
 
 
 class SecretRedactor(logging.Filter):
@@ -23,18 +25,22 @@ class SecretRedactor(logging.Filter):
         super().__init__()
         self._lock = threading.Lock()
         self._secrets: frozenset[str] = frozenset()
+        self._matcher: SecretMatcher | None = SecretMatcher()
 
     def register(self, secret: str) -> None:
-        if len(secret) < _MIN_SECRET_LEN:
+        if len(secret) < MIN_SECRET_LEN or secret in self._secrets:
             return
         with self._lock:
-            self._secrets = self._secrets | {secret}
+            self._secrets = self._secrets | set(text_forms(secret))
+            self._matcher = None  # rebuilt when next needed: registrations come in bursts
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, _REDACTED)
-        return text
+        matcher = self._matcher
+        if matcher is None:
+            with self._lock:
+                matcher = SecretMatcher(("secret", s) for s in sorted(self._secrets))
+                self._matcher = matcher
+        return matcher.redact_text(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:

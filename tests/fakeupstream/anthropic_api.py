@@ -8,7 +8,20 @@ from typing import Any
 from aiohttp import web
 
 from fakeupstream import hostile, tokens
-from fakeupstream.common import Cut, Stream, apply_delays, dumps, stable_id, start_sse
+from fakeupstream.common import (
+    ECHO_MARK,
+    ERROR_ECHOES,
+    Cut,
+    Stream,
+    answer,
+    apply_delays,
+    dumps,
+    echo_message,
+    echo_status,
+    echo_word,
+    stable_id,
+    start_sse,
+)
 from fakeupstream.script import Script, Served
 
 MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"]
@@ -23,6 +36,10 @@ def error(status: int, etype: str, message: str, headers: dict | None = None) ->
     return web.Response(
         status=status, text=dumps(body), content_type="application/json", headers=headers
     )
+
+
+# Anthropic's error type for each status an echoing provider answers with.
+_ECHO_TYPES = {404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
 
 
 def scripted_error(script: Script) -> web.Response | None:
@@ -116,6 +133,7 @@ async def messages(
         served.generated = generated
         words = tokens.reply_words(n)
         stop = "max_tokens" if n < script.reply_tokens else "end_turn"
+    words = [*words, *echo_word(script)]
     if not body.get("stream"):
         msg: dict[str, Any] = {
             "id": mid,
@@ -130,7 +148,7 @@ async def messages(
             msg["usage"] = reported(usage, script)
             served.reported = msg["usage"]
         served.completed = True
-        return web.Response(text=dumps(msg), content_type="application/json")
+        return answer(served, script, dumps(msg))
     resp = await start_sse(request)
     stream = Stream(resp, request, script, served)
 
@@ -161,8 +179,10 @@ async def messages(
         )
         await ev("ping", {})
         for i, word in enumerate(words):
-            if script.error_event_mid_stream and i == len(words) // 2:
-                await ev("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+            echo_event = script.echo_key == "error_event"
+            if (script.error_event_mid_stream or echo_event) and i == len(words) // 2:
+                message = f"invalid x-api-key: {ECHO_MARK}" if echo_event else "Overloaded"
+                await ev("error", {"error": {"type": "overloaded_error", "message": message}})
                 await resp.write_eof()
                 return resp
             await ev(
@@ -204,6 +224,9 @@ async def handle(
     request: web.Request, body: Any, script: Script, served: Served
 ) -> web.StreamResponse:
     await apply_delays(script)
+    if script.echo_key in ERROR_ECHOES:
+        served.status = status = echo_status(script)
+        return error(status, _ECHO_TYPES.get(status, "invalid_request_error"), echo_message(served))
     if (err := scripted_error(script)) is not None:
         served.status = err.status
         return err

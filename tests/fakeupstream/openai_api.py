@@ -9,7 +9,20 @@ from typing import Any
 from aiohttp import web
 
 from fakeupstream import hostile, tokens
-from fakeupstream.common import CREATED, Cut, Stream, apply_delays, dumps, stable_id, start_sse
+from fakeupstream.common import (
+    CREATED,
+    ERROR_ECHOES,
+    Cut,
+    Stream,
+    answer,
+    apply_delays,
+    dumps,
+    echo_message,
+    echo_status,
+    echo_word,
+    stable_id,
+    start_sse,
+)
 from fakeupstream.script import Script, Served
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "o3", "o4-mini", "text-embedding-3-small"]
@@ -110,6 +123,7 @@ async def chat(
         usage = _usage_chat(prompt, n * choices, script)
         words = tokens.reply_words(n)
         finish = "length" if n < script.reply_tokens else "stop"
+    words = [*words, *echo_word(script)]
     cid, created, model = f"chatcmpl-{stable_id(body)}", CREATED, body.get("model")
     if not body.get("stream"):
         msg = {
@@ -138,7 +152,7 @@ async def chat(
             msg["usage"] = reported(usage, script)
             served.reported = msg["usage"]
         served.completed = True
-        return web.Response(text=dumps(msg), content_type="application/json")
+        return answer(served, script, dumps(msg))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     resp = await start_sse_or_none(request)
     stream = Stream(resp, request, script, served)
@@ -235,6 +249,7 @@ async def responses(
         }
         words = tokens.reply_words(n)
         status = "incomplete" if n < script.reply_tokens else "completed"
+    words = [*words, *echo_word(script)]
     text = "".join(words)
     first = len(tool_items)  # the message's output_index
 
@@ -284,9 +299,7 @@ async def responses(
 
     if not body.get("stream"):
         served.completed = True
-        return web.Response(
-            text=dumps(response_obj(status, True, True)), content_type="application/json"
-        )
+        return answer(served, script, dumps(response_obj(status, True, True)))
     resp = await start_sse(request)
     stream = Stream(resp, request, script, served)
     seq = 0
@@ -401,7 +414,7 @@ async def embeddings(
         msg["usage"] = reported(usage, script)
         served.reported = msg["usage"]
     served.completed = True
-    return web.Response(text=dumps(msg), content_type="application/json")
+    return answer(served, script, dumps(msg))
 
 
 def models() -> web.Response:
@@ -417,6 +430,9 @@ async def handle(
     request: web.Request, body: Any, script: Script, served: Served
 ) -> web.StreamResponse:
     await apply_delays(script)
+    if script.echo_key in ERROR_ECHOES:
+        served.status = echo_status(script)
+        return error(served.status, echo_message(served), "invalid_request_error", "echo")
     if (err := scripted_error(script)) is not None:
         served.status = err.status
         return err

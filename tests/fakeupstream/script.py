@@ -32,6 +32,20 @@ class Script:
     # Report the largest usage a real provider could bill for exactly this request instead of
     # the word counts (fakeupstream.hostile); the other usage fields above are then unused.
     hostile: bool = False
+    # Echo the provider key this request carried (a broken or malicious provider, or a proxy
+    # in front of one); the leak scan leaves such answers out of its tee (their ``echoes_key``):
+    #   error        a 4xx (``status``, 400 by default) whose message quotes the key
+    #   auth_header  a 4xx quoting the whole ``Authorization: Bearer …`` header it received
+    #   urlencoded   a 4xx quoting a URL with the key URL-encoded (``%2D`` for ``-``)
+    #   masked       a 4xx with the key masked in the middle, 20 characters shown each end
+    #   hint         a 4xx with the key masked as OpenAI does (``sk-fake…tuv``): no secret
+    #   header       the provider request id header (x-request-id / request-id) is the key
+    #   answer       the key as a word of the answer (whole or streamed)
+    #   escaped      the same, every character JSON-escaped (``\u0073\u006b…``)
+    #   split        the same, streamed, the event written in two TCP writes cut mid-key
+    #   error_event  Anthropic: a mid-stream ``event: error`` whose message quotes the key
+    echo_key: str = ""
+    gzip: bool = False  # compress the answer (Content-Encoding: gzip) whatever was asked
 
     @classmethod
     def from_json(cls, text: str) -> Script:
@@ -60,6 +74,9 @@ class Served:
     raw_in: bytes = b""  # the request body exactly as received
     query: str = ""  # the query string as received
     request_id: str = ""  # the provider request id it sent back (x-request-id / request-id)
+    key: str = ""  # the provider key the request carried (kept only when echoing it)
+    echo: str = ""  # the script's echo_key mode
+    echoes_key: bool = False  # the answer carries the key on purpose (leak scan: left out)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe: the raw bytes as text (undecodable bytes escaped)."""

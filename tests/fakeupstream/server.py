@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from fakeupstream import anthropic_api, openai_api
-from fakeupstream.common import dumps, read_json
+from fakeupstream.common import dumps, read_json, received_key
 from fakeupstream.script import Record, Script, Served
 
 OPENAI_KEY = "sk-fake-openai-0123456789abcdefghijklmnopqrstuv"
@@ -76,6 +76,10 @@ class FakeUpstream:
         if served is None:
             return
         served.request_id = "req_" + uuid.uuid4().hex[:24]
+        if served.echo == "header":
+            served.request_id = served.key
+        if served.echoes_key:  # a leak scan of what tests received knows this is on purpose
+            resp.headers["x-fake-echoes-key"] = "1"
         if served.api == "anthropic":
             resp.headers["request-id"] = served.request_id
             resp.headers["anthropic-ratelimit-requests-limit"] = "4000"
@@ -109,6 +113,9 @@ class FakeUpstream:
         request[SERVED] = served
         self.record.add(served)
         script = self.record.next_script(request.headers.get("x-fake-script"))
+        if script.echo_key:
+            served.echo, served.key = script.echo_key, received_key(request.headers)
+            served.echoes_key = script.echo_key != "hint"  # a hint is no key
         if is_anthropic:
             # Anthropic takes the key as x-api-key, and (newer SDKs) as a Bearer token.
             bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -168,8 +175,12 @@ class FakeUpstream:
         return web.json_response({"ok": True})
 
     async def _remote_served(self, request: web.Request) -> web.Response:
+        # what it received, keys included (a request carries one by design): the leak scan of
+        # received responses knows this record by its header and path
         return web.Response(
-            text=dumps([s.to_json() for s in self.served]), content_type="application/json"
+            text=dumps([s.to_json() for s in self.served]),
+            content_type="application/json",
+            headers={"x-fake-record": "1"},
         )
 
     # -- running ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ class Call:
     ttfb_ms: int | None = None
     meter: StreamMeter | None = None  # a stream's meter, once relaying began
     rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
+    echoed: set[str] = field(default_factory=set)  # secrets the provider echoed (scrubbed)
 
     @property
     def api(self) -> Api:

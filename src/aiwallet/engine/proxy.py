@@ -3,7 +3,9 @@
 authenticate → policy (paused, revoked, expired, model allowed) → parse → price → reserve the
 worst case (clamping max output to what the budget can pay) → forward → relay (metered) →
 respond. Every refusal is an error in the caller's wire format. Whatever ends a request, its
-:class:`~aiwallet.engine.owner.RequestOwner` alone settles, releases and records it.
+:class:`~aiwallet.engine.owner.RequestOwner` alone settles, releases and records it. Whatever
+of the provider's answer is relayed (body, stream events, copied headers) first passes the
+engine's scrubber (engine/scrub.py): no secret of the wallet reaches an app.
 """
 
 from __future__ import annotations
@@ -330,6 +332,13 @@ class Proxy:
             ) from None
         call.ttfb_ms = call.elapsed_ms()
         async with up:
+            encoding = up.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):  # bytes the scrubber could not read
+                raise ProxyError(
+                    "upstream_unavailable",
+                    f"provider {route.provider.name!r} answered in an encoding the wallet did "
+                    f"not ask for ({encoding[:32]!r}); try again later",
+                )
             if up.status != 200:
                 return await self._upstream_error(call, owner, up)
             if call.stream:
@@ -364,20 +373,20 @@ class Proxy:
             raise ProxyError(
                 "upstream_unavailable", "the provider's answer was cut off; try again"
             ) from None
-        headers = client_headers(up.headers)
-        headers["Content-Type"] = up.headers.get("Content-Type", "application/json")
+        headers = self._relayed_headers(call, up, "application/json")
+        body = self._scrub(call, answer.data, "its answer")
         if not call.endpoint.billable:
-            await owner.end(Ending(up.status))
+            await owner.end(Ending(up.status, note=self._note(call, None)))
             headers.update(self.headers(call, cost=0))
-            return web.Response(status=up.status, body=answer.data, headers=headers)
+            return web.Response(status=up.status, body=body, headers=headers)
         note = None
         usage = answer.usage
         if usage is None:
             usage = estimated_usage(call.prompt_bytes, estimate_tokens(answer.output_bytes))
             note = answer.problem or "no usage reported"
-        done = await owner.end(Ending(up.status, None, usage, note))
+        done = await owner.end(Ending(up.status, None, usage, self._note(call, note)))
         headers.update(self.headers(call, cost=done.cost_nano, remaining=done.remaining_nano))
-        return web.Response(status=up.status, body=answer.data, headers=headers)
+        return web.Response(status=up.status, body=body, headers=headers)
 
     async def _stream(
         self, call: Call, owner: RequestOwner, up: aiohttp.ClientResponse, injected: bool
@@ -385,8 +394,9 @@ class Proxy:
         """Relay SSE event by event; the cost is settled before the final event goes out."""
         assert call.endpoint.meter is not None and call.reservation is not None
         meter = call.meter = call.endpoint.meter(injected)
-        resp = web.StreamResponse(status=200, headers=client_headers(up.headers))
-        resp.headers["Content-Type"] = up.headers.get("Content-Type", "text/event-stream")
+        resp = web.StreamResponse(
+            status=200, headers=self._relayed_headers(call, up, "text/event-stream")
+        )
         resp.headers.update(self.headers(call, cost=call.reservation.amount_nano))
         resp.headers["Cache-Control"] = "no-cache"
         resp.headers["x-aiwallet-cost-is"] = "reserved-maximum"
@@ -402,6 +412,7 @@ class Proxy:
                 meter,
                 lambda: owner.end(self._stream_ending(call, Ended.COMPLETE)),
                 bound,
+                lambda raw: self._scrub(call, raw, "a stream event"),
             )
         await owner.end(self._stream_ending(call, ended))
         if ended is Ended.COMPLETE:
@@ -414,6 +425,12 @@ class Proxy:
         return resp
 
     def _stream_ending(self, call: Call, ended: Ended) -> Ending:
+        """How a stream that ``ended`` so is billed (and noted: a secret the provider echoed
+        is said in the ledger row's note)."""
+        ending = self._stream_outcome(call, ended)
+        return replace(ending, note=self._note(call, ending.note))
+
+    def _stream_outcome(self, call: Call, ended: Ended) -> Ending:
         """How a stream that ``ended`` so is billed: the provider's usage when the stream
         finished with it; else what is known (exact input where the stream said it, output at
         least what was relayed), marked ``estimated``."""
@@ -468,12 +485,62 @@ class Proxy:
                 status=503 if up.status in (503, 529) else 502,
                 retry_after=_retry_after(up),
             )
-        # 4xx about the request itself (400, 404, 413, 422, 429): the provider's own words.
-        await owner.end(Ending(up.status, "upstream_status"))
-        headers = client_headers(up.headers)
-        headers["Content-Type"] = up.headers.get("Content-Type", "application/json")
+        # 4xx about the request itself (400, 404, 413, 422, 429): the provider's own words,
+        # less any secret of the wallet they echo (some echo the key, or the whole header).
+        headers = self._relayed_headers(call, up, "application/json")
+        data = self._scrub(call, data, "an error answer")
+        await owner.end(Ending(up.status, "upstream_status", note=self._note(call, None)))
         headers.update(self.headers(call, cost=0))
         return web.Response(status=up.status, body=data, headers=headers)
+
+    # -- scrubbing ------------------------------------------------------------------------------
+    def _scrub(self, call: Call, data: bytes, where: str) -> bytes:
+        """``data`` as it may reach the app: without any secret of the wallet."""
+        out, labels = self.state.scrubber.scrub(data)
+        if labels:
+            self._echoed(call, labels, where)
+        return out
+
+    def _relayed_headers(
+        self, call: Call, up: aiohttp.ClientResponse, default_type: str
+    ) -> dict[str, str]:
+        """The allow-listed upstream headers, less any whose name or value holds a secret
+        (dropped whole); the content type as sent."""
+        headers = client_headers(up.headers)
+        headers["Content-Type"] = up.headers.get("Content-Type", default_type)
+        kept, labels = self.state.scrubber.scrub_headers(headers)
+        if labels:
+            self._echoed(call, labels, "a response header")
+            kept.setdefault("Content-Type", default_type)
+        return kept
+
+    def _echoed(self, call: Call, labels: frozenset[str], where: str) -> None:
+        new = labels - call.echoed
+        if not new:
+            return  # said once per request, however many events carry it
+        call.echoed |= new
+        provider = call.route.provider.name if call.route is not None else "?"
+        log.warning(
+            "provider %r echoed %s in %s for request %s; redacted before relaying",
+            provider,
+            ", ".join(sorted(new)),
+            where,
+            call.request_id,
+        )
+        self.events.emit(
+            "upstream.echoed_secret",
+            {"request_id": call.request_id, "provider": provider, "secrets": sorted(new)},
+        )
+
+    def _note(self, call: Call, note: str | None) -> str | None:
+        """A ledger note as it may be stored: without secrets (a provider's malformed usage
+        is quoted in one), and saying when the provider echoed one."""
+        scrubber = self.state.scrubber
+        note = scrubber.scrub_text(note) if note else note
+        if not call.echoed:
+            return note
+        echoed = f"the provider echoed {', '.join(sorted(call.echoed))}: redacted before relaying"
+        return f"{note}; {echoed}" if note else echoed
 
     # -- responses ------------------------------------------------------------------------------
     def headers(

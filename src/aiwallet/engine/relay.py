@@ -5,6 +5,10 @@ the client; the event that ends the stream is written only after ``settle_final`
 (the cost is durable before the last byte). Who ended a stream is decided here, in one place:
 a failed read from the upstream means the provider cut it; a failed write to the client means
 the client left. The relay knows nothing of budgets or the proxy; it returns an outcome.
+
+Only whole events are written, each after ``scrub`` (the proxy's secret scrubber): a secret
+split across two TCP chunks is whole again in its event, and the bytes of an event never
+finished (a stream cut mid-event) are dropped, never relayed raw.
 """
 
 from __future__ import annotations
@@ -81,10 +85,11 @@ async def relay_stream(
     meter: StreamMeter,
     settle_final: Callable[[], Awaitable[object]],
     max_output_tokens: int | None = None,
+    scrub: Callable[[bytes], bytes] | None = None,
 ) -> Ended:
     """Relay SSE event by event into the prepared ``resp``; returns who ended the stream.
     Once the output relayed passes ``max_output_tokens`` (the provider broke the request's
-    own limit), nothing more is relayed."""
+    own limit), nothing more is relayed. Each event written is ``scrub(event)``."""
     splitter = SSESplitter()
     chunks = up.content.iter_any().__aiter__()
     while True:
@@ -103,12 +108,15 @@ async def relay_stream(
             if max_output_tokens is not None and meter.delta_events > max_output_tokens:
                 log.warning("upstream stream passed its output bound of %d", max_output_tokens)
                 return Ended.OVER_BOUND
+            out = verdict.relay
+            if out is not None and scrub is not None:
+                out = scrub(out)  # before settling: an echo is noted on the request's row
             if verdict.final:
                 await settle_final()
-            if verdict.relay is None:
+            if out is None:
                 continue
             try:
-                await resp.write(verdict.relay)
+                await resp.write(out)
             except WRITE_ERRORS:
                 return Ended.CLIENT_LEFT
     return Ended.COMPLETE if meter.finished else Ended.UPSTREAM_CUT

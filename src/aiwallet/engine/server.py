@@ -177,6 +177,9 @@ class Engine:
         self._session = make_session(self.timeouts)
         self._proxy = Proxy(self.state, self._session, self.max_body)
         self._proxy.tokens = SessionTokens(self.session_ttl_s)
+        # never in what an app receives (engine/scrub.py), nor in the logs
+        self.state.add_engine_secret("the admin token", self.admin_token)
+        self.state.add_engine_secret("the session-token key", *self._proxy.tokens.key_forms())
         self._proxy.events = self.events
         if self._timeout_from_settings:
             self.consent_timeout_s = await self.state.db(wallet.prompt_timeout_s)

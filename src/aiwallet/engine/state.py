@@ -4,6 +4,10 @@ App look-ups, the router and provider keys are cached; any change made through t
 API (or announced to it by the CLI) clears them at once, and app entries also expire after
 a second, so a change written straight to a shared database is obeyed within one second.
 
+Every reload also reads every secret the vault holds (on the read pool, never the loop) and
+builds the :class:`~aiwallet.engine.scrub.Scrubber` that everything relayed to apps passes
+through, with the engine's own secrets added at start (:meth:`EngineState.add_engine_secret`).
+
 Nothing starts in the constructor: :meth:`EngineState.start` starts the read pool and the
 writer thread, :meth:`EngineState.close` stops them (and is safe when start never ran).
 """
@@ -22,7 +26,9 @@ from sqlalchemy import Connection
 from aiwallet.domain.appkeys import hash_app_key
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
+from aiwallet.engine.scrub import Labelled, Scrubber, load_vault_secrets, provider_label
 from aiwallet.engine.writer import BatchWriter
+from aiwallet.logsetup import REDACTOR
 from aiwallet.store.apps import AppRecord, GrantRecord
 from aiwallet.store.records import Budget
 
@@ -51,6 +57,9 @@ class EngineState:
         self._writer: BatchWriter | None = None
         self._apps: dict[str, tuple[float, AppContext | None]] = {}
         self._secrets: dict[str, str | None] = {}
+        self._vault_secrets: list[Labelled] = []
+        self._engine_secrets: dict[str, list[str]] = {}
+        self.scrubber = Scrubber()
         self._loading: dict[str, asyncio.Future[AppContext | None]] = {}
         self.router = Router([], port.catalog)
         self.paused = False
@@ -97,9 +106,23 @@ class EngineState:
         self.paused = p.paused()
         self.timezone = p.timezone()
         self.allowed_origins = p.allowed_origins()
+        self._vault_secrets, keys = load_vault_secrets(p.vault, p.providers.list())
         self._apps.clear()
-        self._secrets.clear()
+        self._secrets = keys  # every provider's key, read now: a request need not wait for it
+        self.scrubber = self._build_scrubber()
         self.generation += 1
+
+    def _build_scrubber(self) -> Scrubber:
+        engine = [(label, v) for label, values in self._engine_secrets.items() for v in values]
+        return Scrubber([*self._vault_secrets, *engine])
+
+    def add_engine_secret(self, label: str, *forms: str) -> None:
+        """A secret of the engine's own (the admin token, the session-token key): scrubbed
+        from what apps receive, and from the logs, like the vault's."""
+        self._engine_secrets[label] = list(forms)
+        for form in forms:
+            REDACTOR.register(form)
+        self.scrubber = self._build_scrubber()
 
     async def reload(self) -> None:
         await self.db(self.reload_blocking)
@@ -153,4 +176,7 @@ class EngineState:
         if provider not in self._secrets:
             secret = await self.port.vault.aget(secret_ref)
             self._secrets[provider] = secret.reveal() if secret else None
+            if secret is not None:  # not loaded at reload (the vault was locked then)
+                self._vault_secrets.append((provider_label(provider), secret.reveal()))
+                self.scrubber = self._build_scrubber()
         return self._secrets[provider]

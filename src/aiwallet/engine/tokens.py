@@ -16,6 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from aiwallet.domain.secretforms import bytes_forms
 from aiwallet.engine.errors import ProxyError
 
 PREFIX = "aw_sess_"
@@ -70,3 +71,8 @@ class SessionTokens:
                 "this session token has expired; get a new one from POST /wallet/v1/token",
             )
         return claim
+
+    def key_forms(self) -> list[str]:
+        """The MAC key's text forms, for the scrubber and the log filter (engine/scrub.py):
+        it never leaves this engine, so none of them may appear in what an app receives."""
+        return bytes_forms(self._key)

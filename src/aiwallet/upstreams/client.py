@@ -18,7 +18,8 @@ from aiwallet.upstreams.auth import auth_headers
 # Client headers worth passing upstream (everything else is the wallet's business).
 PASS_THROUGH = ("anthropic-version", "anthropic-beta", "openai-beta", "accept")
 # Upstream response headers the clients use (the SDKs' request ids, rate limits, retry hints,
-# processing time); nothing else of the provider's reaches an app.
+# processing time); nothing else of the provider's reaches an app, and of these, a header
+# whose name or value holds a secret of the wallet is dropped (engine/scrub.py).
 PASS_BACK = frozenset(
     {"x-request-id", "request-id", "openai-processing-ms", "openai-version", "retry-after",
      "retry-after-ms"}
@@ -69,7 +70,9 @@ def client_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 def upstream_headers(
     kind: ProviderKind, api_key: str | None, client_headers: dict[str, str]
 ) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
+    # identity: the answer is relayed only after the scrubber read it, which it cannot do
+    # through a compression (the engine refuses an answer encoded anyway: engine/proxy.py)
+    headers = {"content-type": "application/json", "accept-encoding": "identity"}
     for name in PASS_THROUGH:
         if name in client_headers:
             headers[name] = client_headers[name]
