@@ -19,10 +19,39 @@ ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=60)
 # Text built from the pieces that matter: backslashes, escape look-alikes, controls, bidi.
 TRICKY = st.text(
     st.sampled_from(
-        ["\\", "n", "x", "u", "U", "0", "1", "b", "e", "f", "\n", "\r", "\t", "\x1b", "\x7f",
-         "\x85", "\x9b", "\u202e", "\u2066", "\u200b", "\u200d", "\ufeff", "\u2028", "\U000e0041",
-         "\u0301", "a", " ", "<", "&", "\ud800"]
-    ),  # fmt: skip
+        [
+            "\\",
+            "n",
+            "x",
+            "u",
+            "U",
+            "0",
+            "1",
+            "b",
+            "e",
+            "f",
+            "\n",
+            "\r",
+            "\t",
+            "\x1b",
+            "\x7f",
+            "\x85",
+            "\x9b",
+            "\u202e",
+            "\u2066",
+            "\u200b",
+            "\u200d",
+            "\ufeff",
+            "\u2028",
+            "\U000e0041",
+            "\u0301",
+            "a",
+            " ",
+            "<",
+            "&",
+            "\ud800",
+        ]
+    ),
     max_size=40,
 )
 
