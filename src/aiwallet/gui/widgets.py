@@ -14,6 +14,7 @@ characters reach the screen."""
 from __future__ import annotations
 
 import html
+import math
 from datetime import UTC, datetime
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
@@ -213,27 +214,50 @@ class CallerWords(QPlainTextEdit):
 
     def lines_shown(self) -> int:
         """Visual lines of the words (after wrapping), capped at ``max_lines``."""
+        return max(1, min(self.total_lines(), self.max_lines))
+
+    def _fit(self) -> None:
+        """Exactly ``lines_shown`` lines tall. When the words run longer, the bottom margin
+        is kept out of the viewport, so no sliver of a further line shows under the last
+        one (the scroll bar says there is more)."""
+        margins = self.contentsMargins()
+        doc_margin = math.ceil(self.document().documentMargin())
+        lines = self.lines_shown()
+        more = self.total_lines() > lines
+        self.setViewportMargins(0, 0, 0, doc_margin if more else 0)
+        height = self._lines_height(lines) + 2 * doc_margin + margins.top() + margins.bottom()
+        if not more:
+            height += 1  # QPlainTextEdit wants a pixel to spare before it drops its scroll bar
+        if self.height() != height:
+            self.setFixedHeight(height)
+
+    def _lines_height(self, lines: int) -> int:
+        """Pixels of the first ``lines`` laid-out lines (their real heights, which the
+        font's rounded line spacing may undercount)."""
+        total = 0.0
+        left = lines
+        block = self.document().begin()
+        while block.isValid() and left > 0:
+            layout = block.layout()
+            count = layout.lineCount() if layout is not None else 0
+            if count == 0:
+                total += self.fontMetrics().lineSpacing()
+                left -= 1
+            for i in range(min(count, left)):
+                total += layout.lineAt(i).height()
+            left -= min(count, left)
+            block = block.next()
+        total += left * self.fontMetrics().lineSpacing()
+        return math.ceil(total)
+
+    def total_lines(self) -> int:
         count = 0
         block = self.document().begin()
         while block.isValid():
             layout = block.layout()
             count += max(layout.lineCount() if layout is not None else 1, 1)
             block = block.next()
-        return max(1, min(count, self.max_lines))
-
-    def _fit(self) -> None:
-        fm = self.fontMetrics()
-        margins = self.contentsMargins()
-        doc_margin = int(self.document().documentMargin())
-        height = (
-            fm.lineSpacing() * self.lines_shown()
-            + 2 * doc_margin
-            + margins.top()
-            + margins.bottom()
-            + 2
-        )
-        if self.height() != height:
-            self.setFixedHeight(height)
+        return count
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
