@@ -155,7 +155,9 @@ def main() -> None:
     env = dict(os.environ)
     env["PYTHON_KEYRING_BACKEND"] = "keyring_backend.TestFileKeyring"
     env["AIWALLET_TEST_KEYRING_FILE"] = str(work / "keyring.json")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT / "scripts")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "scripts")]
+    )
     env["TZ"] = env.get("TZ", "Europe/Berlin")
     data = work / "wallet"
     subprocess.run(

@@ -25,6 +25,7 @@ from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
 from aiwallet.store import schema as t
 from aiwallet.store.budgets import counter_key
+from aiwallet.store.grants import unique_name
 
 APPS = (
     # name, budget, models, share of traffic
@@ -58,7 +59,7 @@ def seed(root: Path, rows: int, days: int, *, seed_value: int = 7) -> Wallet:
     app_ids: dict[str, int] = {}
     for name, budget, models, _ in APPS:
         app, _key = wallet.create_app(
-            wallet.unique_app_name(name),
+            unique_name(name, {a.name for a in wallet.apps.list()}),
             budget=parse_budget_spec(budget) if budget else None,
             models=models,
         )

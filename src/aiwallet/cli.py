@@ -15,7 +15,7 @@ import click
 
 from aiwallet import __version__
 from aiwallet.cli_commands import apps, audit, catalog, consent, providers, requests
-from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state
+from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state, term
 from aiwallet.domain.errors import WalletError
 from aiwallet.paths import resolve_data_dir
 
@@ -75,15 +75,16 @@ def status(state: Context, as_json: bool) -> None:
         emit_json(info)
         return
     click.echo(f"aiwallet {__version__}")
-    click.echo(f"data dir:      {info['data_dir']}")
-    click.echo(f"database:      {info['database']}")
-    click.echo(f"secret store:  {info['vault']['description']}")
+    click.echo(f"data dir:      {term(info['data_dir'])}")
+    click.echo(f"database:      {term(info['database'])}")
+    click.echo(f"secret store:  {term(info['vault']['description'])}")
     if info["vault"]["is_fallback"]:
         click.echo("               (no OS keyring found: keys are in a passphrase-sealed file)")
-    click.echo(f"catalog:       {info['catalog']['models']} models, {info['catalog']['source']}")
     click.echo(
-        f"providers:     {', '.join(info['providers']) or 'none yet (aiwallet providers add)'}"
+        f"catalog:       {info['catalog']['models']} models, {term(info['catalog']['source'])}"
     )
+    names = term(", ".join(info["providers"]))
+    click.echo(f"providers:     {names or 'none yet (aiwallet providers add)'}")
 
 
 @cli.command()
@@ -108,7 +109,9 @@ def serve(state: Context, host: str, port: int, allow_non_loopback: bool) -> Non
         click.echo(f"WARNING: listening on {host}: other machines can reach this wallet.", err=True)
     bound = engine.start()
     for res, outcome in engine.recovered:
-        click.echo(f"recovered reservation of request {res.request_id}: {outcome}", err=True)
+        click.echo(
+            f"recovered reservation of request {term(res.request_id)}: {term(outcome)}", err=True
+        )
     click.echo(f"aiwallet engine listening on http://{host}:{bound}", err=True)
     click.echo(str(bound))
     stop = threading.Event()
@@ -137,7 +140,8 @@ def _error_boundary() -> Iterator[None]:
     try:
         yield
     except WalletError as err:
-        click.echo(f"aiwallet: error: {err}", err=True)
+        # an error may quote what a caller, a provider or a file said
+        click.echo(f"aiwallet: error: {term(err)}", err=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         click.echo("aiwallet: interrupted", err=True)

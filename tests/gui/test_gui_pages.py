@@ -156,9 +156,18 @@ def test_apps_page_shows_budget_use_and_edits_pause_and_revoke(desk, qtbot, monk
     )
     from PySide6.QtWidgets import QMessageBox
 
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    asked: list[QMessageBox] = []
+
+    def yes(box: QMessageBox) -> int:
+        asked.append(box)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "exec", yes)
     page.view.selectRow(0)
     qtbot.mouseClick(page.revoke, Qt.MouseButton.LeftButton)
+    # the question names the app in plain text
+    assert [b.textFormat() for b in asked] == [Qt.TextFormat.PlainText]
+    assert "alpha" in asked[0].text()
     qtbot.waitUntil(lambda: desk.wallet.apps.get("alpha").revoked_at is not None, timeout=10_000)
     with pytest.raises(openai.PermissionDeniedError):
         _chat(desk, key)

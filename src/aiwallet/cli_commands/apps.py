@@ -13,6 +13,7 @@ from aiwallet.cli_commands.common import (
     json_option,
     parse_since,
     pass_state,
+    term,
 )
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import BudgetSpec, format_usd, parse_budget_spec, usd_string
@@ -68,9 +69,11 @@ def add(
             }
         )
         return
-    click.echo(f"Created app {app.name}. Its key (shown only now, keep it secret):\n\n  {key}\n")
+    click.echo(
+        f"Created app {term(app.name)}. Its key (shown only now, keep it secret):\n\n  {key}\n"
+    )
     click.echo(f"Budget: {spec.describe() if spec else 'none (only the wallet budget applies)'}")
-    click.echo(f"Models: {', '.join(scopes or ['all'])}")
+    click.echo(f"Models: {term(', '.join(scopes or ['all']))}")
     click.echo(
         "Use it:  OPENAI_BASE_URL=http://127.0.0.1:8402/v1  or  ANTHROPIC_BASE_URL=http://127.0.0.1:8402"
     )
@@ -119,7 +122,7 @@ def show(state: Context, name: str, as_json: bool) -> None:
         emit_json(row)
         return
     for key, value in row.items():
-        click.echo(f"{key + ':':16} {value if value is not None else '-'}")
+        click.echo(f"{key + ':':16} {term(value) if value is not None else '-'}")
 
 
 @group.command("receipt")
@@ -141,7 +144,7 @@ def receipt(state: Context, name: str) -> None:
 def revoke(state: Context, name: str, as_json: bool) -> None:
     """Revoke app NAME: its next request is refused."""
     state.wallet.revoke_app(name)
-    emit_json({"revoked": name}) if as_json else click.echo(f"Revoked {name}.")
+    emit_json({"revoked": name}) if as_json else click.echo(f"Revoked {term(name)}.")
 
 
 @group.command("limits")
@@ -156,7 +159,7 @@ def limits(
     """Set app NAME's rate limits (refused requests get 429 with Retry-After)."""
     app = state.wallet.set_app_limits(name, rpm=rpm, tpm=tpm, concurrency=concurrency)
     click.echo(
-        f"Limits of {app.name}: {app.rpm_limit or 'no'} requests/min, "
+        f"Limits of {term(app.name)}: {app.rpm_limit or 'no'} requests/min, "
         f"{app.tpm_limit or 'no'} tokens/min, {app.concurrency_limit or 'no'} at once."
     )
 
@@ -167,7 +170,7 @@ def limits(
 def pause_app(state: Context, name: str) -> None:
     """Pause one app (its requests are refused until resumed)."""
     state.wallet.set_app_paused(name, True)
-    click.echo(f"Paused {name}.")
+    click.echo(f"Paused {term(name)}.")
 
 
 @group.command("resume")
@@ -176,7 +179,7 @@ def pause_app(state: Context, name: str) -> None:
 def resume_app(state: Context, name: str) -> None:
     """Resume a paused app."""
     state.wallet.set_app_paused(name, False)
-    click.echo(f"Resumed {name}.")
+    click.echo(f"Resumed {term(name)}.")
 
 
 @click.group("budget")
@@ -193,7 +196,7 @@ def budget_set(state: Context, target: str, spec: str) -> None:
     parsed = _budget_option(spec)
     state.wallet.set_budget(parsed, None if target == "wallet" else target)
     what = "the wallet" if target == "wallet" else target
-    click.echo(f"Budget of {what}: {parsed.describe() if parsed else 'none'}.")
+    click.echo(f"Budget of {term(what)}: {parsed.describe() if parsed else 'none'}.")
 
 
 @click.command("usage")
@@ -277,7 +280,11 @@ def origins_list(state: Context, as_json: bool) -> None:
     if as_json:
         emit_json(items)
     else:
-        click.echo("\n".join(items) if items else "(none: every browser origin is refused)")
+        click.echo(
+            "\n".join(term(i) for i in items)
+            if items
+            else "(none: every browser origin is refused)"
+        )
 
 
 @origins_group.command("allow")
@@ -286,7 +293,7 @@ def origins_list(state: Context, as_json: bool) -> None:
 def origins_allow(state: Context, origin: str) -> None:
     """Let pages from ORIGIN (e.g. http://localhost:3000) call the wallet."""
     state.wallet.allow_origin(origin)
-    click.echo(f"Allowed {origin}.")
+    click.echo(f"Allowed {term(origin)}.")
 
 
 @origins_group.command("remove")
@@ -295,4 +302,4 @@ def origins_allow(state: Context, origin: str) -> None:
 def origins_remove(state: Context, origin: str) -> None:
     """Stop allowing ORIGIN."""
     state.wallet.disallow_origin(origin)
-    click.echo(f"Removed {origin}.")
+    click.echo(f"Removed {term(origin)}.")

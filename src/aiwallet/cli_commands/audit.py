@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state
+from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state, term
 
 
 @click.group("audit")
@@ -23,6 +23,6 @@ def verify(state: Context, as_json: bool) -> None:
     elif result.ok:
         click.echo(f"audit log intact: {result.checked} entries, chain verified")
     else:
-        click.echo(f"audit log BROKEN at entry {result.first_bad_seq}: {result.problem}")
+        click.echo(f"audit log BROKEN at entry {result.first_bad_seq}: {term(result.problem)}")
     if not result.ok:
         raise SystemExit(2)

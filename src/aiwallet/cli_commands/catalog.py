@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from aiwallet.cli_commands.common import Context, emit_json, emit_table, json_option, pass_state
+from aiwallet.cli_commands.common import (
+    Context,
+    emit_json,
+    emit_table,
+    json_option,
+    pass_state,
+    term,
+)
 from aiwallet.domain.catalog import PriceRow
 from aiwallet.domain.money import format_usd
 
@@ -63,7 +70,7 @@ def show(state: Context, model: str, as_json: bool) -> None:
     if as_json:
         emit_json(row.to_json())
         return
-    click.echo(f"{row.provider}/{row.model}  ({row.name})")
+    click.echo(f"{term(row.provider)}/{term(row.model)}  ({term(row.name)})")
     for label, value in (
         ("input", row.input),
         ("output", row.output),
@@ -85,10 +92,10 @@ def show(state: Context, model: str, as_json: bool) -> None:
         )
     click.echo(f"  context:      {_limit(row.context_limit)} tokens")
     click.echo(f"  max output:   {_limit(row.output_limit)} tokens")
-    click.echo(f"  price row:    {row.ref}")
+    click.echo(f"  price row:    {term(row.ref)}")
     others = [r.provider for r in cat.candidates(row.model) if r.provider != row.provider]
     if others:
-        click.echo(f"  also sold by: {', '.join(others)} (use provider/model)")
+        click.echo(f"  also sold by: {term(', '.join(others))} (use provider/model)")
 
 
 @group.command("update")
@@ -107,7 +114,7 @@ def update(state: Context, source: str | None, as_json: bool) -> None:
         emit_json(result.to_json())
         return
     click.echo(
-        f"Catalog updated from {result.source}: {result.models} models from "
+        f"Catalog updated from {term(result.source)}: {result.models} models from "
         f"{result.providers} providers ({result.added} new, {result.removed} gone, "
         f"{result.price_changes} price changes)."
     )

@@ -1,4 +1,10 @@
-"""What the ``aiwallet`` subcommands share: the context object, output and secret input."""
+"""What the ``aiwallet`` subcommands share: the context object, output and secret input.
+
+Output: every value that anyone but the code wrote (an app's name or purpose, a command
+line, a path, a model, a provider's message) is printed through ``term`` (the display form
+of ``domain.display`` in its terminal mode: ESC, CR/LF, C0/C1, DEL, bidi and zero-width
+characters written as visible escapes such as ``\\x1b``), ``emit_table`` (every cell) or
+``emit_json`` (the same document, with the characters json leaves raw escaped too)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from aiwallet.domain.display import display, json_safe
 from aiwallet.domain.errors import InvalidInput, VaultError
 from aiwallet.logsetup import setup_logging
 from aiwallet.paths import DataDir
@@ -74,15 +81,25 @@ def passphrase_provider() -> str:
     return value
 
 
+def term(value: object, limit: int | None = None) -> str:
+    """Untrusted text as a terminal may print it: one line, every control or invisible
+    character a visible escape (``\\x1b``, ``\\n``, ``\\u202e``), readable back."""
+    return display(value, terminal=True, limit=limit)
+
+
 def emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+    dumped = json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    click.echo(json_safe(dumped))
 
 
 def emit_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
-    """A plain aligned table; an empty listing says so instead of printing only headers."""
+    """A plain aligned table, every cell in terminal display form (no cell can hold a line
+    break or a terminal sequence); an empty listing says so instead of printing only
+    headers."""
     if not rows:
         click.echo("(none)")
         return
+    rows = [[term(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from aiwallet.cli_commands.common import Context, emit_json, emit_table, json_option, pass_state
+from aiwallet.cli_commands.common import (
+    Context,
+    emit_json,
+    emit_table,
+    json_option,
+    pass_state,
+    term,
+)
 from aiwallet.domain.receipts import verify_receipt
 
 
@@ -72,8 +79,8 @@ def approve(
         return
     answer = result["answer"]
     click.echo(
-        f"Approved {result['app_name']} as app {answer['app']!r}: models "
-        f"{', '.join(answer['models'])}, budget {answer['budget'] or 'none'}"
+        f"Approved {term(result['app_name'])} as app {term(repr(answer['app']))}: models "
+        f"{term(', '.join(answer['models']))}, budget {term(answer['budget'] or 'none')}"
         + (" (this request only)" if once else "")
     )
 
@@ -85,7 +92,9 @@ def approve(
 def deny(state: Context, request_id: str, always: bool) -> None:
     """Deny REQUEST_ID (once, or --always)."""
     state.wallet.engine_call("POST", f"/admin/v1/consent/{request_id}/deny", {"always": always})
-    click.echo(f"Denied {request_id}" + (" and remembered it." if always else " (this time)."))
+    click.echo(
+        f"Denied {term(request_id)}" + (" and remembered it." if always else " (this time).")
+    )
 
 
 @group.command("list")
@@ -140,10 +149,11 @@ def verify(file: Path, public_key: str | None, as_json: bool) -> None:
     elif check.ok and check.receipt is not None:
         r = check.receipt
         click.echo(
-            f"valid receipt {r['receipt_id']}: app {r['app']!r}, models {', '.join(r['scopes'])}, "
-            f"budget {r['budget'] or 'none'}, issued {r['issued_at']}"
+            f"valid receipt {term(r['receipt_id'])}: app {term(repr(r['app']))}, models "
+            f"{term(', '.join(r['scopes']))}, budget {term(r['budget'] or 'none')}, "
+            f"issued {term(r['issued_at'])}"
         )
     else:
-        click.echo(f"INVALID receipt: {check.problem}")
+        click.echo(f"INVALID receipt: {term(check.problem)}")
     if not check.ok:
         raise SystemExit(2)

@@ -13,6 +13,7 @@ from aiwallet.cli_commands.common import (
     json_option,
     pass_state,
     read_secret,
+    term,
 )
 from aiwallet.domain.providers import KINDS
 
@@ -60,9 +61,9 @@ def add(
         emit_json(info.to_json())
         return
     click.echo(
-        f"{'Replaced' if replace else 'Added'} provider {info.name} ({pkind.label}, "
-        f"{info.base_url}); key {info.key_hint or '(none)'} is in the "
-        f"{state.wallet.vault_status().description}."
+        f"{'Replaced' if replace else 'Added'} provider {term(info.name)} ({pkind.label}, "
+        f"{term(info.base_url)}); key {term(info.key_hint or '(none)')} is in the "
+        f"{term(state.wallet.vault_status().description)}."
     )
 
 
@@ -98,7 +99,7 @@ def remove(state: Context, name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"removed": name})
     else:
-        click.echo(f"Removed provider {name} and its key.")
+        click.echo(f"Removed provider {term(name)} and its key.")
 
 
 @group.command("test")
@@ -122,6 +123,6 @@ def test(state: Context, name: str, timeout: float, as_json: bool) -> None:
         )
     else:
         extra = f", {result.models} models" if result.models is not None else ""
-        click.echo(f"{name}: {result.message} ({result.latency_ms} ms{extra})")
+        click.echo(f"{term(name)}: {term(result.message)} ({result.latency_ms} ms{extra})")
     if not result.ok:
         raise SystemExit(1)

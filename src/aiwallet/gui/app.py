@@ -24,6 +24,7 @@ from aiwallet.gui.notify import Notifier
 from aiwallet.gui.prompt import Answer, PromptQueue
 from aiwallet.gui.single import InstanceServer, instance_name, signal_running
 from aiwallet.gui.tray import Tray
+from aiwallet.gui.widgets import shown
 from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
 
@@ -56,7 +57,7 @@ class DesktopApp:
         c.consent_requested.connect(self._prompt_notice)
 
     def _status(self, text: str) -> None:
-        self.window.statusBar().showMessage(text, 15_000)
+        self.window.statusBar().showMessage(shown(text, 300), 15_000)
 
     def _prompt_notice(self, request: dict[str, Any]) -> None:
         if self.tray is not None:

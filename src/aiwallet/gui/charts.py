@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QWidget
 from aiwallet.domain.money import NANOS_PER_USD
 from aiwallet.domain.reports import SpendSeries
 from aiwallet.gui import theme
+from aiwallet.gui.widgets import html_text
 
 MAX_SERIES = 8
 OTHER = "other"
@@ -89,7 +90,8 @@ class StackedSpendChart(_Plot):
             self.addItem(bars)
             base = [b + h for b, h in zip(base, heights, strict=True)]
         self.legend_html = " &nbsp; ".join(
-            f'<span style="color:{theme.SERIES[i % len(theme.SERIES)]}">■</span> {_esc(key)}'
+            f'<span style="color:{theme.SERIES[i % len(theme.SERIES)]}">■</span> '
+            f"{html_text(key, 40)}"
             for i, (key, _) in enumerate(self.drawn)
         )
         step = max(1, -(-n // 8))
@@ -152,7 +154,3 @@ def _translucent(colour: str, alpha: int) -> QColor:
     c = QColor(colour)
     c.setAlpha(alpha)
     return c
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

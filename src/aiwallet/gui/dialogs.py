@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -20,6 +19,7 @@ from PySide6.QtWidgets import (
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import BudgetSpec, Period, format_usd, parse_usd
 from aiwallet.domain.providers import KINDS
+from aiwallet.gui.widgets import html_text, label, rich_label, shown
 
 LIFETIMES: tuple[tuple[str, int | None], ...] = (
     ("1 hour", 3600),
@@ -82,14 +82,13 @@ class BudgetDialog(QDialog):
         self.setWindowTitle("Budget")
         self.spec: BudgetSpec | None = None
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel(f"Budget for {whose}:"))
+        lay.addWidget(label(f"Budget for {shown(whose, 80)}:", wrap=True))
         self.editor = BudgetEditor(spec)
         lay.addWidget(self.editor)
         self.none = QCheckBox("No budget")
         self.none.toggled.connect(self.editor.setDisabled)
         lay.addWidget(self.none)
-        self.error = QLabel("")
-        self.error.setObjectName("muted")
+        self.error = label("", "muted", wrap=True)
         lay.addWidget(self.error)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
@@ -106,7 +105,7 @@ class BudgetDialog(QDialog):
         try:
             self.spec = self.editor.spec()
         except InvalidInput as exc:
-            self.error.setText(str(exc))
+            self.error.setText(shown(exc, 300))
             return
         self.accept()
 
@@ -126,12 +125,12 @@ class NewAppDialog(QDialog):
         self.models = QLineEdit("*")
         self.models.setToolTip("Comma-separated models or patterns: gpt-4o-mini, anthropic/*")
         self.lifetime = lifetime_combo(None)
-        self.error = QLabel("")
-        form.addRow("Name", self.name)
-        form.addRow("Budget", self.budget)
-        form.addRow("", self.no_budget)
-        form.addRow("Models", self.models)
-        form.addRow("Lifetime", self.lifetime)
+        self.error = label("", wrap=True)
+        form.addRow(label("Name"), self.name)
+        form.addRow(label("Budget"), self.budget)
+        form.addRow(label(""), self.no_budget)
+        form.addRow(label("Models"), self.models)
+        form.addRow(label("Lifetime"), self.lifetime)
         form.addRow(self.error)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -149,7 +148,7 @@ class NewAppDialog(QDialog):
         try:
             self.spec = None if self.no_budget.isChecked() else self.budget.spec()
         except InvalidInput as exc:
-            self.error.setText(str(exc))
+            self.error.setText(shown(exc, 300))
             return
         self.accept()
 
@@ -162,10 +161,14 @@ class KeyShownDialog(QDialog):
 
     def __init__(self, app: str, key: str, url: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle(f"Key of {app}")
+        self.setWindowTitle(f"Key of {shown(app, 60)}")
         lay = QVBoxLayout(self)
         lay.addWidget(
-            QLabel(f"The key of <b>{app}</b>. It is shown only now: copy it into the app.")
+            rich_label(
+                f"The key of <b>{html_text(app, 100)}</b>. It is shown only now: copy it into "
+                "the app.",
+                wrap=True,
+            )
         )
         field = QLineEdit(key)
         field.setReadOnly(True)
@@ -174,9 +177,7 @@ class KeyShownDialog(QDialog):
         copy = QPushButton("Copy key")
         copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(key))
         lay.addWidget(copy)
-        lay.addWidget(
-            QLabel(f"Base URL: {url}/v1 (OpenAI SDK) or {url} (Anthropic SDK)", wordWrap=True)
-        )
+        lay.addWidget(label(f"Base URL: {url}/v1 (OpenAI SDK) or {url} (Anthropic SDK)", wrap=True))
         ok = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         ok.rejected.connect(self.accept)
         lay.addWidget(ok)
@@ -187,7 +188,7 @@ class ProviderDialog(QDialog):
 
     def __init__(self, rotate: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle(f"New key for {rotate}" if rotate else "Add a provider")
+        self.setWindowTitle(f"New key for {shown(rotate, 60)}" if rotate else "Add a provider")
         form = QFormLayout(self)
         self.name = QLineEdit(rotate or "")
         self.name.setPlaceholderText("openai")
@@ -200,11 +201,11 @@ class ProviderDialog(QDialog):
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key.setPlaceholderText("paste the API key")
         if rotate is None:
-            form.addRow("Name", self.name)
-            form.addRow("Kind", self.kind)
-            form.addRow("Base URL", self.base_url)
-        form.addRow("API key", self.key)
-        form.addRow(QLabel("The key goes to the secret store and is never shown again."))
+            form.addRow(label("Name"), self.name)
+            form.addRow(label("Kind"), self.kind)
+            form.addRow(label("Base URL"), self.base_url)
+        form.addRow(label("API key"), self.key)
+        form.addRow(label("The key goes to the secret store and is never shown again."))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )

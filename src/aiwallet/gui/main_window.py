@@ -24,6 +24,7 @@ from aiwallet.gui.pages.base import Page
 from aiwallet.gui.pages.overview import OverviewPage
 from aiwallet.gui.pages.providers import ProvidersPage
 from aiwallet.gui.pages.settings import SettingsPage
+from aiwallet.gui.widgets import shown
 
 if TYPE_CHECKING:
     from aiwallet.gui.pages.activity import ActivityPage
@@ -71,7 +72,9 @@ class MainWindow(QMainWindow):
         row.addWidget(self.nav)
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
-        controller.failed.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        controller.failed.connect(
+            lambda text: self.statusBar().showMessage(shown(text, 300), 15_000)
+        )
         controller.paused_changed.connect(self._title)
         self._title(controller.paused)
 

@@ -1,5 +1,10 @@
 """Notifications: budget thresholds, the wallet paused, a provider failing. At most one per
-kind per minute; shown by the tray where there is one, else in the main window's status bar."""
+kind per minute; shown by the tray where there is one, else in the main window's status bar.
+
+A notification may carry a caller's words (an app's name). Desktop notification servers may
+read its body as markup (freedesktop's ``body-markup``: bold, links, images) while others
+show it raw, so no escaping suits both: the text is put in display form, bounded, and
+``<``, ``>`` and ``&`` are replaced by look-alikes that are markup nowhere."""
 
 from __future__ import annotations
 
@@ -9,7 +14,17 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QSystemTrayIcon
 
+from aiwallet.domain.display import display
+
 COALESCE_S = 60.0
+TITLE_LIMIT = 80
+TEXT_LIMIT = 300
+_LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "&": "＆"})
+
+
+def notice_text(value: object, limit: int = TEXT_LIMIT) -> str:
+    """What a notification may show of ``value``: one line, bounded, markup nowhere."""
+    return display(value, limit=limit).translate(_LOOKALIKES)
 
 
 class Notifier(QObject):
@@ -30,6 +45,7 @@ class Notifier(QObject):
 
     def notify(self, kind: str, title: str, text: str) -> bool:
         """Show it unless one of the same kind was shown less than a minute ago."""
+        title, text = notice_text(title, TITLE_LIMIT), notice_text(text)
         now = self.clock()
         last = self._last.get(kind)
         if last is not None and now - last < COALESCE_S:

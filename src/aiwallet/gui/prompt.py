@@ -10,6 +10,7 @@ elsewhere (the CLI) disappears from the queue, and from the screen if it was sho
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -31,7 +31,7 @@ from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import parse_budget_spec
 from aiwallet.gui import texts
 from aiwallet.gui.dialogs import BudgetEditor, lifetime_combo
-from aiwallet.gui.widgets import label
+from aiwallet.gui.widgets import CallerLabel, CallerWords, label, shown
 
 Answer = dict[str, Any]  # {"action": "deny"|"once"|"allow", ...}
 
@@ -56,40 +56,51 @@ class ConsentPrompt(QDialog):
         self.position.hide()
         lay.addWidget(self.position)
         proc = request.get("process") or {}
-        who = request.get("app_name") or "An unknown program"
-        heading = QLabel(f"<b>{_esc(who)}</b> wants to use your AI wallet")
-        heading.setObjectName("promptTitle")
-        heading.setWordWrap(True)
-        lay.addWidget(heading)
+        # The name is the caller's own claim; the program below is what the OS says.
+        self.heading = CallerLabel(
+            request.get("app_name") or "An unknown program", "promptTitle", max_width=600
+        )
+        lay.addWidget(self.heading)
+        wants = texts.PROMPT_WANTS if request.get("kind") == "connect" else texts.PROMPT_KEYLESS
+        lay.addWidget(label(wants, wrap=True))
 
         facts = QFormLayout()
         facts.setHorizontalSpacing(14)
+        self.command: CallerWords | None = None
         if proc:
-            facts.addRow("Program", label(str(proc.get("exe") or "unknown executable"), wrap=True))
-            facts.addRow(
-                "Process", label(f"pid {proc.get('pid')} · user {proc.get('user') or '?'}")
+            self.program = CallerLabel(
+                proc.get("exe") or "unknown executable", mode=Qt.TextElideMode.ElideMiddle
             )
-            cmd = " ".join(proc.get("cmdline") or [])
+            facts.addRow(label("Program"), self.program)
+            facts.addRow(
+                label("Process"),
+                label(f"pid {shown(proc.get('pid'))} · user {shown(proc.get('user') or '?')}"),
+            )
+            cmd = _command_line(proc.get("cmdline") or [])
             if cmd:
-                facts.addRow("Command", label(_ellipsize(cmd, 300), "muted", wrap=True))
+                self.command = CallerWords(cmd, max_lines=2)
+                facts.addRow(label("Command"), self.command)
         else:
             facts.addRow(
-                "Program",
+                label("Program"),
                 label(
                     "not known (the caller is not on this machine's process table)",
                     "muted",
                     wrap=True,
                 ),
             )
-        facts.addRow(
-            "Why",
-            label(request.get("purpose") or "It did not say.", wrap=True),
-        )
+        self.purpose: CallerWords | None = None
+        if request.get("purpose"):
+            self.purpose = CallerWords(request["purpose"], max_lines=4)
+            facts.addRow(label(texts.PROMPT_WHY), self.purpose)
+        else:
+            facts.addRow(label(texts.PROMPT_WHY), label("It did not say.", "muted"))
         lay.addLayout(facts)
 
         asked = QFormLayout()
         asked.setHorizontalSpacing(14)
-        self.models = QLineEdit(", ".join(request.get("models") or ["*"]))
+        # What is shown is what an approval grants: the display form of each model asked.
+        self.models = QLineEdit(", ".join(shown(m) for m in request.get("models") or ["*"]))
         self.models.setToolTip("Models or patterns it may use: gpt-4o-mini, anthropic/*, *")
         spec = None
         if request.get("budget"):
@@ -99,9 +110,9 @@ class ConsentPrompt(QDialog):
                 spec = None
         self.budget = BudgetEditor(spec)
         self.lifetime = lifetime_combo(request.get("lifetime_s"))
-        asked.addRow("Models", self.models)
-        asked.addRow("Budget", self.budget)
-        asked.addRow("Lifetime", self.lifetime)
+        asked.addRow(label("Models"), self.models)
+        asked.addRow(label("Budget"), self.budget)
+        asked.addRow(label("Lifetime"), self.lifetime)
         lay.addLayout(asked)
         self.error = label("", "warning", wrap=True)
         self.error.hide()
@@ -311,9 +322,7 @@ class PromptQueue(QObject):
         self._next()
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _ellipsize(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _command_line(cmdline: list[str]) -> str:
+    """The arguments as a shell would need them typed (quoted where they hold spaces or
+    markup), so one argument cannot pass for several."""
+    return shlex.join(str(a) for a in cmdline)

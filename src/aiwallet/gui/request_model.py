@@ -13,7 +13,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from aiwallet.domain.money import format_usd
 from aiwallet.domain.reports import RequestFilter, RequestRow
 from aiwallet.domain.usage import TokenSource
-from aiwallet.gui.widgets import when
+from aiwallet.gui.widgets import shown, tooltip_text, when
 
 Index = QModelIndex | QPersistentModelIndex
 PAGE = 200
@@ -127,15 +127,18 @@ class RequestLogModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
             exact = format_usd(row.cost_nano, places=None)
-            return f"{row.id} · {row.endpoint} · {row.provider or '-'} · cost {exact}"
+            return tooltip_text(
+                f"{row.id} · {row.endpoint} · {row.provider or '-'} · {row.app} · "
+                f"{row.model or '-'} · cost {exact}"
+            )
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if col is Col.TIME:
             return when(row.ts, self.now)
         if col is Col.APP:
-            return row.app
+            return shown(row.app)
         if col is Col.MODEL:
-            return row.model or "–"
+            return shown(row.model) or "–"
         if col is Col.TOKENS_IN:
             return f"{row.input_tokens:,}"
         if col is Col.TOKENS_OUT:
@@ -144,4 +147,4 @@ class RequestLogModel(QAbstractTableModel):
             return format_usd(row.cost_nano, places=4)
         if col is Col.LATENCY:
             return f"{row.latency_ms:,} ms" if row.latency_ms is not None else "–"
-        return status_text(row)
+        return shown(status_text(row))

@@ -33,6 +33,11 @@ FALLBACK_VAULT_WARNING = (
 )
 
 PROMPT_TITLE = "An app wants to use your AI wallet"
+PROMPT_WANTS = "wants to use your AI wallet. That name is its own claim: check the program below."
+PROMPT_KEYLESS = (
+    "called your AI wallet without an app key; it is named by the program the OS reports."
+)
+PROMPT_WHY = "Why (its words)"
 PROMPT_REMEMBER = "Remember a denial: never ask again for this program"
 PROMPT_COUNTDOWN = "Denies once in {s} s unless you answer"
 PROMPT_STOPPED = "Countdown stopped: take your time"

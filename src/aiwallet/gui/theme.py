@@ -65,6 +65,7 @@ def style_sheet(dark: bool) -> str:
     muted = "#9aa7ac" if dark else "#5f6f75"
     accent = ACCENT_DARK if dark else ACCENT
     nav_sel = "#24302d" if dark else "#e3f0ec"
+    words_bg = "#171b1d" if dark else "#f7f8f9"  # a caller's own words: set apart
     return f"""
     QFrame#card {{ background: {card}; border: 1px solid {border}; border-radius: 8px; }}
     QLabel#pageTitle {{ font-size: 20pt; font-weight: 600; }}
@@ -83,6 +84,8 @@ def style_sheet(dark: bool) -> str:
     QPushButton#primary:disabled {{ background: {border}; color: {muted}; }}
     QPushButton#danger {{ background: {DANGER}; color: white; border: none;
                          padding: 6px 14px; border-radius: 5px; font-weight: 600; }}
+    QPlainTextEdit#callerWords {{ background: {words_bg}; border: 1px solid {border};
+                                  border-left: 3px solid {WARN}; border-radius: 4px; }}
     QPlainTextEdit#code {{ font-family: "DejaVu Sans Mono", monospace; }}
     """
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from aiwallet.gui import texts, theme
 from aiwallet.gui.controller import Controller
-from aiwallet.gui.widgets import money
+from aiwallet.gui.widgets import menu_text, money
 
 
 class Tray(QSystemTrayIcon):
@@ -59,7 +59,7 @@ class Tray(QSystemTrayIcon):
             empty.setEnabled(False)
             recent.addAction(empty)
         for item in self.controller.recent_prompts:
-            text = f"{item.get('app_name')} — {item.get('outcome')}"
+            text = f"{menu_text(item.get('app_name'), 48)} — {menu_text(item.get('outcome'), 20)}"
             action = QAction(text, recent)
             if item.get("outcome") == "pending":
                 action.triggered.connect(lambda _=False, rid=item["id"]: self._show_prompt(rid))

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QSplitter,
     QTableView,
     QWidget,
@@ -25,7 +24,7 @@ from aiwallet.gui.charts import CumulativeChart, StackedSpendChart, bucket_label
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.pages.base import Page
 from aiwallet.gui.request_model import SORT_ROLE, RequestLogModel
-from aiwallet.gui.widgets import Card, label, money
+from aiwallet.gui.widgets import Card, label, money, rich_label, shown
 
 STATUSES: tuple[tuple[str, str | None], ...] = (
     ("Any status", None),
@@ -74,7 +73,7 @@ class ActivityPage(Page):
             combo.currentIndexChanged.connect(self._filters_changed)
             filters.addWidget(combo)
         filters.addStretch(1)
-        filters.addWidget(QLabel("Chart:"))
+        filters.addWidget(label("Chart:"))
         for combo in (self.range, self.group):
             combo.currentIndexChanged.connect(self.reload)
             filters.addWidget(combo)
@@ -85,8 +84,7 @@ class ActivityPage(Page):
         stacked_card = Card("Spend over time")
         self.stacked = StackedSpendChart()
         stacked_card.body.addWidget(self.stacked)
-        self.legend = label("")
-        self.legend.setWordWrap(True)
+        self.legend = rich_label("", wrap=True)  # the chart's own markup, names escaped
         stacked_card.body.addWidget(self.legend)
         self.stacked_total = label("", "muted")
         stacked_card.body.addWidget(self.stacked_total)
@@ -215,8 +213,11 @@ class ActivityPage(Page):
 
     def _fill_filters(self, names: dict[int, str], models: list[str]) -> None:
         for combo, items in (
-            (self.app_filter, sorted(((n, i) for i, n in names.items()), key=lambda x: x[0])),
-            (self.model_filter, [(m, m) for m in models]),
+            (
+                self.app_filter,
+                sorted(((shown(n, 60), i) for i, n in names.items()), key=lambda x: x[0]),
+            ),
+            (self.model_filter, [(shown(m, 60), m) for m in models]),
         ):
             current = combo.currentData()
             wanted = [(text, value) for text, value in items]

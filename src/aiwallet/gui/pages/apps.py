@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
-    QMessageBox,
     QPushButton,
     QTableView,
     QWidget,
@@ -32,8 +31,11 @@ from aiwallet.gui.widgets import (
     PROGRESS_ROLE,
     Card,
     ProgressDelegate,
+    ask,
     money,
     money_short,
+    shown,
+    tooltip_text,
     when,
 )
 from aiwallet.summaries import AppSummary, app_summaries
@@ -97,11 +99,13 @@ class AppsModel(QAbstractTableModel):
                 return app.last_used_at.timestamp() if app.last_used_at else 0.0
             role = Qt.ItemDataRole.DisplayRole
         if role == Qt.ItemDataRole.ToolTipRole and col is AppCol.NAME:
-            return f"key {app.key_prefix}… · total spent {money(app.spent_total_nano)}"
+            return tooltip_text(
+                f"{app.name} · key {app.key_prefix}… · total spent {money(app.spent_total_nano)}"
+            )
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if col is AppCol.NAME:
-            return app.name
+            return shown(app.name)
         if col is AppCol.STATUS:
             return app.status
         if col is AppCol.BUDGET:
@@ -114,7 +118,7 @@ class AppsModel(QAbstractTableModel):
             return describe_until(self.now, b.reset_at).removeprefix("resets ") if b else "–"
         if col is AppCol.LAST_USE:
             return when(app.last_used_at, self.now)
-        return ", ".join(app.models)
+        return shown(", ".join(app.models))
 
 
 class RuleCol(enum.IntEnum):
@@ -158,19 +162,23 @@ class RulesModel(QAbstractTableModel):
         ):
             return None
         r, col = self.rules[index.row()], RuleCol(index.column())
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return tooltip_text(r.subject) if col is RuleCol.SUBJECT else None
         if col is RuleCol.SUBJECT:
-            return r.subject if role != Qt.ItemDataRole.DisplayRole else _short(r.subject)
+            return r.subject if role == SORT_ROLE else _short(r.subject)
         if col is RuleCol.DECISION:
             return "always allow" if r.decision == "allow" else "always deny"
         if col is RuleCol.APP:
-            return self.app_names.get(r.app_id, "–") if r.app_id is not None else "–"
+            return shown(self.app_names.get(r.app_id, "–")) if r.app_id is not None else "–"
         if col is RuleCol.SINCE:
             return when(r.created_at)
         return when(r.expires_at) if r.expires_at else "never"
 
 
 def _short(subject: str) -> str:
-    return subject if len(subject) < 60 else "…" + subject[-58:]
+    """A program's path or an app's name, its end kept (a path's file name)."""
+    text = shown(subject, None)
+    return text if len(text) < 60 else "…" + text[-58:]
 
 
 def _table(model: QAbstractTableModel) -> tuple[QTableView, QSortFilterProxyModel]:
@@ -322,12 +330,11 @@ class AppsPage(Page):
         app = self.selected_app()
         if app is None:
             return
-        answer = QMessageBox.question(
+        if ask(
             self,
             "Revoke app",
-            f"Revoke {app.name}? Its key stops working at once; this cannot be undone.",
-        )
-        if answer == QMessageBox.StandardButton.Yes:
+            f"Revoke {shown(app.name)}? Its key stops working at once; this cannot be undone.",
+        ):
             wallet = self.controller.wallet
             self.controller.spawn(
                 self.controller.run(wallet.revoke_app, app.name), "Revoking the app"

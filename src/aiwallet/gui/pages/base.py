@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QShowEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from aiwallet.gui.controller import Controller
+from aiwallet.gui.widgets import label
 
 
 class Page(QWidget):
@@ -21,8 +22,7 @@ class Page(QWidget):
         outer.setContentsMargins(24, 18, 24, 18)
         outer.setSpacing(12)
         self.header = QHBoxLayout()
-        heading = QLabel(self.title)
-        heading.setObjectName("pageTitle")
+        heading = label(self.title, "pageTitle")
         self.header.addWidget(heading)
         self.header.addStretch(1)
         outer.addLayout(self.header)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -26,7 +24,7 @@ from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import BudgetDialog
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.widgets import Card, label, money
+from aiwallet.gui.widgets import Card, html_text, label, money, rich_label, shown
 from aiwallet.service import ProviderInfo
 from aiwallet.summaries import Overview, month_by_app, overview
 
@@ -46,7 +44,7 @@ class OverviewPage(Page):
         self.body.addWidget(self.banner)
 
         spend = QHBoxLayout()
-        self.today, self.week, self.month = QLabel("–"), QLabel("–"), QLabel("–")
+        self.today, self.week, self.month = label("–"), label("–"), label("–")
         self.today_note = label("", "muted")
         for title, value, note in (
             ("Today", self.today, self.today_note),
@@ -89,8 +87,7 @@ class OverviewPage(Page):
         grid.addWidget(top, 0, 1)
 
         balances = Card("Providers and balances")
-        self.balances_list = label("", wrap=True)
-        self.balances_list.setTextFormat(Qt.TextFormat.RichText)
+        self.balances_list = rich_label("", wrap=True)  # names and problems escaped
         balances.body.addWidget(self.balances_list)
         self.balances_note = label(texts.BALANCES_NOTE, "muted", wrap=True)
         balances.body.addWidget(self.balances_note)
@@ -174,7 +171,7 @@ class OverviewPage(Page):
             lay.setContentsMargins(0, 0, 0, 2)
             lay.setSpacing(1)
             share = nano / month_nano if month_nano else 0.0  # a bar's length only
-            lay.addWidget(label(f"{name} · <b>{money(nano)}</b> · {share:.0%}"))
+            lay.addWidget(rich_label(f"{html_text(name, 60)} · <b>{money(nano)}</b> · {share:.0%}"))
             bar = QProgressBar()
             bar.setRange(0, 1000)
             bar.setValue(int(share * 1000))
@@ -222,10 +219,10 @@ class OverviewPage(Page):
             test = {True: "key works", False: "key FAILED its test", None: "not tested"}[
                 p.last_test_ok
             ]
-            line = f"<b>{_esc(p.name)}</b> · {test}"
+            line = f"<b>{html_text(p.name)}</b> · {test}"
             b = balances.get(p.name)
             if b is not None and b.problem:
-                line += f"<br>&nbsp;&nbsp;balance unknown: {_esc(b.problem)}"
+                line += f"<br>&nbsp;&nbsp;balance unknown: {html_text(b.problem)}"
             elif b is not None and b.remaining_nano is not None:
                 limit = f" of {money(b.limit_nano)}" if b.limit_nano is not None else ""
                 line += f"<br>&nbsp;&nbsp;<b>{money(b.remaining_nano)}</b> credit left{limit}"
@@ -250,7 +247,7 @@ class OverviewPage(Page):
             self.engine_status.setText("The engine is running and listens on loopback only.")
         elif self.controller.engine_error:
             self.engine_status.setText(
-                texts.ENGINE_FAILED.format(error=self.controller.engine_error)
+                texts.ENGINE_FAILED.format(error=shown(self.controller.engine_error, 300))
             )
         else:
             self.engine_status.setText(texts.ENGINE_STARTING)
@@ -295,7 +292,3 @@ def _left(widget: QWidget) -> QHBoxLayout:
     row.addWidget(widget)
     row.addStretch(1)
     return row
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
-    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -21,7 +20,7 @@ from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import ProviderDialog
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.widgets import Card, label
+from aiwallet.gui.widgets import Card, ask, html_text, label, rich_label, shown, tooltip_text
 from aiwallet.service import ProviderInfo, Wallet
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ class ProvidersPage(Page):
         add.clicked.connect(self._add)
         self.header.addWidget(add)
         self.store = Card("Secret store")
-        self.store_text = label("", wrap=True)
+        self.store_text = rich_label("", wrap=True)
         self.store_warning = label(texts.FALLBACK_VAULT_WARNING, "warning", wrap=True)
         self.store_warning.hide()
         self.store.body.addWidget(self.store_text)
@@ -82,7 +81,7 @@ class ProvidersPage(Page):
         providers, status = await self.controller.run(
             lambda: (wallet.list_providers(), wallet.vault_status())
         )
-        self.store_text.setText(f"Keys are kept in: <b>{status.description}</b>")
+        self.store_text.setText(f"Keys are kept in: <b>{html_text(status.description)}</b>")
         self.store_warning.setVisible(status.is_fallback)
         self.show_providers(providers)
 
@@ -93,7 +92,9 @@ class ProvidersPage(Page):
         for row, p in enumerate(providers):
             test = {True: "passed", False: "FAILED", None: "not tested"}[p.last_test_ok]
             for col, text in enumerate((p.name, p.kind, p.base_url, p.key_hint or "no key", test)):
-                self.table.setItem(row, col, QTableWidgetItem(text))
+                item = QTableWidgetItem(shown(text))
+                item.setToolTip(tooltip_text(text))
+                self.table.setItem(row, col, item)
             if selected is not None and p.name == selected.name:
                 self.table.selectRow(row)
         if not providers:
@@ -148,29 +149,30 @@ class ProvidersPage(Page):
 
     async def _saved(self, fn: Any, *args: Any, **kw: Any) -> None:
         info = await self.controller.run(fn, *args, **kw)
-        self.result.setText(f"Saved {info.name}; its key is in the secret store.")
+        self.result.setText(f"Saved {shown(info.name)}; its key is in the secret store.")
         self.reload()
 
     def _remove(self) -> None:
         p = self.selected()
         if p is None:
             return
-        answer = QMessageBox.question(
-            self, "Remove provider", f"Remove {p.name} and delete its key from the secret store?"
-        )
-        if answer == QMessageBox.StandardButton.Yes:
+        if ask(
+            self,
+            "Remove provider",
+            f"Remove {shown(p.name)} and delete its key from the secret store?",
+        ):
             self.controller.spawn(self._removed(p.name), "Removing the provider")
 
     async def _removed(self, name: str) -> None:
         await self.controller.run(self.controller.wallet.remove_provider, name)
-        self.result.setText(f"Removed {name}.")
+        self.result.setText(f"Removed {shown(name)}.")
         self.reload()
 
     def _test(self) -> None:
         p = self.selected()
         if p is None:
             return
-        self.result.setText(f"Testing {p.name}…")
+        self.result.setText(f"Testing {shown(p.name)}…")
         self.controller.spawn(self._tested(p.name), "Testing the provider")
 
     async def _tested(self, name: str) -> None:
@@ -178,7 +180,9 @@ class ProvidersPage(Page):
         # The probe is a coroutine of its own: run it on a worker thread's loop.
         result = await self.controller.run(_run_probe, wallet, name)
         verdict = "works" if result.ok else "FAILED"
-        self.result.setText(f"{name} {verdict} ({result.latency_ms} ms): {result.message}")
+        self.result.setText(
+            f"{shown(name)} {verdict} ({result.latency_ms} ms): {shown(result.message, 400)}"
+        )
         self.reload()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -18,7 +18,7 @@ from aiwallet import __version__, autostart
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.widgets import Card, label
+from aiwallet.gui.widgets import Card, html_text, label, rich_label, shown
 from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT, PROMPT_TIMEOUT_S
 
 
@@ -52,19 +52,22 @@ class SettingsPage(Page):
         )
         data_row.addWidget(self.data_dir, 1)
         data_row.addWidget(open_dir)
-        form.addRow("Loopback port", self.port)
+        form.addRow(label("Loopback port"), self.port)
         form.addRow(
-            "",
+            label(""),
             label("Apps use http://127.0.0.1:<port>; a change applies at the next start.", "muted"),
         )
-        form.addRow("Start at login", self.login)
-        form.addRow("Prompt timeout", self.timeout)
-        form.addRow("", label("An unanswered prompt denies once and remembers nothing.", "muted"))
-        form.addRow("Budget notifications at (%)", self.thresholds)
-        form.addRow("Provider failures", self.upstream)
-        form.addRow("Data folder", data_row)
+        form.addRow(label("Start at login"), self.login)
+        form.addRow(label("Prompt timeout"), self.timeout)
         form.addRow(
-            "", label("Set AIWALLET_HOME or --data-dir to keep the wallet elsewhere.", "muted")
+            label(""), label("An unanswered prompt denies once and remembers nothing.", "muted")
+        )
+        form.addRow(label("Budget notifications at (%)"), self.thresholds)
+        form.addRow(label("Provider failures"), self.upstream)
+        form.addRow(label("Data folder"), data_row)
+        form.addRow(
+            label(""),
+            label("Set AIWALLET_HOME or --data-dir to keep the wallet elsewhere.", "muted"),
         )
         card.body.addLayout(form)
         buttons = QHBoxLayout()
@@ -78,8 +81,7 @@ class SettingsPage(Page):
         self.body.addWidget(card)
 
         about = Card("About this wallet")
-        self.about = label("", wrap=True)
-        self.about.setTextFormat(Qt.TextFormat.RichText)
+        self.about = rich_label("", wrap=True)  # every value escaped
         about.body.addWidget(self.about)
         audit_row = QHBoxLayout()
         self.verify = QPushButton("Verify the audit log")
@@ -116,7 +118,7 @@ class SettingsPage(Page):
         self.about.setText(
             "<table cellspacing=3>"
             + "".join(
-                f"<tr><td><b>{_esc(k)}</b>&nbsp;&nbsp;</td><td>{_esc(str(v))}</td></tr>"
+                f"<tr><td><b>{html_text(k)}</b>&nbsp;&nbsp;</td><td>{html_text(v, 300)}</td></tr>"
                 for k, v in rows
             )
             + "</table>"
@@ -137,7 +139,8 @@ class SettingsPage(Page):
             self.audit_result.setText(f"Intact: {result.checked:,} entries, each chained.")
         else:
             self.audit_result.setText(
-                f"BROKEN at entry {result.first_bad_seq}: {result.problem}. Something edited "
+                f"BROKEN at entry {result.first_bad_seq}: {shown(result.problem, 300)}. "
+                "Something edited "
                 "the database outside aiwallet."
             )
 
@@ -183,11 +186,7 @@ class SettingsPage(Page):
         try:
             await self.controller.run(write)
         except InvalidInput as exc:
-            self.status.setText(str(exc))
+            self.status.setText(shown(exc, 300))
             return
         self.status.setText("Saved.")
         self.reload()
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
