@@ -280,3 +280,24 @@ def test_a_prompt_built_from_a_hostile_payload_has_only_plain_labels(qtbot):
     assert prompt.models.text() == "<b>gpt</b>⏎"
     assert any(lab.text() == "pid <b>1</b> · user <u>" for lab in prompt.findChildren(QLabel))
     prompt.withdraw()
+
+
+def test_a_process_known_only_by_its_socket_owner_says_pid_unknown(qtbot):
+    """Another user's program, seen by an engine that is not root: the kernel names the
+    socket's owner but no pid."""
+    prompt = ConsentPrompt(
+        {
+            "id": "cr_y",
+            "kind": "keyless",
+            "app_name": "unknown program",
+            "purpose": None,
+            "models": ["gpt-4o-mini"],
+            "process": {"pid": None, "exe": None, "cmdline": [], "user": None, "uid": 65534},
+            "expires_in_s": 30,
+        }
+    )
+    qtbot.addWidget(prompt)
+    lines = [lab.text() for lab in prompt.findChildren(QLabel)]
+    assert "pid unknown · user uid 65534" in lines
+    assert not any("None" in text for text in lines)
+    prompt.withdraw()

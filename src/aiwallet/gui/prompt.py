@@ -74,7 +74,7 @@ class ConsentPrompt(QDialog):
             facts.addRow(label("Program"), self.program)
             facts.addRow(
                 label("Process"),
-                label(f"pid {shown(proc.get('pid'))} · user {shown(proc.get('user') or '?')}"),
+                label(_process_line(proc)),
             )
             cmd = _command_line(proc.get("cmdline") or [])
             if cmd:
@@ -320,6 +320,14 @@ class PromptQueue(QObject):
         self._answer(request_id, answer)
         self.changed.emit()
         self._next()
+
+
+def _process_line(proc: dict[str, Any]) -> str:
+    """``pid 123 · user alice`` (the pid is unknown when the kernel named only the socket's
+    owner: another user's process, seen by an engine that is not root)."""
+    pid = proc.get("pid")
+    who = proc.get("user") or (f"uid {proc['uid']}" if proc.get("uid") is not None else "?")
+    return f"{'pid ' + shown(pid) if pid is not None else 'pid unknown'} · user {shown(who)}"
 
 
 def _command_line(cmdline: list[str]) -> str:
