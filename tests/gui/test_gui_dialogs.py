@@ -52,12 +52,10 @@ def test_provider_key_field_never_echoes(qtbot):
     assert not rotate.name.isVisibleTo(rotate)  # rotating asks only for the new key
 
 
-def test_sealed_vault_passphrase_is_asked_once_and_unlocks_the_engine(
-    qtbot, qloop, tmp_path, monkeypatch
-):
+def test_sealed_vault_passphrase_unlocks_the_engine(qtbot, qloop, tmp_path, monkeypatch):
     import keyring.core
     import pytest
-    from PySide6.QtWidgets import QInputDialog
+    from PySide6.QtCore import Qt
 
     from aiwallet.domain.errors import VaultError
     from aiwallet.gui.app import DesktopApp, Passphrase
@@ -73,17 +71,14 @@ def test_sealed_vault_passphrase_is_asked_once_and_unlocks_the_engine(
     passphrase = Passphrase()
     with pytest.raises(VaultError):
         passphrase()  # nothing typed yet: a clear error, not a hang
-    asked: list[str] = []
-
-    def typed(*args, **kw):
-        asked.append(args[2])
-        return "correct horse", True
-
-    monkeypatch.setattr(QInputDialog, "getText", typed)
     wallet = Wallet.open(DataDir(tmp_path / "w"), passphrase_provider=passphrase)
-    passphrase.ask_if_needed(wallet)
-    passphrase.ask_if_needed(wallet)  # already known: not asked again
-    assert len(asked) == 1 and "sealed with your passphrase" in asked[0]
+    dialog = passphrase.dialog(wallet)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.choose  # the sealed file exists: typed once
+    dialog.first.setText("correct horse")
+    qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.result() == dialog.DialogCode.Accepted, timeout=30_000)
     app = DesktopApp(wallet, use_tray=False)
     qtbot.addWidget(app.window)
     try:

@@ -12,13 +12,15 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QInputDialog, QLineEdit, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from aiwallet.gui import texts, theme
 from aiwallet.gui.controller import Controller
+from aiwallet.gui.dialogs import PassphraseDialog
 from aiwallet.gui.main_window import MainWindow
 from aiwallet.gui.notify import Notifier
 from aiwallet.gui.prompt import Answer, PromptQueue
@@ -105,9 +107,14 @@ class DesktopApp:
 
 
 class Passphrase:
-    """The sealed vault's passphrase, held in memory for this process: from the environment
-    (``AIWALLET_VAULT_PASSPHRASE``), else typed into a password dialog on the GUI thread; the
-    vault's KDF then runs on a worker thread when the engine starts."""
+    """The sealed vault's passphrase, held in memory for this process.
+
+    Where a secure OS keyring exists nothing is asked. Otherwise, before the window opens,
+    :meth:`ask_if_needed` shows a :class:`PassphraseDialog`: at first run (no sealed file)
+    the passphrase is chosen, typed twice; later it is typed once (or taken from
+    ``AIWALLET_VAULT_PASSPHRASE``) and checked against the sealed file by deriving the key
+    on a worker thread; a wrong one is asked again in the same dialog. So the window never
+    opens with an engine that cannot start for want of its passphrase."""
 
     def __init__(self) -> None:
         self.value = os.environ.get(ENV_PASSPHRASE) or None
@@ -119,17 +126,42 @@ class Passphrase:
             raise VaultError("the sealed vault needs its passphrase; restart aiwallet to type it")
         return self.value
 
-    def ask_if_needed(self, wallet: Wallet) -> None:
-        if self.value or not wallet.vault_status().is_fallback:
-            return
-        text, ok = QInputDialog.getText(
-            None,
-            "Unlock the wallet",
-            "No OS keyring here: provider keys are sealed with your passphrase.\nPassphrase:",
-            QLineEdit.EchoMode.Password,
-        )
-        if ok and text:
+    def dialog(self, wallet: Wallet) -> PassphraseDialog:
+        """The dialog for this wallet's sealed file (choose or unlock)."""
+        sealed = wallet.data_dir.sealed_vault
+
+        def attempt(text: str) -> None:  # on the dialog's worker thread
             self.value = text
+            try:
+                wallet.unlock_vault()
+            except BaseException:
+                self.value = None
+                raise
+
+        preset, self.value = self.value, None
+        return PassphraseDialog(
+            choose=not sealed.exists(), sealed_file=str(sealed), unlock=attempt, preset=preset
+        )
+
+    def ask_if_needed(self, wallet: Wallet) -> bool:
+        """Whether the wallet can start: the OS keyring, or the sealed file unlocked now;
+        False when the user quit the dialog."""
+        if not wallet.vault_status().is_fallback:
+            return True
+        dialog = self.dialog(wallet)
+        return bool(dialog.exec()) and dialog.passphrase is not None
+
+
+KEYRING_TOLD = "gui.keyring_told"
+
+
+def tell_keyring_once(wallet: Wallet, say: Callable[[str], None]) -> None:
+    """Where the OS keyring holds the keys (no passphrase asked), say so at the first start."""
+    status = wallet.vault_status()
+    if status.is_fallback or wallet.settings.get(KEYRING_TOLD):
+        return
+    say(texts.KEYRING_USED.format(store=status.description))
+    wallet.settings.set(KEYRING_TOLD, True, audit=False)
 
 
 def run(data_dir: DataDir, *, minimized: bool = False) -> int:
@@ -147,13 +179,17 @@ def run(data_dir: DataDir, *, minimized: bool = False) -> int:
     theme.apply(app)
     passphrase = Passphrase()
     wallet = Wallet.open(data_dir, passphrase_provider=passphrase)
-    passphrase.ask_if_needed(wallet)
+    if not passphrase.ask_if_needed(wallet):
+        wallet.close()
+        print("aiwallet: the sealed vault stays locked; quitting", file=sys.stderr)
+        return 1
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     desktop = DesktopApp(wallet)
     instance = InstanceServer(name, desktop.window.bring_up)
     app.setQuitOnLastWindowClosed(desktop.tray is None)
     desktop.start(minimized=minimized)
+    tell_keyring_once(wallet, desktop._status)
     # Ctrl+C / SIGTERM quit cleanly (the engine settles what is in flight). Python runs
     # signal handlers only between bytecodes, so a timer wakes the interpreter now and then.
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,8 +1,13 @@
-"""Small dialogs: a budget editor, a new app (its key shown once), a provider key."""
+"""Small dialogs: a budget editor, a new app (its key shown once), a provider key, and the
+sealed vault's passphrase (chosen twice at first run, asked again when wrong)."""
 
 from __future__ import annotations
 
-from PySide6.QtGui import QGuiApplication
+import threading
+from collections.abc import Callable
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -11,14 +16,16 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from aiwallet.domain.errors import InvalidInput
+from aiwallet.domain.errors import InvalidInput, WalletError
 from aiwallet.domain.money import BudgetSpec, Period, format_usd, parse_usd
 from aiwallet.domain.providers import KINDS
+from aiwallet.gui import texts
 from aiwallet.gui.widgets import html_text, label, rich_label, shown
 
 LIFETIMES: tuple[tuple[str, int | None], ...] = (
@@ -212,3 +219,153 @@ class ProviderDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+
+MIN_SEAL_LENGTH = 8
+VAULT_WRONG_CODE = "vault_passphrase_wrong"  # vault.sealed.WrongPassphrase.code
+
+
+class PassphraseDialog(QDialog):
+    """The sealed vault's passphrase, before the window opens.
+
+    ``choose`` (no sealed file yet): typed twice, with what it protects and that it cannot
+    be recovered; a mismatch is refused here. Otherwise typed once. Either way ``unlock``
+    (which derives the key and opens or creates the file: slow by design) runs on a worker
+    thread while the dialog shows progress, and a wrong passphrase is asked again here.
+    ``preset`` (from the environment) is tried first without asking. Accepted only once
+    ``unlock`` succeeded; ``passphrase`` then holds what opened it."""
+
+    unlock_done = Signal(object)  # None, or the exception unlock raised
+
+    def __init__(
+        self,
+        *,
+        choose: bool,
+        sealed_file: str,
+        unlock: Callable[[str], None],
+        preset: str | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.choose = choose
+        self._unlock = unlock
+        self.passphrase: str | None = None
+        self.busy = False
+        self.setWindowTitle(texts.SEAL_CHOOSE_TITLE if choose else texts.UNSEAL_TITLE)
+        self.setMinimumWidth(520)
+        lay = QVBoxLayout(self)
+        lay.addWidget(label(texts.SEAL_CHOOSE if choose else texts.UNSEAL_TEXT, wrap=True))
+        lay.addWidget(label(sealed_file, wrap=True))
+        if choose:
+            lay.addWidget(label(texts.SEAL_NO_RECOVERY, "muted", wrap=True))
+        form = QFormLayout()
+        self.first = QLineEdit()
+        self.first.setEchoMode(QLineEdit.EchoMode.Password)
+        self.second = QLineEdit()
+        self.second.setEchoMode(QLineEdit.EchoMode.Password)
+        if choose:
+            form.addRow(label("New passphrase"), self.first)
+            form.addRow(label("Once more"), self.second)
+        else:
+            form.addRow(label("Passphrase"), self.first)
+        lay.addLayout(form)
+        self.error = label("", "warning", wrap=True)
+        self.error.hide()
+        lay.addWidget(self.error)
+        self.progress_text = label("", "muted", wrap=True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy: the KDF gives no figure to show
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(8)
+        self.progress_text.hide()
+        self.progress.hide()
+        lay.addWidget(self.progress_text)
+        lay.addWidget(self.progress)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Create the sealed file" if choose else "Unlock")
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Quit")
+        self.buttons.accepted.connect(self.submit)
+        self.buttons.rejected.connect(self.reject)
+        lay.addWidget(self.buttons)
+        self.unlock_done.connect(self._finished)
+        self._tried: str | None = None
+        self._from_preset = False
+        if preset:
+            QTimer.singleShot(0, lambda: self._start(preset, from_preset=True))
+
+    def show_error(self, text: str) -> None:
+        self.error.setText(text)
+        self.error.setVisible(bool(text))
+
+    def submit(self) -> None:
+        """Check what was typed; when it holds, unlock off the GUI thread."""
+        if self.busy:
+            return
+        text = self.first.text()
+        if not text:
+            self.show_error(texts.SEAL_EMPTY)
+            return
+        if self.choose:
+            if len(text) < MIN_SEAL_LENGTH:
+                self.show_error(texts.SEAL_SHORT.format(n=MIN_SEAL_LENGTH))
+                return
+            if text != self.second.text():
+                self.show_error(texts.SEAL_MISMATCH)
+                self.second.clear()
+                self.second.setFocus()
+                return
+        self._start(text, from_preset=False)
+
+    def _start(self, text: str, *, from_preset: bool) -> None:
+        self.busy = True
+        self._tried, self._from_preset = text, from_preset
+        self.show_error("")
+        for widget in (self.first, self.second, self.ok):
+            widget.setEnabled(False)
+        self.progress_text.setText(texts.SEAL_SEALING if self.choose else texts.SEAL_CHECKING)
+        self.progress_text.show()
+        self.progress.show()
+
+        def work() -> None:
+            try:
+                self._unlock(text)
+            except Exception as exc:  # handed to the GUI thread, shown there
+                self.unlock_done.emit(exc)
+            else:
+                self.unlock_done.emit(None)
+
+        threading.Thread(target=work, name="vault-unlock", daemon=True).start()
+
+    def _finished(self, error: object) -> None:
+        self.busy = False
+        self.progress_text.hide()
+        self.progress.hide()
+        for widget in (self.first, self.second, self.ok):
+            widget.setEnabled(True)
+        if error is None:
+            self.passphrase = self._tried
+            self.accept()
+            return
+        wrong = isinstance(error, WalletError) and error.code == VAULT_WRONG_CODE
+        if wrong:
+            self.show_error(texts.SEAL_ENV_WRONG if self._from_preset else texts.SEAL_WRONG)
+        elif isinstance(error, WalletError):
+            self.show_error(shown(error, 400))
+        else:
+            self.show_error(f"The sealed file could not be opened ({type(error).__name__}).")
+        self.first.clear()
+        self.second.clear()
+        self.first.setFocus()
+
+    def reject(self) -> None:
+        if not self.busy:  # the worker is deriving a key: let it finish
+            super().reject()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.busy:
+            event.ignore()
+            return
+        super().closeEvent(event)

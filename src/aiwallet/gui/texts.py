@@ -32,6 +32,38 @@ FALLBACK_VAULT_WARNING = (
     "passphrase. It is safe at rest, but the passphrase is needed at every start."
 )
 
+SEAL_CHOOSE_TITLE = "Choose a passphrase for your wallet"
+SEAL_CHOOSE = (
+    "No OS keyring was found on this machine, so the wallet keeps your provider keys and its "
+    "receipt-signing key in a file sealed with a passphrase you choose now:"
+)
+SEAL_NO_RECOVERY = (
+    "The passphrase cannot be recovered. If you lose it, delete that file and add your "
+    "provider keys again (apps keep their names, budgets and history). It is asked at every "
+    "start; headless use reads it from AIWALLET_VAULT_PASSPHRASE."
+)
+UNSEAL_TITLE = "Unlock the wallet"
+UNSEAL_TEXT = (
+    "Your provider keys and the wallet's receipt-signing key are sealed with your passphrase "
+    "in this file:"
+)
+SEAL_EMPTY = "Type a passphrase."
+SEAL_SHORT = "Choose at least {n} characters."
+SEAL_MISMATCH = "The two passphrases differ. Type the same one twice."
+SEAL_WRONG = "That passphrase does not open the sealed file. Try again."
+SEAL_ENV_WRONG = "AIWALLET_VAULT_PASSPHRASE does not open the sealed file. Type the passphrase."
+SEAL_CHECKING = "Checking the passphrase (the key derivation takes a second)…"
+SEAL_SEALING = "Sealing the new file (the key derivation takes a second)…"
+KEYRING_USED = "Provider keys are kept in the OS keyring ({store}); no passphrase is needed."
+
+FIRST_STEPS_TITLE = "Get started"
+FIRST_STEPS = (
+    "Add a provider: an OpenAI or Anthropic API key, under Providers and keys.",
+    "Create an app (Apps ▸ New app) or run a script that calls the URL below without a key: "
+    "the wallet asks you.",
+    "See it here: its requests and spend show on this page and under Activity.",
+)
+
 PROMPT_TITLE = "An app wants to use your AI wallet"
 PROMPT_WANTS = "wants to use your AI wallet. That name is its own claim: check the program below."
 PROMPT_KEYLESS = (

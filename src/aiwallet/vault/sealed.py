@@ -30,6 +30,13 @@ OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
 MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
 
 
+class WrongPassphrase(VaultError):
+    """The passphrase does not open the sealed file (or the file was altered): the desktop
+    app asks again instead of starting an engine that cannot read its keys."""
+
+    code = "vault_passphrase_wrong"
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -104,7 +111,7 @@ class SealedFileStore:
             try:
                 plain = box.decrypt(_unb64(doc.get("box"), "box"))
             except nacl.exceptions.CryptoError:
-                raise VaultError(
+                raise WrongPassphrase(
                     "the vault passphrase is wrong, or the sealed vault file was altered"
                 ) from None
             data = json.loads(plain.decode("utf-8"))

@@ -1,14 +1,16 @@
 """Overview: spend today / this week / this month, the wallet budget, balances, and where
-to point an app."""
+to point an app; until the first spend, three first steps (each marked when done)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
+    QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -19,14 +21,73 @@ from PySide6.QtWidgets import (
 
 from aiwallet.domain.money import BudgetSpec
 from aiwallet.domain.providers import KINDS_WITH_BALANCE
+from aiwallet.domain.reports import RequestFilter
 from aiwallet.domain.windows import describe_until
 from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import BudgetDialog
 from aiwallet.gui.pages.base import Page
 from aiwallet.gui.widgets import Card, html_text, label, money, rich_label, shown
-from aiwallet.service import ProviderInfo
+from aiwallet.service import ProviderInfo, Wallet
 from aiwallet.summaries import Overview, month_by_app, overview
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSteps:
+    """Where a new wallet stands: a provider, an app (made or prompted), a request; the
+    steps are shown until anything was spent."""
+
+    provider: bool
+    app: bool
+    request: bool
+    spent: bool
+
+    @property
+    def done(self) -> tuple[bool, bool, bool]:
+        return (self.provider, self.app, self.request)
+
+    @classmethod
+    def of(cls, wallet: Wallet) -> FirstSteps:  # blocking: run off the GUI thread
+        return cls(
+            provider=bool(wallet.providers.list()),
+            app=bool(wallet.apps.list()),
+            request=wallet.reports.request_count(RequestFilter()) > 0,
+            spent=wallet.reports.spend_total() > 0,
+        )
+
+
+class StepsCard(Card):
+    """The three first steps, each a number that becomes a check mark when done."""
+
+    def __init__(self) -> None:
+        super().__init__(texts.FIRST_STEPS_TITLE)
+        self.marks: list[QLabel] = []
+        self.lines: list[QLabel] = []
+        for i, text in enumerate(texts.FIRST_STEPS, 1):
+            row = QHBoxLayout()
+            mark = label(f"{i}.")
+            font = mark.font()
+            font.setBold(True)
+            mark.setFont(font)
+            mark.setFixedWidth(mark.fontMetrics().horizontalAdvance("✓ 0.") + 4)
+            line = label(text, wrap=True)
+            row.addWidget(mark)
+            row.addWidget(line, 1)
+            self.body.addLayout(row)
+            self.marks.append(mark)
+            self.lines.append(line)
+
+    def show_steps(self, steps: FirstSteps) -> None:
+        self.setVisible(not steps.spent)
+        for i, (mark, line, done) in enumerate(
+            zip(self.marks, self.lines, steps.done, strict=True), 1
+        ):
+            mark.setText(f"✓ {i}." if done else f"{i}.")
+            line.setObjectName("muted" if done else "")
+            line.setToolTip("done" if done else "")
+            for widget in (mark, line):
+                widget.style().unpolish(widget)
+                widget.style().polish(widget)
 
 
 class OverviewPage(Page):
@@ -42,6 +103,10 @@ class OverviewPage(Page):
         self.banner = label(texts.PAUSED_BANNER, "banner", wrap=True)
         self.banner.hide()
         self.body.addWidget(self.banner)
+
+        self.steps = StepsCard()
+        self.steps.hide()  # shown by the first refresh unless something was spent
+        self.body.addWidget(self.steps)
 
         spend = QHBoxLayout()
         self.today, self.week, self.month = label("–"), label("–"), label("–")
@@ -144,9 +209,15 @@ class OverviewPage(Page):
     # -- data -------------------------------------------------------------------------------
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        ov, providers, by_app = await self.controller.run(
-            lambda: (overview(wallet), wallet.list_providers(), month_by_app(wallet))
+        ov, providers, by_app, steps = await self.controller.run(
+            lambda: (
+                overview(wallet),
+                wallet.list_providers(),
+                month_by_app(wallet),
+                FirstSteps.of(wallet),
+            )
         )
+        self.steps.show_steps(steps)
         self.show_overview(ov, providers)
         self.show_top_apps(by_app, ov.month_nano)
         if self.controller.balances_stale(providers):
