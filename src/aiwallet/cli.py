@@ -21,13 +21,50 @@ from aiwallet.paths import resolve_data_dir
 
 log = logging.getLogger("aiwallet.cli")
 
+GLOBAL_VALUE_OPTIONS = ("--data-dir",)
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+def lift_global_options(args: list[str]) -> list[str]:
+    """``--data-dir X`` (or ``--data-dir=X``) anywhere before a ``--`` moved to the front, so
+    that ``aiwallet status --data-dir X`` means ``aiwallet --data-dir X status``."""
+    lifted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_VALUE_OPTIONS and i + 1 < len(args):
+            lifted += [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_VALUE_OPTIONS and "=" in arg:
+            lifted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return lifted + rest
+
+
+class WalletGroup(click.Group):
+    """The top-level group: its global options may also follow a subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, lift_global_options(args))
+
+
+@click.group(
+    cls=WalletGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     envvar="AIWALLET_HOME",
-    help="Where the wallet keeps its files (default: the platform user-data dir).",
+    help="Where the wallet keeps its files (default: the platform user-data dir); may also "
+    "follow the subcommand.",
 )
 @click.option("--minimized", is_flag=True, help="Start the desktop app in the tray.")
 @click.version_option(__version__, prog_name="aiwallet")
@@ -60,6 +97,11 @@ def gui(state: Context, minimized: bool) -> None:
             "no display to show the desktop app on; run 'aiwallet serve' for the headless "
             "engine, or 'aiwallet status'"
         )
+    from aiwallet.platformcheck import xcb_problem
+
+    problem = xcb_problem()  # before Qt, which would abort with its own message
+    if problem:
+        raise WalletError(problem)
     from aiwallet.gui.app import run
 
     raise SystemExit(run(state.data_dir, minimized=minimized))
