@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
+    QLayout,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -222,6 +224,7 @@ class ProviderDialog(QDialog):
 
 
 MIN_SEAL_LENGTH = 8
+WIDTH = 520  # of the dialog's text, so that wrapped lines get the height they need
 VAULT_WRONG_CODE = "vault_passphrase_wrong"  # vault.sealed.WrongPassphrase.code
 
 
@@ -252,12 +255,12 @@ class PassphraseDialog(QDialog):
         self.passphrase: str | None = None
         self.busy = False
         self.setWindowTitle(texts.SEAL_CHOOSE_TITLE if choose else texts.UNSEAL_TITLE)
-        self.setMinimumWidth(520)
         lay = QVBoxLayout(self)
+        lay.setSizeConstraint(QLayout.SizeConstraint.SetFixedSize)  # wrapped text, no gaps
         lay.addWidget(label(texts.SEAL_CHOOSE if choose else texts.UNSEAL_TEXT, wrap=True))
         lay.addWidget(label(sealed_file, wrap=True))
         if choose:
-            lay.addWidget(label(texts.SEAL_NO_RECOVERY, "muted", wrap=True))
+            lay.addWidget(label(texts.SEAL_NO_RECOVERY, wrap=True))
         form = QFormLayout()
         self.first = QLineEdit()
         self.first.setEchoMode(QLineEdit.EchoMode.Password)
@@ -286,10 +289,14 @@ class PassphraseDialog(QDialog):
         )
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok.setText("Create the sealed file" if choose else "Unlock")
-        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Quit")
+        self.quit = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        self.quit.setText("Quit")
         self.buttons.accepted.connect(self.submit)
         self.buttons.rejected.connect(self.reject)
         lay.addWidget(self.buttons)
+        for lab in self.findChildren(QLabel):
+            if lab.wordWrap():
+                lab.setFixedWidth(WIDTH)
         self.unlock_done.connect(self._finished)
         self._tried: str | None = None
         self._from_preset = False
@@ -323,7 +330,7 @@ class PassphraseDialog(QDialog):
         self.busy = True
         self._tried, self._from_preset = text, from_preset
         self.show_error("")
-        for widget in (self.first, self.second, self.ok):
+        for widget in (self.first, self.second, self.ok, self.quit):
             widget.setEnabled(False)
         self.progress_text.setText(texts.SEAL_SEALING if self.choose else texts.SEAL_CHECKING)
         self.progress_text.show()
@@ -343,7 +350,7 @@ class PassphraseDialog(QDialog):
         self.busy = False
         self.progress_text.hide()
         self.progress.hide()
-        for widget in (self.first, self.second, self.ok):
+        for widget in (self.first, self.second, self.ok, self.quit):
             widget.setEnabled(True)
         if error is None:
             self.passphrase = self._tried

@@ -27,7 +27,7 @@ from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import BudgetDialog
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.widgets import Card, html_text, label, money, rich_label, shown
+from aiwallet.gui.widgets import OK_COLOUR, Card, html_text, label, money, rich_label, shown
 from aiwallet.service import ProviderInfo, Wallet
 from aiwallet.summaries import Overview, month_by_app, overview
 
@@ -83,6 +83,7 @@ class StepsCard(Card):
             zip(self.marks, self.lines, steps.done, strict=True), 1
         ):
             mark.setText(f"✓ {i}." if done else f"{i}.")
+            mark.setStyleSheet(f"color: {OK_COLOUR};" if done else "")
             line.setObjectName("muted" if done else "")
             line.setToolTip("done" if done else "")
             for widget in (mark, line):

@@ -1,0 +1,156 @@
+"""Screenshots of the first run: the passphrase chosen twice (no OS keyring), the unlock
+dialog after a wrong passphrase, and the Overview's first steps (one provider added), in
+light and dark, under Xvfb when there is no display.
+
+    python scripts/firstrun_screenshots.py [OUT_DIR] [--themes light,dark]
+
+Needs Debian's ``xvfb`` and the Qt xcb libraries (``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _child(out: Path, work: Path, theme: str) -> None:
+    import asyncio
+
+    import nacl.pwhash
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from aiwallet.gui import theme as look
+    from aiwallet.gui.app import DesktopApp
+    from aiwallet.gui.dialogs import PassphraseDialog
+    from aiwallet.paths import DataDir
+    from aiwallet.service import Wallet
+    from aiwallet.vault.sealed import SealedFileStore
+
+    app = QApplication(sys.argv)
+    look.apply(app)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    sealed = work / f"sealed-{theme}" / "vault.sealed"
+    fast = {
+        "opslimit": nacl.pwhash.argon2id.OPSLIMIT_MIN,
+        "memlimit": nacl.pwhash.argon2id.MEMLIMIT_MIN,
+    }
+    SealedFileStore(sealed, lambda: "correct horse battery", **fast).set("probe", "x")
+    wallet = Wallet.open(DataDir(work / f"wallet-{theme}"))
+    wallet.add_provider("openai", kind="openai", api_key="sk-demo-" + "x" * 40)
+    desk = DesktopApp(wallet, use_tray=False)
+    desk.window.resize(1280, 820)
+
+    async def settle(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def shoot() -> None:
+        choose = PassphraseDialog(
+            choose=True, sealed_file="/home/ana/.local/share/aiwallet/vault.sealed", unlock=print
+        )
+        choose.show()
+        choose.first.setText("correct horse battery")
+        choose.second.setText("correct horse batterx")
+        choose.submit()  # the mismatch, refused in the dialog
+        await settle(0.5)
+        choose.grab().save(str(out / f"firstrun-passphrase-{theme}.png"))
+        choose.second.setText("correct horse battery")
+        choose.show_error("")
+        choose.first.setEnabled(False)
+        choose.second.setEnabled(False)
+        choose.ok.setEnabled(False)
+        choose.progress_text.setText("Sealing the new file (the key derivation takes a second)…")
+        choose.progress_text.show()
+        choose.progress.show()
+        await settle(0.5)
+        choose.grab().save(str(out / f"firstrun-sealing-{theme}.png"))
+        choose.busy = False
+        choose.reject()
+
+        store = SealedFileStore(sealed, lambda: typed[0])
+        typed = ["wrong horse"]
+
+        def unlock(text: str) -> None:
+            typed[0] = text
+            store.unlock()
+
+        again = PassphraseDialog(choose=False, sealed_file=str(sealed), unlock=unlock)
+        again.show()
+        again.first.setText("wrong horse")
+        again.submit()
+        while again.busy:
+            await settle(0.05)
+        await settle(0.4)
+        again.grab().save(str(out / f"unlock-wrong-{theme}.png"))
+        again.reject()
+
+        desk.start(port=0)
+        while desk.controller.engine is None and desk.controller.engine_error is None:
+            await settle(0.05)
+        page = desk.window.overview
+        while page.loads < 1:
+            await settle(0.05)
+        await settle(0.6)
+        desk.window.grab().save(str(out / f"overview-first-steps-{theme}.png"))
+        app.quit()
+
+    task = asyncio.ensure_future(shoot())  # kept: a task only weakly referenced may vanish
+    with loop:
+        loop.run_forever()
+    task.result()  # a failure inside shoot() fails the script
+    desk.shutdown()
+    wallet.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", nargs="?", default="docs/screenshots")
+    parser.add_argument("--themes", default="light,dark")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        out, work, theme = args.child
+        _child(Path(out), Path(work), theme)
+        return
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="aiwallet-firstrun-shots-"))
+    env = dict(os.environ)
+    env["PYTHON_KEYRING_BACKEND"] = "keyring_backend.TestFileKeyring"
+    env["AIWALLET_TEST_KEYRING_FILE"] = str(work / "keyring.json")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
+    xvfb = None
+    if not env.get("DISPLAY"):
+        if shutil.which("Xvfb") is None:
+            sys.exit("screenshots need a display or Debian's xvfb (apt-get install xvfb)")
+        display = ":96"
+        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1600x1000x24", "-nolisten",
+                                 "tcp"])  # fmt: skip
+        env["DISPLAY"] = display
+        time.sleep(1.0)  # Xvfb has no readiness signal; the child fails loudly if it is early
+    env["QT_QPA_PLATFORM"] = "xcb"
+    try:
+        for theme in args.themes.split(","):
+            subprocess.run(
+                [sys.executable, __file__, "--child", str(out), str(work), theme],
+                env=dict(env, AIWALLET_THEME=theme), check=True, timeout=180,
+            )  # fmt: skip
+            print(f"wrote {theme} first-run screenshots to {out}")
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
