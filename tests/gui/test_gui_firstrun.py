@@ -160,7 +160,7 @@ def test_a_right_passphrase_from_the_environment_unlocks_without_typing(
         wallet.close()
 
 
-def test_quitting_the_dialog_leaves_the_wallet_closed_to_start(qtbot, tmp_path, no_keyring):
+def test_quitting_the_dialog_gives_no_passphrase(qtbot, tmp_path, no_keyring):
     _, passphrase, wallet = sealed_wallet(tmp_path)
     try:
         dialog = passphrase.dialog(wallet)
@@ -182,5 +182,76 @@ def test_with_an_os_keyring_nothing_is_asked_and_it_is_said_once(tmp_path, qtbot
         tell_keyring_once(wallet, said.append)
         assert len(said) == 1 and "OS keyring" in said[0] and "no passphrase" in said[0]
         assert not wallet.data_dir.sealed_vault.exists()
+    finally:
+        wallet.close()
+
+
+def drive_modal(answers: list[str], seen: list[str], limit: int = 600) -> None:
+    """From inside the dialog's own modal loop (``exec``), as a user would: type each answer
+    in turn once the dialog is idle, noting the error shown before each; bounded in turns."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    turns = [0]
+
+    def step() -> None:
+        turns[0] += 1
+        dialog = QApplication.activeModalWidget()
+        if turns[0] > limit:
+            if isinstance(dialog, PassphraseDialog):
+                dialog.busy = False
+                dialog.reject()
+            return
+        if isinstance(dialog, PassphraseDialog) and not dialog.busy:
+            seen.append(dialog.error.text())
+            if not answers:
+                dialog.reject()
+                return
+            dialog.first.setText(answers.pop(0))
+            dialog.submit()
+        QTimer.singleShot(50, step)
+
+    QTimer.singleShot(0, step)
+
+
+def test_the_start_asks_in_its_modal_dialog_until_the_passphrase_opens_the_file(
+    qtbot, tmp_path, no_keyring
+):
+    _, passphrase, wallet = sealed_wallet(tmp_path)
+    try:
+        seen: list[str] = []
+        drive_modal(["wrong horse", RIGHT], seen)
+        assert passphrase.ask_if_needed(wallet)  # the real exec(), as run() calls it
+        assert seen == ["", texts.SEAL_WRONG]
+        assert passphrase.value == RIGHT and passphrase() == RIGHT
+    finally:
+        wallet.close()
+
+
+def test_quitting_the_modal_dialog_means_the_app_does_not_start(qtbot, tmp_path, no_keyring):
+    _, passphrase, wallet = sealed_wallet(tmp_path)
+    try:
+        seen: list[str] = []
+        drive_modal(["wrong horse"], seen)
+        assert not passphrase.ask_if_needed(wallet)
+        assert seen == ["", texts.SEAL_WRONG] and passphrase.value is None
+    finally:
+        wallet.close()
+
+
+def test_a_damaged_sealed_file_is_explained_in_the_dialog(qtbot, tmp_path, no_keyring):
+    data_dir = DataDir(tmp_path / "w")
+    data_dir.ensure()
+    data_dir.sealed_vault.write_text("not a sealed vault", encoding="utf-8")
+    passphrase = Passphrase()
+    wallet = Wallet.open(data_dir, passphrase_provider=passphrase)
+    try:
+        dialog = passphrase.dialog(wallet)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        dialog.first.setText(RIGHT)
+        click_ok(qtbot, dialog)
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=30_000)
+        assert "damaged or unreadable" in dialog.error.text() and dialog.result() == 0
     finally:
         wallet.close()
