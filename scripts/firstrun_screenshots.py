@@ -15,10 +15,24 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SHOWN_PATH = "/home/ana/.local/share/aiwallet/vault.sealed"  # what a user's dialog shows
+
+
+def _free_port(wanted: int) -> int:
+    """The default port when it is free (so the pictures show it), else any."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", wanted))
+        except OSError:
+            return 0
+    return wanted
 
 
 def _child(out: Path, work: Path, theme: str) -> None:
@@ -36,6 +50,7 @@ def _child(out: Path, work: Path, theme: str) -> None:
     from aiwallet.vault.sealed import SealedFileStore
 
     app = QApplication(sys.argv)
+    app.setQuitOnLastWindowClosed(False)  # the dialogs close before the window opens
     look.apply(app)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -54,8 +69,9 @@ def _child(out: Path, work: Path, theme: str) -> None:
         await asyncio.sleep(seconds)
 
     async def shoot() -> None:
+        gate = threading.Event()  # holds the "key derivation" while the busy state is shot
         choose = PassphraseDialog(
-            choose=True, sealed_file="/home/ana/.local/share/aiwallet/vault.sealed", unlock=print
+            choose=True, sealed_file=SHOWN_PATH, unlock=lambda _: bool(gate.wait(30))
         )
         choose.show()
         choose.first.setText("correct horse battery")
@@ -64,17 +80,12 @@ def _child(out: Path, work: Path, theme: str) -> None:
         await settle(0.5)
         choose.grab().save(str(out / f"firstrun-passphrase-{theme}.png"))
         choose.second.setText("correct horse battery")
-        choose.show_error("")
-        choose.first.setEnabled(False)
-        choose.second.setEnabled(False)
-        choose.ok.setEnabled(False)
-        choose.progress_text.setText("Sealing the new file (the key derivation takes a second)…")
-        choose.progress_text.show()
-        choose.progress.show()
+        choose.submit()  # now the real busy state: fields and buttons off, a busy bar
         await settle(0.5)
         choose.grab().save(str(out / f"firstrun-sealing-{theme}.png"))
-        choose.busy = False
-        choose.reject()
+        gate.set()
+        while choose.isVisible():
+            await settle(0.05)
 
         store = SealedFileStore(sealed, lambda: typed[0])
         typed = ["wrong horse"]
@@ -83,7 +94,7 @@ def _child(out: Path, work: Path, theme: str) -> None:
             typed[0] = text
             store.unlock()
 
-        again = PassphraseDialog(choose=False, sealed_file=str(sealed), unlock=unlock)
+        again = PassphraseDialog(choose=False, sealed_file=SHOWN_PATH, unlock=unlock)
         again.show()
         again.first.setText("wrong horse")
         again.submit()
@@ -93,7 +104,7 @@ def _child(out: Path, work: Path, theme: str) -> None:
         again.grab().save(str(out / f"unlock-wrong-{theme}.png"))
         again.reject()
 
-        desk.start(port=0)
+        desk.start(port=_free_port(8402))
         while desk.controller.engine is None and desk.controller.engine_error is None:
             await settle(0.05)
         page = desk.window.overview
