@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
@@ -34,20 +35,48 @@ WALLET = "wallet"
 APP = "app"
 
 
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """The open reservations holding part of one budget's current window."""
+
+    requests: int
+    reserved_nano: int
+
+
 class BudgetRefused(BudgetExceeded):
     """A reservation that a budget could not cover, with the facts an error message needs."""
 
-    def __init__(self, budget: Budget, remaining_nano: int, reset_at: datetime | None) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        remaining_nano: int,
+        reset_at: datetime | None,
+        in_flight: InFlight | None = None,
+    ) -> None:
         self.budget = budget
         self.remaining_nano = max(remaining_nano, 0)
         self.reset_at = reset_at
+        self.in_flight = in_flight
         spec = BudgetSpec(budget.amount_nano, budget.period).describe()
         whose = "the wallet's" if budget.scope == WALLET else "this app's"
         when = describe_until(datetime.now(UTC), reset_at)
-        super().__init__(
-            f"{whose} budget of {spec} has {format_usd(self.remaining_nano, places=None)} left, "
-            f"not enough for this request; it {when}"
-        )
+        left = f"{whose} budget of {spec} has {format_usd(self.remaining_nano, places=None)} left"
+        held = in_flight is not None and in_flight.requests > 0 and in_flight.reserved_nano > 0
+        if in_flight is not None and held:
+            n = in_flight.requests
+            super().__init__(
+                f"{left}, not enough for this request; {n} request{'' if n == 1 else 's'} in "
+                f"flight hold{'s' if n == 1 else ''} "
+                f"{format_usd(in_flight.reserved_nano, places=None)} of it (their worst case; "
+                "most is returned when they finish): retry when they finish, or lower the "
+                f"request's max output tokens; the budget {when}"
+            )
+        else:
+            super().__init__(f"{left}, not enough for this request; it {when}")
+
+    def explained(self, in_flight: InFlight) -> BudgetRefused:
+        """The same refusal, saying how much of the budget requests in flight hold."""
+        return BudgetRefused(self.budget, self.remaining_nano, self.reset_at, in_flight)
 
 
 def _budget(r: RowMapping) -> Budget:
@@ -179,6 +208,35 @@ class Budgets:
         spent = int(r["spent_nano"]) if r else 0
         reserved = int(r["reserved_nano"]) if r else 0
         return BudgetState(budget, window.start, window.end, spent, reserved)
+
+    def in_flight(self, budget: Budget, at: datetime, tz: tzinfo) -> InFlight:
+        """How many open reservations hold how much of ``budget``'s window at ``at``.
+
+        For a refusal's message only (never on the hot path): the amount is the counter's
+        ``reserved``; the count reads the open reservations (few: they are the requests in
+        flight; ``ix_reservations_state``) and keeps those that took this counter."""
+        key = counter_key(budget, window_for(budget.period, at, tz))
+        with self.db.read() as conn:
+            r = (
+                conn.execute(
+                    select(t.budget_counters.c.id, t.budget_counters.c.reserved_nano).where(
+                        t.budget_counters.c.budget_id == budget.id,
+                        t.budget_counters.c.window_key == key,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if r is None:
+                return InFlight(0, 0)
+            cid = int(r["id"])
+            q = select(t.reservations.c.counter_ids).where(t.reservations.c.state == "open")
+            if budget.scope == APP:
+                q = q.where(t.reservations.c.app_id == budget.app_id)
+            count = sum(
+                1 for (ids,) in conn.execute(q) if cid in {int(c) for c in self.hot.read_json(ids)}
+            )
+        return InFlight(count, int(r["reserved_nano"]))
 
     # -- reservations --------------------------------------------------------------------
     def _take(
