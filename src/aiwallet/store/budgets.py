@@ -63,12 +63,13 @@ class BudgetRefused(BudgetExceeded):
         left = f"{whose} budget of {spec} has {format_usd(self.remaining_nano, places=None)} left"
         held = in_flight is not None and in_flight.requests > 0 and in_flight.reserved_nano > 0
         if in_flight is not None and held:
-            n = in_flight.requests
+            n, one = in_flight.requests, in_flight.requests == 1
+            they, its, ends = ("it", "its", "finishes") if one else ("they", "their", "finish")
             super().__init__(
-                f"{left}, not enough for this request; {n} request{'' if n == 1 else 's'} in "
-                f"flight hold{'s' if n == 1 else ''} "
-                f"{format_usd(in_flight.reserved_nano, places=None)} of it (their worst case; "
-                "most is returned when they finish): retry when they finish, or lower the "
+                f"{left}, not enough for this request; {n} request{'' if one else 's'} in "
+                f"flight hold{'s' if one else ''} "
+                f"{format_usd(in_flight.reserved_nano, places=None)} of it ({its} worst case; "
+                f"most is returned when {they} {ends}): retry when {they} {ends}, or lower the "
                 f"request's max output tokens; the budget {when}"
             )
         else:
