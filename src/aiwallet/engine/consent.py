@@ -391,7 +391,8 @@ class ConsentManager:
         (an ``expensive`` request is only let through, once: its app exists)."""
         req = self._pending(req_id)
         if req.kind == EXPENSIVE:
-            self._finish(req, "approved", {"app": req.app_name, "once": True})
+            answer = {"app": req.app_name, "models": req.models, "budget": None, "once": True}
+            self._finish(req, "approved", {**answer, "receipt": None, "expires_at": None})
             return req
         spec_text = budget if budget is not None else req.budget
         spec: BudgetSpec | None = parse_budget_spec(spec_text) if spec_text else None
