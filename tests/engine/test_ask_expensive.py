@@ -10,8 +10,8 @@ import pytest
 
 from aiwallet.domain.money import usd_string
 from engine.conftest import cli, make_rig
-from fakeupstream import Script
 from engine.test_consent import pending, wait_pending
+from fakeupstream import Script
 from waiting import wait_until
 
 MSGS = [{"role": "user", "content": "write me a long essay"}]
@@ -111,6 +111,7 @@ def test_the_wallet_threshold_and_an_app_that_sets_its_own(capsys, rig):
     plain, trusted = rig.app("plain", budget="2/day"), rig.app("trusted", budget="2/day")
     code, out, err = cli(capsys, rig, "prefs", "set", "ask_over_usd", "0.05")
     assert code == 0, err
+    assert out.strip() == "ask_over_usd = '0.050000000'"
     wait_until(lambda: rig.engine.state.ask_over_nano == 50_000_000, what="the engine read it")
     cli(capsys, rig, "apps", "ask-over", "trusted", "1.00")  # its own threshold wins
     with pytest.raises(anthropic.APIStatusError) as err_info:
@@ -127,6 +128,7 @@ def test_the_wallet_threshold_and_an_app_that_sets_its_own(capsys, rig):
     # 'off' turns the wallet's threshold off again
     code, out, err = cli(capsys, rig, "prefs", "set", "ask_over_usd", "off")
     assert code == 0, err
+    assert out.strip() == "ask_over_usd = None"
     wait_until(lambda: rig.engine.state.ask_over_nano is None, what="the engine read it")
     served = rig.anthropic(plain).messages.with_raw_response.create(
         model=SONNET, max_tokens=20000, messages=MSGS
