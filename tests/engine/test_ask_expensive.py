@@ -2,6 +2,8 @@
 the wallet's) threshold is held and prompted with its cost; nothing is reserved while the
 user decides; approving serves that one request, denying refuses it."""
 
+import asyncio
+import contextlib
 import json
 import threading
 
@@ -152,3 +154,22 @@ def test_the_prompt_cost_is_the_reservation(capsys, patient):
     call.join()
     assert call.error is None
     assert patient.wallet.budgets.open_reservations() == []
+
+
+def test_a_client_that_leaves_withdraws_its_prompt(capsys, patient):
+    key = patient.app("impatient", budget="5/day")
+    cli(capsys, patient, "apps", "ask-over", "impatient", "0.10")
+    client = patient.async_anthropic(key)
+
+    async def main() -> None:
+        call = asyncio.ensure_future(
+            client.messages.create(model=SONNET, max_tokens=20000, messages=MSGS)
+        )
+        await asyncio.to_thread(wait_pending, capsys, patient)
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+
+    asyncio.run(main())
+    wait_until(lambda: pending(capsys, patient) == [], what="the prompt withdrawn")
+    assert patient.fake.served == [] and patient.wallet.budgets.open_reservations() == []
