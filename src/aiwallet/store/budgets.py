@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, text, update
 
 from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound
 from aiwallet.domain.money import BudgetSpec, Period, format_usd
@@ -91,6 +91,28 @@ _SELECT_BUDGETS = (
     .where(t.budgets.c.id.in_(bindparam("b_ids", expanding=True)))
     .order_by(t.budgets.c.id)
 )
+
+
+# How many open reservations took counter :cid (for a refusal's message): the database
+# reads the JSON array of counter ids. Keyed by (PostgreSQL?, an app's budget?).
+_IN_FLIGHT_SQL = {
+    (True, False): (
+        "SELECT count(*) FROM reservations WHERE state = 'open' "
+        "AND CAST(counter_ids AS jsonb) @> CAST(:arr AS jsonb)"
+    ),
+    (True, True): (
+        "SELECT count(*) FROM reservations WHERE state = 'open' AND app_id = :app "
+        "AND CAST(counter_ids AS jsonb) @> CAST(:arr AS jsonb)"
+    ),
+    (False, False): (
+        "SELECT count(*) FROM reservations, json_each(reservations.counter_ids) AS c "
+        "WHERE reservations.state = 'open' AND c.value = :cid"
+    ),
+    (False, True): (
+        "SELECT count(*) FROM reservations, json_each(reservations.counter_ids) AS c "
+        "WHERE reservations.state = 'open' AND reservations.app_id = :app AND c.value = :cid"
+    ),
+}
 
 
 def counter_key(budget: Budget, window: Window) -> str:
@@ -214,8 +236,9 @@ class Budgets:
         """How many open reservations hold how much of ``budget``'s window at ``at``.
 
         For a refusal's message only (never on the hot path): the amount is the counter's
-        ``reserved``; the count reads the open reservations (few: they are the requests in
-        flight; ``ix_reservations_state``) and keeps those that took this counter."""
+        ``reserved``; the count is of the open reservations (the requests in flight;
+        ``ix_reservations_state``) whose counter ids hold this counter's, counted by the
+        database (SQLite ``json_each``, PostgreSQL ``jsonb @>``)."""
         key = counter_key(budget, window_for(budget.period, at, tz))
         with self.db.read() as conn:
             r = (
@@ -231,12 +254,9 @@ class Budgets:
             if r is None:
                 return InFlight(0, 0)
             cid = int(r["id"])
-            q = select(t.reservations.c.counter_ids).where(t.reservations.c.state == "open")
-            if budget.scope == APP:
-                q = q.where(t.reservations.c.app_id == budget.app_id)
-            count = sum(
-                1 for (ids,) in conn.execute(q) if cid in {int(c) for c in self.hot.read_json(ids)}
-            )
+            params = {"cid": cid, "app": budget.app_id, "arr": f"[{cid}]"}
+            sql = _IN_FLIGHT_SQL[conn.dialect.name == "postgresql", budget.scope == APP]
+            count = int(conn.execute(text(sql), params).scalar_one())
         return InFlight(count, int(r["reserved_nano"]))
 
     # -- reservations --------------------------------------------------------------------
