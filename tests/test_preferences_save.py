@@ -14,6 +14,8 @@ from aiwallet.domain.errors import InvalidInput
 from aiwallet.paths import DataDir
 from aiwallet.preferences import (
     ALL,
+    ASK_OVER_USD,
+    MIN_CLAMPED_OUTPUT_TOKENS,
     NOTIFY_THRESHOLDS,
     NOTIFY_UPSTREAM,
     PORT,
@@ -29,10 +31,10 @@ def _small_int(value: Any) -> int:
     return value
 
 
-# The wallet declares four preferences; four more (declared here, stored the same way) make
+# The wallet declares six preferences; two more (declared here, stored the same way) make
 # a save of eight.
 EXTRA: tuple[Pref[int], ...] = tuple(
-    Pref(f"test_extra_{n}", n, _small_int, f"Extra setting {n}") for n in range(4)
+    Pref(f"test_extra_{n}", n, _small_int, f"Extra setting {n}") for n in range(8 - len(ALL))
 )
 EIGHT: tuple[Pref[Any], ...] = (*ALL, *EXTRA)
 
@@ -93,6 +95,8 @@ def _values(**changes: Any) -> dict[Pref[Any], Any]:
         PROMPT_TIMEOUT_S: 90,
         NOTIFY_THRESHOLDS: (50, 100),
         NOTIFY_UPSTREAM: False,
+        MIN_CLAMPED_OUTPUT_TOKENS: 64,
+        ASK_OVER_USD: "0.250000000",
         **{p: 10 + i for i, p in enumerate(EXTRA)},
     }
     by_key = {p.key: p for p in EIGHT}
@@ -107,24 +111,26 @@ def test_saving_eight_with_two_changed_writes_two_audit_entries_in_one_transacti
         "prompt_timeout_s": 90,
         "notify_thresholds": (50, 100),
         "notify_upstream_failures": False,
+        "min_clamped_output_tokens": 64,
+        "ask_over_usd": "0.250000000",
         **{p.key: 10 + i for i, p in enumerate(EXTRA)},
     }
     assert (watch.writes, watch.notified) == (1, 1)
     watch.reset()
     seq = _last_seq(wallet)
 
-    changed = wallet.set_prefs(_values(prompt_timeout_s=45, test_extra_2=77))
+    changed = wallet.set_prefs(_values(prompt_timeout_s=45, test_extra_1=77))
 
-    assert changed == {"prompt_timeout_s": 45, "test_extra_2": 77}
+    assert changed == {"prompt_timeout_s": 45, "test_extra_1": 77}
     new = _new_entries(wallet, seq)
     assert [(e.actor, e.action, e.subject, e.details) for e in new] == [
         ("user", "settings.set", "setting:prompt_timeout_s", {"value": 45}),
-        ("user", "settings.set", "setting:test_extra_2", {"value": 77}),
+        ("user", "settings.set", "setting:test_extra_1", {"value": 77}),
     ]
     assert watch.writes == 1  # both rows, both settings: one transaction
     assert watch.notified == 1
     assert wallet.pref(PROMPT_TIMEOUT_S) == 45
-    assert wallet.pref(EXTRA[2]) == 77
+    assert wallet.pref(EXTRA[1]) == 77
     assert wallet.pref(NOTIFY_THRESHOLDS) == (50, 100)
     assert wallet.verify_audit().ok
 

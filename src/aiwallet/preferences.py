@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aiwallet.domain.errors import InvalidInput
+from aiwallet.domain.money import parse_usd, usd_string
 
 T = TypeVar("T")
 
@@ -45,6 +46,18 @@ def _thresholds(value: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _usd_or_none(value: Any) -> str | None:
+    """A dollar amount kept as its exact string (``0.500000000``), or None (off)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput("write the amount in dollars, like 0.50, or leave it empty")
+    nano = parse_usd(str(value))
+    if nano <= 0:
+        raise InvalidInput("the amount must be above $0 (leave it empty to never ask)")
+    return usd_string(nano)
+
+
 PORT: Pref[int] = Pref("port", 8402, _int_between(1024, 65535, "the port"), "Loopback port")
 PROMPT_TIMEOUT_S: Pref[int] = Pref(
     "prompt_timeout_s",
@@ -62,7 +75,30 @@ NOTIFY_UPSTREAM: Pref[bool] = Pref(
     "Notify when a provider fails",
 )
 
-ALL: tuple[Pref[Any], ...] = (PORT, PROMPT_TIMEOUT_S, NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM)
+MIN_CLAMPED_OUTPUT_TOKENS: Pref[int] = Pref(
+    # When a request's worst case does not fit the budget, the engine lowers its max output
+    # to what is left; below this many tokens the answer would be useless, so it refuses.
+    "min_clamped_output_tokens",
+    16,
+    _int_between(1, 1_000_000, "the smallest clamped answer (tokens)"),
+    "Smallest answer worth clamping to (tokens)",
+)
+ASK_OVER_USD: Pref[str | None] = Pref(
+    # Ask before serving any single request whose worst case is over this (None: never).
+    "ask_over_usd",
+    None,
+    _usd_or_none,
+    "Ask before a request whose worst case is over ($)",
+)
+
+ALL: tuple[Pref[Any], ...] = (
+    PORT,
+    PROMPT_TIMEOUT_S,
+    NOTIFY_THRESHOLDS,
+    NOTIFY_UPSTREAM,
+    MIN_CLAMPED_OUTPUT_TOKENS,
+    ASK_OVER_USD,
+)
 
 
 def read(stored: Any, pref: Pref[T]) -> T:

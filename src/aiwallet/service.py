@@ -329,6 +329,13 @@ class Wallet:
         self.notify_engine()
         return app
 
+    def set_app_ask_over(self, name: str, nano: int | None) -> AppRecord:
+        """Ask before serving any single request of app ``name`` whose worst case is over
+        ``nano`` nano-dollars (None: only the wallet-wide ``ask_over_usd`` applies)."""
+        app = self.apps.set_ask_over(name, nano)
+        self.notify_engine()
+        return app
+
     def set_budget(self, spec: BudgetSpec | None, app_name: str | None = None) -> None:
         app_id = self.apps.get(app_name).id if app_name else None
         self.budgets.set_budget(spec, app_id=app_id)

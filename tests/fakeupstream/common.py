@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fakeupstream.script import Script, Served
+from fakeupstream.script import GATES, Script, Served
 
 
 def stable_id(body: Any, n: int = 24) -> str:
@@ -157,6 +157,15 @@ async def apply_delays(script: Script) -> None:
         await asyncio.sleep(3600)
     if script.delay_s:
         await asyncio.sleep(script.delay_s)
+    if script.gate:
+        GATES.arrive(script.gate, 1)
+        try:
+            for _ in range(3000):  # bounded: 30 s at most
+                if GATES.opened(script.gate):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            GATES.arrive(script.gate, -1)
 
 
 def read_json(raw: bytes) -> Any:

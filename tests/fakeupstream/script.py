@@ -46,6 +46,9 @@ class Script:
     #   error_event  Anthropic: a mid-stream ``event: error`` whose message quotes the key
     echo_key: str = ""
     gzip: bool = False  # compress the answer (Content-Encoding: gzip) whatever was asked
+    # Wait (before the response headers, at most 30 s) until the test opens the gate of this
+    # name (FakeUpstream.open_gate): requests held in flight together, as long as a test needs.
+    gate: str = ""
 
     @classmethod
     def from_json(cls, text: str) -> Script:
@@ -86,6 +89,39 @@ class Served:
         return data
 
 
+class Gates:
+    """Named gates scripted requests wait at; thread-safe (the fake runs on its own thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[str] = set()
+        self._waiting: dict[str, int] = {}
+
+    def opened(self, name: str) -> bool:
+        with self._lock:
+            return name in self._open
+
+    def arrive(self, name: str, delta: int) -> None:
+        with self._lock:
+            self._waiting[name] = self._waiting.get(name, 0) + delta
+
+    def waiting(self, name: str) -> int:
+        with self._lock:
+            return self._waiting.get(name, 0)
+
+    def open(self, name: str) -> None:
+        with self._lock:
+            self._open.add(name)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._open.clear()
+            self._waiting.clear()
+
+
+GATES = Gates()
+
+
 class Record:
     """Thread-safe list of what was served, plus the script queue."""
 
@@ -115,6 +151,8 @@ class Record:
         with self._lock:
             self.served.clear()
             self._queue.clear()
+        GATES.reset()
+        with self._lock:
             self.default = Script()
 
     def snapshot(self) -> list[Served]:

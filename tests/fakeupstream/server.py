@@ -11,7 +11,7 @@ from aiohttp import web
 
 from fakeupstream import anthropic_api, openai_api
 from fakeupstream.common import dumps, read_json, received_key
-from fakeupstream.script import Record, Script, Served
+from fakeupstream.script import GATES, Record, Script, Served
 
 OPENAI_KEY = "sk-fake-openai-0123456789abcdefghijklmnopqrstuv"
 ANTHROPIC_KEY = "sk-ant-fake-0123456789abcdefghijklmnopqrstuvw"
@@ -53,6 +53,14 @@ class FakeUpstream:
 
     def reset(self) -> None:
         self.record.reset()
+
+    def open_gate(self, name: str) -> None:
+        """Let every request waiting at gate ``name`` (Script.gate) go on, and later ones."""
+        GATES.open(name)
+
+    def at_gate(self, name: str) -> int:
+        """How many requests wait at gate ``name`` now."""
+        return GATES.waiting(name)
 
     @property
     def base_url(self) -> str:

@@ -16,7 +16,7 @@ from aiwallet.cli_commands.common import (
     term,
 )
 from aiwallet.domain.errors import InvalidInput
-from aiwallet.domain.money import BudgetSpec, format_usd, parse_budget_spec, usd_string
+from aiwallet.domain.money import BudgetSpec, format_usd, parse_budget_spec, parse_usd, usd_string
 from aiwallet.summaries import app_summaries
 
 
@@ -162,6 +162,25 @@ def limits(
         f"Limits of {term(app.name)}: {app.rpm_limit or 'no'} requests/min, "
         f"{app.tpm_limit or 'no'} tokens/min, {app.concurrency_limit or 'no'} at once."
     )
+
+
+@group.command("ask-over")
+@click.argument("name")
+@click.argument("amount")
+@pass_state
+def ask_over(state: Context, name: str, amount: str) -> None:
+    """Ask before serving any single request of app NAME whose worst case is over AMOUNT
+    dollars (e.g. 0.50); 'off' leaves only the wallet-wide threshold ('aiwallet prefs set
+    ask_over_usd 1.00')."""
+    nano = None if amount.strip().lower() in {"off", "none", ""} else parse_usd(amount)
+    app = state.wallet.set_app_ask_over(name, nano)
+    if app.ask_over_nano is None:
+        click.echo(f"{term(app.name)}: no threshold of its own (the wallet's applies).")
+    else:
+        click.echo(
+            f"{term(app.name)}: the wallet asks you before any single request whose worst "
+            f"case is over {format_usd(app.ask_over_nano, places=None)}."
+        )
 
 
 @group.command("pause")

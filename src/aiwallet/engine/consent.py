@@ -51,12 +51,13 @@ KEEP_KEY_S = 120.0  # how long an approved key waits for its requester's poll
 POLL_SECRET_PREFIX = "aw_poll_"  # noqa: S105 - a prefix, not a secret
 PROGRAM = "program"  # the subject kind of a remembered keyless decision (program + OS user)
 MAX_LIFETIME_S = 10 * 366 * 24 * 3600  # ten years: longer is "no expiry", not a date
+EXPENSIVE = "expensive"  # one request of a known app over its ask-before threshold
 
 
 @dataclass
 class ConsentRequest:
     id: str
-    kind: str  # "connect" | "keyless"
+    kind: str  # "connect" | "keyless" | "expensive"
     app_name: str
     purpose: str | None
     models: list[str]
@@ -72,6 +73,7 @@ class ConsentRequest:
     app_id: int | None = None
     poll_hash: bytes = b""  # sha256 of the poll secret (connect requests only)
     refused_polls: int = 0
+    held_request: dict[str, Any] | None = None  # kind "expensive": model, worst case, ...
 
     @property
     def owner(self) -> str | None:
@@ -97,6 +99,7 @@ class ConsentRequest:
             "created_at": self.created_at.isoformat(),
             "expires_in_s": max(0, round(self.deadline - time.monotonic())),
             "state": self.state,
+            **({"held_request": self.held_request} if self.held_request is not None else {}),
         }
 
 
@@ -332,6 +335,36 @@ class ConsentManager:
             return None
         return await self.state.db(self.state.load_app_by_id, req.app_id)
 
+    async def ask_expensive(self, request: web.Request, held: dict[str, Any]) -> bool:
+        """Hold one request of a known app whose worst case is over the ask-before
+        threshold until the user answers: True to serve it (this once), False when they
+        declined or did not answer. ``held`` (app, model, worst case as exact USD, max output
+        tokens, threshold) is what the prompt shows. Nothing is reserved while it waits."""
+        req = self._open(
+            kind=EXPENSIVE,
+            app_name=str(held["app"]),
+            purpose=None,
+            models=[str(held["model"])],
+            budget=None,
+            lifetime_s=None,
+            process=await self._peer(request),
+            held_request=held,
+        )
+        req.waiters += 1
+        try:
+            await asyncio.wait_for(
+                req.done.wait(), timeout=max(0.0, req.deadline - time.monotonic())
+            )
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if req.state == "pending":
+                self._finish(req, "cancelled", {})  # the client left: withdraw the prompt
+            raise
+        finally:
+            req.waiters -= 1
+        return req.state == "approved"
+
     def _joinable(self, process: ProcessInfo | None) -> ConsentRequest | None:
         if process is None:
             return None
@@ -354,8 +387,13 @@ class ConsentManager:
         lifetime_s: int | None = None,
         once: bool = False,
     ) -> ConsentRequest:
-        """Approve, possibly with less than asked; creates the app, its grant and receipt."""
+        """Approve, possibly with less than asked; creates the app, its grant and receipt
+        (an ``expensive`` request is only let through, once: its app exists)."""
         req = self._pending(req_id)
+        if req.kind == EXPENSIVE:
+            answer = {"app": req.app_name, "models": req.models, "budget": None, "once": True}
+            self._finish(req, "approved", {**answer, "receipt": None, "expires_at": None})
+            return req
         spec_text = budget if budget is not None else req.budget
         spec: BudgetSpec | None = parse_budget_spec(spec_text) if spec_text else None
         scopes = models or req.models
@@ -404,7 +442,10 @@ class ConsentManager:
     @staticmethod
     def _subject(req: ConsentRequest) -> tuple[str, str] | None:
         """What a remembered answer to ``req`` is about: the program and its OS user for a
-        keyless call (nothing when either is unknown), the name for a connect request."""
+        keyless call (nothing when either is unknown), the name for a connect request;
+        nothing for one expensive request (each is asked about on its own)."""
+        if req.kind == EXPENSIVE:
+            return None
         if req.kind != "keyless":
             return ("app", req.app_name)
         subject = req.process.rule_subject if req.process is not None else None

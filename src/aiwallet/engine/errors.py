@@ -126,6 +126,14 @@ CODES: Mapping[str, ErrorKind] = _kinds(
     ),
     ("model_not_allowed", 403, _DENIED, _DENIED, "The app's grant does not cover this model"),
     (
+        "expensive_request_denied",
+        403,
+        _DENIED,
+        _DENIED,
+        "The wallet's owner declined (or did not answer) a request whose worst case is over "
+        "their ask-before threshold",
+    ),
+    (
         "forbidden_host",
         403,
         _DENIED,

@@ -400,7 +400,7 @@ _SCHEMAS: dict[str, JSON] = {
         ],
         "properties": {
             "id": {"type": "string"},
-            "kind": {"enum": ["connect", "keyless"]},
+            "kind": {"enum": ["connect", "keyless", "expensive"]},
             "app_name": {"type": "string"},
             "purpose": _nullable("string"),
             "models": {"type": "array", "items": {"type": "string"}},
@@ -426,6 +426,28 @@ _SCHEMAS: dict[str, JSON] = {
             "created_at": {"type": "string", "format": "date-time"},
             "expires_in_s": {"type": "integer", "minimum": 0},
             "state": {"enum": _STATES},
+            "held_request": {
+                "description": "kind 'expensive' only: the one request held for approval",
+                "type": "object",
+                "required": [
+                    "app",
+                    "model",
+                    "worst_case_usd",
+                    "max_output_tokens",
+                    "threshold_usd",
+                    "threshold_of",
+                    "request_id",
+                ],
+                "properties": {
+                    "app": {"type": "string"},
+                    "model": {"type": "string"},
+                    "worst_case_usd": {"type": "string", "pattern": r"^\d+\.\d{9}$"},
+                    "max_output_tokens": {"type": "integer", "minimum": 0},
+                    "threshold_usd": {"type": "string", "pattern": r"^\d+\.\d{9}$"},
+                    "threshold_of": {"enum": ["app", "wallet"]},
+                    "request_id": {"type": "string"},
+                },
+            },
         },
     },
     "Approval": {

@@ -15,9 +15,15 @@ from zoneinfo import ZoneInfo
 import nacl.signing
 
 from aiwallet.domain.catalog import Catalog
-from aiwallet.domain.money import BudgetSpec
+from aiwallet.domain.money import BudgetSpec, usd_to_nano
 from aiwallet.paths import DataDir
-from aiwallet.preferences import ORIGINS_SETTING, PAUSED_SETTING, PROMPT_TIMEOUT_S
+from aiwallet.preferences import (
+    ASK_OVER_USD,
+    MIN_CLAMPED_OUTPUT_TOKENS,
+    ORIGINS_SETTING,
+    PAUSED_SETTING,
+    PROMPT_TIMEOUT_S,
+)
 from aiwallet.preferences import read as read_pref
 from aiwallet.store.apps import Apps
 from aiwallet.store.budgets import Budgets
@@ -51,6 +57,16 @@ class WalletPort:
 
     def prompt_timeout_s(self) -> float:
         return float(read_pref(self.settings.get(PROMPT_TIMEOUT_S.key), PROMPT_TIMEOUT_S))
+
+    def min_clamped_output_tokens(self) -> int:
+        return read_pref(
+            self.settings.get(MIN_CLAMPED_OUTPUT_TOKENS.key), MIN_CLAMPED_OUTPUT_TOKENS
+        )
+
+    def ask_over_nano(self) -> int | None:
+        """The wallet-wide ask-before threshold in nano-dollars (None: never ask)."""
+        usd = read_pref(self.settings.get(ASK_OVER_USD.key), ASK_OVER_USD)
+        return None if usd is None else usd_to_nano(usd)
 
     def paused(self) -> bool:
         return bool(self.settings.get(PAUSED_SETTING, False))

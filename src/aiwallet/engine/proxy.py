@@ -25,7 +25,7 @@ from aiwallet.domain.appkeys import looks_like_app_key
 from aiwallet.domain.bounds import BOUNDS, flag
 from aiwallet.domain.cost import affordable_output, bound_cost
 from aiwallet.domain.errors import InvalidInput, VaultError
-from aiwallet.domain.money import usd_string
+from aiwallet.domain.money import format_usd, usd_string
 from aiwallet.domain.strictjson import parse_object
 from aiwallet.engine.call import Call
 from aiwallet.engine.endpoints import Endpoint
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from aiwallet.engine.consent import ConsentManager
 
 log = logging.getLogger(__name__)
-
-MIN_OUTPUT_TOKENS = 16  # below this a clamped answer is useless: refuse instead
 
 
 def app_key_of(request: web.Request) -> str | None:
@@ -211,6 +209,7 @@ class Proxy:
             self.limiter.admit(app.id, limits, tokens)  # no await between check and take
             call.rl_tokens = tokens
         if ep.billable:
+            await self._ask_if_expensive(call)  # before reserving: nothing held while asked
             await self._reserve(call)
 
     def _apply_caps(self, call: Call) -> None:
@@ -226,6 +225,43 @@ class Proxy:
             call.capped[path] = value
             call.rewrite = True
 
+    async def _ask_if_expensive(self, call: Call) -> None:
+        """Hold a request whose worst case is over the app's ask-before threshold (else the
+        wallet's) until the user lets it through, once; refuse it if they do not."""
+        assert call.route is not None and call.ctx is not None and call.bound is not None
+        app = call.ctx.app
+        own = app.ask_over_nano
+        threshold = own if own is not None else self.state.ask_over_nano
+        if threshold is None:
+            return
+        worst = bound_cost(call.bound, call.route.row)
+        if worst <= threshold:
+            return
+        whose = "this app's" if own is not None else "the wallet's"
+        held = {
+            "app": app.name,
+            "model": call.route.upstream_model,
+            "worst_case_usd": usd_string(worst),
+            "max_output_tokens": call.bound.output_tokens,
+            "threshold_usd": usd_string(threshold),
+            "threshold_of": "app" if own is not None else "wallet",
+            "request_id": call.request_id,
+        }
+        over = (
+            f"its worst case, {format_usd(worst, places=None)}, is over {whose} "
+            f"ask-before threshold of {format_usd(threshold, places=None)}"
+        )
+        if self.consent is None:
+            raise ProxyError(
+                "expensive_request_denied", f"{over}, and nobody is there to approve it"
+            )
+        if not await self.consent.ask_expensive(call.request, held):
+            raise ProxyError(
+                "expensive_request_denied",
+                f"the wallet's owner did not approve this request: {over}; lower max_tokens, "
+                "or ask them to raise the threshold ('aiwallet apps ask-over NAME AMOUNT')",
+            )
+
     async def _reserve(self, call: Call) -> None:
         assert call.route is not None and call.ctx is not None and call.bound is not None
         row, ep, bound = call.route.row, call.endpoint, call.bound
@@ -235,19 +271,32 @@ class Proxy:
             return
         except BudgetRefused as refused:
             if not ep.max_fields:
-                raise _exceeded(refused) from None
+                raise await self._exceeded(call, refused) from None
             remaining = refused.remaining_nano
             states = await self.state.db(self._remaining, call.ctx.app.id)
             remaining = min([remaining, *states])
             affordable = min(bound.output_tokens, affordable_output(remaining, bound, row))
-            if affordable < MIN_OUTPUT_TOKENS:
-                raise _exceeded(refused) from None
+            if affordable < self.state.min_clamped_output:
+                raise await self._exceeded(call, refused) from None
             self._clamp(call, affordable)
             call.bound = bound = replace(bound, output_tokens=affordable)
             try:
                 call.reservation = await self._try_reserve(call, bound_cost(bound, row))
             except BudgetRefused as again:
-                raise _exceeded(again) from None
+                raise await self._exceeded(call, again) from None
+
+    async def _exceeded(self, call: Call, refused: BudgetRefused) -> ProxyError:
+        """``budget_exceeded``, saying how much of the budget requests in flight hold (one
+        cheap read, on this refusal path only)."""
+        budgets = self.state.budgets
+        try:
+            held = await self.state.db(
+                budgets.in_flight, refused.budget, call.ts, self.state.timezone
+            )
+        except Exception:  # the refusal stands without the detail
+            log.exception("could not read the reservations in flight (%s)", call.request_id)
+            return _exceeded(refused)
+        return _exceeded(refused.explained(held))
 
     def _remaining(self, app_id: int) -> list[int]:
         budgets, now, tz = self.state.budgets, datetime.now(UTC), self.state.timezone

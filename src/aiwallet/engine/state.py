@@ -29,6 +29,7 @@ from aiwallet.engine.routing import Router
 from aiwallet.engine.scrub import Labelled, Scrubber, load_vault_secrets, provider_label
 from aiwallet.engine.writer import BatchWriter
 from aiwallet.logsetup import REDACTOR
+from aiwallet.preferences import MIN_CLAMPED_OUTPUT_TOKENS
 from aiwallet.store.apps import AppRecord, GrantRecord
 from aiwallet.store.records import Budget
 
@@ -65,6 +66,8 @@ class EngineState:
         self.paused = False
         self.timezone = port.timezone()
         self.allowed_origins: frozenset[str] = frozenset()
+        self.min_clamped_output = MIN_CLAMPED_OUTPUT_TOKENS.default  # read again at reload
+        self.ask_over_nano: int | None = None  # preferences.ASK_OVER_USD, read at reload
         self.generation = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -106,6 +109,8 @@ class EngineState:
         self.paused = p.paused()
         self.timezone = p.timezone()
         self.allowed_origins = p.allowed_origins()
+        self.min_clamped_output = p.min_clamped_output_tokens()
+        self.ask_over_nano = p.ask_over_nano()
         self._vault_secrets, keys = load_vault_secrets(p.vault, p.providers.list())
         self._apps.clear()
         self._secrets = keys  # every provider's key, read now: a request need not wait for it

@@ -27,6 +27,7 @@ class AppRecord:
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     concurrency_limit: int | None = None
+    ask_over_nano: int | None = None  # ask before a request whose worst case is over this
 
     @property
     def active(self) -> bool:
@@ -220,4 +221,15 @@ class Apps:
         with self.db.begin() as conn:
             conn.execute(update(t.apps).where(t.apps.c.id == app.id).values(**values))
             append_audit(conn, actor, "app.limits", f"app:{name}", values)
+        return self.get(name)
+
+    def set_ask_over(self, name: str, nano: int | None, *, actor: str = "user") -> AppRecord:
+        """Ask the user before serving any single request of this app whose worst case is
+        over ``nano`` (None: only the wallet-wide threshold applies)."""
+        if nano is not None and nano <= 0:
+            raise InvalidInput("the amount to ask over must be above $0")
+        app = self.get(name)
+        with self.db.begin() as conn:
+            conn.execute(update(t.apps).where(t.apps.c.id == app.id).values(ask_over_nano=nano))
+            append_audit(conn, actor, "app.ask_over", f"app:{name}", {"ask_over_nano": nano})
         return self.get(name)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, text, update
 
 from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound
 from aiwallet.domain.money import BudgetSpec, Period, format_usd
@@ -34,20 +35,49 @@ WALLET = "wallet"
 APP = "app"
 
 
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """The open reservations holding part of one budget's current window."""
+
+    requests: int
+    reserved_nano: int
+
+
 class BudgetRefused(BudgetExceeded):
     """A reservation that a budget could not cover, with the facts an error message needs."""
 
-    def __init__(self, budget: Budget, remaining_nano: int, reset_at: datetime | None) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        remaining_nano: int,
+        reset_at: datetime | None,
+        in_flight: InFlight | None = None,
+    ) -> None:
         self.budget = budget
         self.remaining_nano = max(remaining_nano, 0)
         self.reset_at = reset_at
+        self.in_flight = in_flight
         spec = BudgetSpec(budget.amount_nano, budget.period).describe()
         whose = "the wallet's" if budget.scope == WALLET else "this app's"
         when = describe_until(datetime.now(UTC), reset_at)
-        super().__init__(
-            f"{whose} budget of {spec} has {format_usd(self.remaining_nano, places=None)} left, "
-            f"not enough for this request; it {when}"
-        )
+        left = f"{whose} budget of {spec} has {format_usd(self.remaining_nano, places=None)} left"
+        held = in_flight is not None and in_flight.requests > 0 and in_flight.reserved_nano > 0
+        if in_flight is not None and held:
+            n, one = in_flight.requests, in_flight.requests == 1
+            they, its, ends = ("it", "its", "finishes") if one else ("they", "their", "finish")
+            super().__init__(
+                f"{left}, not enough for this request; {n} request{'' if one else 's'} in "
+                f"flight hold{'s' if one else ''} "
+                f"{format_usd(in_flight.reserved_nano, places=None)} of it ({its} worst case; "
+                f"most is returned when {they} {ends}): retry when {they} {ends}, or lower the "
+                f"request's max output tokens; the budget {when}"
+            )
+        else:
+            super().__init__(f"{left}, not enough for this request; it {when}")
+
+    def explained(self, in_flight: InFlight) -> BudgetRefused:
+        """The same refusal, saying how much of the budget requests in flight hold."""
+        return BudgetRefused(self.budget, self.remaining_nano, self.reset_at, in_flight)
 
 
 def _budget(r: RowMapping) -> Budget:
@@ -61,6 +91,28 @@ _SELECT_BUDGETS = (
     .where(t.budgets.c.id.in_(bindparam("b_ids", expanding=True)))
     .order_by(t.budgets.c.id)
 )
+
+
+# How many open reservations took counter :cid (for a refusal's message): the database
+# reads the JSON array of counter ids. Keyed by (PostgreSQL?, an app's budget?).
+_IN_FLIGHT_SQL = {
+    (True, False): (
+        "SELECT count(*) FROM reservations WHERE state = 'open' "
+        "AND CAST(counter_ids AS jsonb) @> CAST(:arr AS jsonb)"
+    ),
+    (True, True): (
+        "SELECT count(*) FROM reservations WHERE state = 'open' AND app_id = :app "
+        "AND CAST(counter_ids AS jsonb) @> CAST(:arr AS jsonb)"
+    ),
+    (False, False): (
+        "SELECT count(*) FROM reservations, json_each(reservations.counter_ids) AS c "
+        "WHERE reservations.state = 'open' AND c.value = :cid"
+    ),
+    (False, True): (
+        "SELECT count(*) FROM reservations, json_each(reservations.counter_ids) AS c "
+        "WHERE reservations.state = 'open' AND reservations.app_id = :app AND c.value = :cid"
+    ),
+}
 
 
 def counter_key(budget: Budget, window: Window) -> str:
@@ -179,6 +231,33 @@ class Budgets:
         spent = int(r["spent_nano"]) if r else 0
         reserved = int(r["reserved_nano"]) if r else 0
         return BudgetState(budget, window.start, window.end, spent, reserved)
+
+    def in_flight(self, budget: Budget, at: datetime, tz: tzinfo) -> InFlight:
+        """How many open reservations hold how much of ``budget``'s window at ``at``.
+
+        For a refusal's message only (never on the hot path): the amount is the counter's
+        ``reserved``; the count is of the open reservations (the requests in flight;
+        ``ix_reservations_state``) whose counter ids hold this counter's, counted by the
+        database (SQLite ``json_each``, PostgreSQL ``jsonb @>``)."""
+        key = counter_key(budget, window_for(budget.period, at, tz))
+        with self.db.read() as conn:
+            r = (
+                conn.execute(
+                    select(t.budget_counters.c.id, t.budget_counters.c.reserved_nano).where(
+                        t.budget_counters.c.budget_id == budget.id,
+                        t.budget_counters.c.window_key == key,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if r is None:
+                return InFlight(0, 0)
+            cid = int(r["id"])
+            params = {"cid": cid, "app": budget.app_id, "arr": f"[{cid}]"}
+            sql = _IN_FLIGHT_SQL[conn.dialect.name == "postgresql", budget.scope == APP]
+            count = int(conn.execute(text(sql), params).scalar_one())
+        return InFlight(count, int(r["reserved_nano"]))
 
     # -- reservations --------------------------------------------------------------------
     def _take(

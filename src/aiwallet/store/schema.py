@@ -69,6 +69,8 @@ apps = Table(
     Column("rpm_limit", Integer),  # requests per minute (None: no limit)
     Column("tpm_limit", Integer),  # tokens per minute
     Column("concurrency_limit", Integer),  # requests in flight
+    # ask the user before a single request whose worst case is over this (migration 0006)
+    Column("ask_over_nano", BigInteger),
 )
 
 grants = Table(
