@@ -20,6 +20,7 @@ import click
 
 from aiwallet.domain.display import display, json_safe
 from aiwallet.domain.errors import InvalidInput, VaultError
+from aiwallet.domain.sealing import new_seal_problem
 from aiwallet.logsetup import setup_logging
 from aiwallet.paths import DataDir
 
@@ -45,7 +46,11 @@ class Context:
             self.data_dir.ensure()
             setup_logging(self.data_dir.logs)
             _show_engine_warnings()
-            self._wallet = Wallet.open(self.data_dir, passphrase_provider=passphrase_provider)
+            sealed = self.data_dir.sealed_vault
+            self._wallet = Wallet.open(
+                self.data_dir,
+                passphrase_provider=lambda: passphrase_provider(new=not sealed.exists()),
+            )
         return self._wallet
 
     def close(self) -> None:
@@ -67,8 +72,10 @@ def _show_engine_warnings() -> None:
         logger.addHandler(_StderrWarnings(logging.WARNING))
 
 
-def passphrase_provider() -> str:
-    """The sealed-file vault's passphrase: from the environment, else asked at the terminal."""
+def passphrase_provider(*, new: bool = False) -> str:
+    """The sealed-file vault's passphrase: from the environment, else asked at the terminal;
+    ``new`` (no sealed file yet): chosen now, typed twice, with what it protects and that it
+    cannot be recovered."""
     env = os.environ.get(ENV_PASSPHRASE)
     if env:
         return env
@@ -77,8 +84,24 @@ def passphrase_provider() -> str:
             "no secure OS keyring is available, so keys are kept in a passphrase-sealed file; "
             f"set {ENV_PASSPHRASE} or run this command in a terminal to type the passphrase"
         )
-    value: str = click.prompt("Vault passphrase", hide_input=True, err=True)
-    return value
+    if not new:
+        value: str = click.prompt("Vault passphrase", hide_input=True, err=True)
+        return value
+    click.echo(
+        "No OS keyring was found, so the wallet keeps your provider keys and its receipt-signing "
+        "key in a file sealed with a passphrase you choose now. It cannot be recovered: if you "
+        "lose it, delete the sealed file and add your provider keys again. Headless runs read it "
+        f"from {ENV_PASSPHRASE}.",
+        err=True,
+    )
+    for _ in range(3):
+        first: str = click.prompt("Choose a vault passphrase", hide_input=True, err=True)
+        again: str = click.prompt("Type it again", hide_input=True, err=True)
+        problem = new_seal_problem(first, again)
+        if problem is None:
+            return first
+        click.echo(f"aiwallet: {problem}", err=True)
+    raise VaultError("no passphrase was chosen; nothing was sealed")
 
 
 def term(value: object, limit: int | None = None) -> str:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from aiwallet.domain.errors import InvalidInput, WalletError
 from aiwallet.domain.money import BudgetSpec, Period, format_usd, parse_usd
 from aiwallet.domain.providers import KINDS
+from aiwallet.domain.sealing import MIN_SEAL_LENGTH
 from aiwallet.gui import texts
 from aiwallet.gui.widgets import html_text, label, rich_label, shown
 
@@ -223,7 +224,6 @@ class ProviderDialog(QDialog):
         form.addRow(buttons)
 
 
-MIN_SEAL_LENGTH = 8
 WIDTH = 520  # of the dialog's text, so that wrapped lines get the height they need
 VAULT_WRONG_CODE = "vault_passphrase_wrong"  # vault.sealed.WrongPassphrase.code
 
