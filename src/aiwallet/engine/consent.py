@@ -17,6 +17,7 @@ requests rate-limited per OS user.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -51,6 +52,18 @@ KEEP_KEY_S = 120.0  # how long an approved key waits for its requester's poll
 POLL_SECRET_PREFIX = "aw_poll_"  # noqa: S105 - a prefix, not a secret
 PROGRAM = "program"  # the subject kind of a remembered keyless decision (program + OS user)
 MAX_LIFETIME_S = 10 * 366 * 24 * 3600  # ten years: longer is "no expiry", not a date
+# How long an approval lasts (as OpenSnitch offers): this request's burst, a quarter of an hour,
+# an hour (grant expiries: the rule expires with them), until the program's process exits (no
+# rule remembered: the engine watches the pid), until the owner revokes it.
+DURATIONS: dict[str, timedelta | None] = {
+    "once": ONCE_LIFETIME,
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "exit": None,
+    "always": None,
+}
+SCOPES = ("script", "program")  # a rule for this script, or for any script of the interpreter
+EXIT_CHECK_S = 1.0  # how often the processes with "until it exits" grants are checked
 
 
 @dataclass
@@ -148,12 +161,18 @@ class ConsentManager:
         self.limits = limits
         self.connect_rate = ConnectRate(limits)
         self._rule_flights: dict[tuple[str, str], asyncio.Future[ConsentRule | None]] = {}
+        # "until it exits" grants: app id → (its app name, the process it belongs to)
+        self.until_exit: dict[int, tuple[str, ProcessInfo]] = {}
+        self.exit_check_s = EXIT_CHECK_S
+        self._watcher: asyncio.Task[None] | None = None
 
     def set_limits(self, limits: AdmissionLimits) -> None:
         self.limits = limits
         self.connect_rate = ConnectRate(limits)
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.peers.close()
 
     # -- opening --------------------------------------------------------------------------
@@ -289,26 +308,20 @@ class ConsentManager:
     async def admit_keyless(self, request: web.Request) -> AppContext | None:
         """Hold a keyless call until the user answers; the app to serve it, or None."""
         process = await self._peer(request)
-        subject = process.rule_subject if process is not None else None
-        if process is not None and subject is not None:
-            rule = await self._rule(PROGRAM, subject)
-            # a rule remembered before decisions named the OS user: only its denial applies
-            legacy = await self._rule("exe", process.exe) if rule is None and process.exe else None
-            if legacy is not None and legacy.decision == "deny":
-                rule = legacy
+        if process is not None:
+            ctx = await self._running_grant(process)
+            if ctx is not None:
+                return ctx
+            rule = await self._program_rule(process)
             if rule is not None and rule.decision == "deny":
-                raise ProxyError(
-                    "consent_required",
-                    f"the wallet's owner denied {process.label} for good; "
-                    "they can change that with 'aiwallet consent list' / 'revoke'",
-                )
+                raise _denied(process.label, always=True)
             if rule is not None and rule.app_id is not None:
                 ctx = await self.state.db(self.state.load_app_by_id, rule.app_id)
                 if ctx is not None and ctx.app.revoked_at is None:
                     return ctx
         req = self._joinable(process) or self._open(
             kind="keyless",
-            app_name=(process.label if process else "unknown process"),
+            app_name=(process.name if process else "unknown process"),
             purpose=None,
             models=["*"],
             budget=None,
@@ -328,9 +341,82 @@ class ConsentManager:
             raise
         finally:
             req.waiters -= 1
+        label = process.label if process is not None else "this unknown process"
+        if req.state == "denied":
+            raise _denied(label, always=bool(req.answer.get("remembered")))
+        if req.state == "expired":
+            raise ProxyError(
+                "consent_required",
+                f"nobody answered the wallet's prompt for {label} within "
+                f"{self.timeout_s:g} s; call again to ask again",
+            )
         if req.state != "approved" or req.app_id is None:
             return None
         return await self.state.db(self.state.load_app_by_id, req.app_id)
+
+    async def _program_rule(self, process: ProcessInfo) -> ConsentRule | None:
+        """The remembered decision for this program, script and OS user: one for this very
+        script, else one for any script of the interpreter; rules from before the script (or
+        the OS user) was part of the identity count only when they deny."""
+        subject = process.rule_subject
+        if subject is None:
+            return None
+        rule = await self._rule(PROGRAM, subject)
+        wide = process.any_script_subject
+        if rule is None and wide is not None and process.script is not None:
+            rule = await self._rule(PROGRAM, wide)
+        if rule is not None:
+            return rule
+        for kind, old in ((PROGRAM, process.legacy_subject), ("exe", process.exe)):
+            legacy = await self._rule(kind, old) if old else None
+            if legacy is not None and legacy.decision == "deny":
+                return legacy
+        return None
+
+    async def _running_grant(self, process: ProcessInfo) -> AppContext | None:
+        """The app of an "until it exits" grant to this very process, if it has one."""
+        for app_id, (_name, granted) in self.until_exit.items():
+            if process.same_process(granted):
+                ctx = await self.state.db(self.state.load_app_by_id, app_id)
+                if ctx is not None and ctx.app.revoked_at is None:
+                    return ctx
+        return None
+
+    # -- "until it exits" -------------------------------------------------------------------
+    def _watch_exit(self, app_id: int, name: str, process: ProcessInfo) -> None:
+        self.until_exit[app_id] = (name, process)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_exits())
+
+    async def _watch_exits(self) -> None:
+        """Every ``exit_check_s``, check the processes with "until it exits" grants (on the
+        peer worker: one pass for all of them) and revoke the app of each one that is gone.
+        Ends when no such grant is left."""
+        while self.until_exit:
+            await asyncio.sleep(self.exit_check_s)
+            watched = list(self.until_exit.items())
+            try:
+                alive = await self.peers.alive([(p.pid or 0, p.started) for _, (_, p) in watched])
+            except Exception:
+                log.exception("checking the processes of 'until it exits' grants failed")
+                continue
+            gone = [
+                (app_id, name, p)
+                for (app_id, (name, p)), up in zip(watched, alive, strict=True)
+                if not up
+            ]
+            apps = self.state.port.apps
+            for app_id, name, proc in gone:
+                try:
+                    await self.state.db(functools.partial(apps.revoke, name, actor="engine"))
+                except Exception:
+                    log.exception("revoking app %s after its process exited failed", name)
+                    continue
+                self.until_exit.pop(app_id, None)
+                self.events.emit("consent.ended", {"app": name, "pid": proc.pid})
+                log.info("app %s ended: its process %s exited", name, proc.pid)
+            if gone:
+                await self.on_change()
 
     def _joinable(self, process: ProcessInfo | None) -> ConsentRequest | None:
         if process is None:
@@ -353,20 +439,45 @@ class ConsentManager:
         models: list[str] | None = None,
         lifetime_s: int | None = None,
         once: bool = False,
+        duration: str | None = None,
+        scope: str = "script",
     ) -> ConsentRequest:
-        """Approve, possibly with less than asked; creates the app, its grant and receipt."""
+        """Approve, possibly with less than asked; creates the app, its grant and receipt.
+
+        ``duration`` is one of :data:`DURATIONS` (``once`` is the same as ``once=True``;
+        None: the lifetime asked or given, else until revoked); ``scope`` ``program`` widens the
+        remembered rule to any script of the interpreter (``script``, the default, does not)."""
         req = self._pending(req_id)
+        duration = "once" if once else duration
+        if duration is not None and duration not in DURATIONS:
+            raise ProxyError(
+                "invalid_request",
+                f"duration must be one of {', '.join(DURATIONS)}",
+                param="duration",
+            )
+        if scope not in SCOPES:
+            raise ProxyError(
+                "invalid_request", f"scope must be one of {', '.join(SCOPES)}", param="scope"
+            )
+        watched = req.process if duration == "exit" else None
+        if duration == "exit" and (watched is None or watched.pid is None):
+            raise ProxyError(
+                "invalid_request",
+                "the wallet does not know this requester's process, so it cannot end the grant "
+                "when it exits; choose another duration",
+                param="duration",
+            )
         spec_text = budget if budget is not None else req.budget
         spec: BudgetSpec | None = parse_budget_spec(spec_text) if spec_text else None
         scopes = models or req.models
         lifetime = lifetime_s if lifetime_s is not None else req.lifetime_s
-        expires_at = datetime.now(UTC) + (
-            ONCE_LIFETIME if once else timedelta(seconds=lifetime) if lifetime else timedelta(0)
+        span = DURATIONS.get(duration or "") or (timedelta(seconds=lifetime) if lifetime else None)
+        expiry = datetime.now(UTC) + span if span is not None else None
+        subject = self._subject(req, scope)
+        remember = (
+            Remember(*subject) if subject is not None and duration not in ("once", "exit") else None
         )
-        expiry = expires_at if (once or lifetime) else None
-        subject = self._subject(req)
-        remember = Remember(*subject) if subject is not None and not once else None
-        note = f"approved consent request {req.id}" + (" (once)" if once else "")
+        note = f"approved consent request {req.id}" + (f" ({duration})" if duration else "")
         port = self.state.port
         issued = await self.state.db(
             lambda: port.issue_app(
@@ -377,6 +488,8 @@ class ConsentManager:
         await self.on_change()  # in this engine, at once: no HTTP to itself
         app, key, receipt = issued.app, issued.key, issued.grant.receipt
         req.app_id = app.id
+        if watched is not None:
+            self._watch_exit(app.id, app.name, watched)
         self._finish(
             req,
             "approved",
@@ -387,14 +500,23 @@ class ConsentManager:
                 "budget": str(spec) if spec else None,
                 "models": scopes,
                 "expires_at": expiry.isoformat() if expiry else None,
-                "once": once,
+                "once": duration == "once",
+                "duration": duration or ("lifetime" if lifetime else "always"),
+                "scope": scope if remember is not None and req.kind == "keyless" else None,
+                "remembered": remember is not None,
             },
         )
         return req
 
-    async def deny(self, req_id: str, *, always: bool = False) -> ConsentRequest:
+    async def deny(
+        self, req_id: str, *, always: bool = False, scope: str = "script"
+    ) -> ConsentRequest:
         req = self._pending(req_id)
-        subject = self._subject(req) if always else None
+        if scope not in SCOPES:
+            raise ProxyError(
+                "invalid_request", f"scope must be one of {', '.join(SCOPES)}", param="scope"
+            )
+        subject = self._subject(req, scope) if always else None
         if subject is not None:
             kind, text = subject
             await self.state.db(lambda: self.state.port.consent_rules.add(kind, text, "deny"))
@@ -402,12 +524,16 @@ class ConsentManager:
         return req
 
     @staticmethod
-    def _subject(req: ConsentRequest) -> tuple[str, str] | None:
-        """What a remembered answer to ``req`` is about: the program and its OS user for a
-        keyless call (nothing when either is unknown), the name for a connect request."""
+    def _subject(req: ConsentRequest, scope: str = "script") -> tuple[str, str] | None:
+        """What a remembered answer to ``req`` is about: the program, its script and its OS
+        user for a keyless call (any script of the program with scope ``program``; nothing
+        when one of them is unknown), the name for a connect request."""
         if req.kind != "keyless":
             return ("app", req.app_name)
-        subject = req.process.rule_subject if req.process is not None else None
+        if req.process is None or req.process.rule_subject is None:
+            return None
+        wide = scope == "program" and req.process.script is not None
+        subject = req.process.any_script_subject if wide else req.process.rule_subject
         return (PROGRAM, subject) if subject is not None else None
 
     def _pending(self, req_id: str) -> ConsentRequest:
@@ -417,3 +543,17 @@ class ConsentManager:
         if req.state != "pending":
             raise ProxyError("invalid_request", f"consent request {req_id} is already {req.state}")
         return req
+
+
+def _denied(label: str, *, always: bool) -> ProxyError:
+    """``consent_denied``: the owner said no to this program, once or for good."""
+    if always:
+        return ProxyError(
+            "consent_denied",
+            f"the wallet's owner declined {label} for good; they can see and revoke that "
+            "decision with 'aiwallet consent list' and 'aiwallet consent revoke ID'",
+        )
+    return ProxyError(
+        "consent_denied",
+        f"the wallet's owner declined {label} this time; call again to be asked again",
+    )
