@@ -335,21 +335,25 @@ class Controller(QObject):
         models: list[str] | None,
         lifetime_s: int | None,
         once: bool,
+        scope: str = "script",
     ) -> dict[str, Any]:
         assert self.engine is not None
         consent = self.engine.consent
         assert consent is not None
         req = await self.on_engine(
-            consent.approve(req_id, budget=budget, models=models, lifetime_s=lifetime_s, once=once)
-        )
+            consent.approve(
+                req_id, budget=budget, models=models, lifetime_s=lifetime_s, once=once,
+                scope=scope,
+            )
+        )  # fmt: skip
         return req.to_json()
 
-    async def deny(self, req_id: str, *, always: bool = False) -> None:
+    async def deny(self, req_id: str, *, always: bool = False, scope: str = "script") -> None:
         assert self.engine is not None
         consent = self.engine.consent
         assert consent is not None
         try:
-            await self.on_engine(consent.deny(req_id, always=always))
+            await self.on_engine(consent.deny(req_id, always=always, scope=scope))
         except WalletError as exc:
             if "already" not in str(exc):  # expired or withdrawn meanwhile: nothing to deny
                 raise
