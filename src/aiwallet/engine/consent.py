@@ -344,11 +344,18 @@ class ConsentManager:
         label = process.label if process is not None else "this unknown process"
         if req.state == "denied":
             raise _denied(label, always=bool(req.answer.get("remembered")))
-        if req.state == "expired":
+        if req.state == "expired":  # nobody answered: not a denial, and not told as one
+            sent_key = "Authorization" in request.headers or "x-api-key" in request.headers
             raise ProxyError(
                 "consent_required",
                 f"nobody answered the wallet's prompt for {label} within "
-                f"{self.timeout_s:g} s; call again to ask again",
+                f"{self.timeout_s:g} s; call again to ask again"
+                + (
+                    " (the key this program sent is not a wallet app key: those start with "
+                    "aw_app_)"
+                    if sent_key
+                    else ", or ask the wallet's owner for an app key ('aiwallet apps add NAME')"
+                ),
             )
         if req.state != "approved" or req.app_id is None:
             return None
