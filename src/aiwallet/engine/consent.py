@@ -351,8 +351,7 @@ class ConsentManager:
                 f"nobody answered the wallet's prompt for {label} within "
                 f"{self.timeout_s:g} s; call again to ask again"
                 + (
-                    " (the key this program sent is not a wallet app key: those start with "
-                    "aw_app_)"
+                    " (the key this program sent is not a wallet app key: those start with aw_app_)"
                     if sent_key
                     else ", or ask the wallet's owner for an app key ('aiwallet apps add NAME')"
                 ),
