@@ -207,6 +207,28 @@ def test_until_it_exits_ends_with_the_process(capsys, patient, scripts):
     assert result(again)["body"]["code"] == "consent_denied"
 
 
+def test_an_engine_restart_ends_until_it_exits_grants(capsys, patient, scripts):
+    proc = run(patient, scripts, "a.py", "twice", stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        req = one_prompt(capsys, patient, "a.py's prompt")
+        answer(capsys, patient, "approve", req["id"], "--for", "exit")
+        assert "ok" in json.loads(proc.stdout.readline())
+        kept = run(patient, scripts, "b.py")  # an ordinary grant, for contrast
+        answer(capsys, patient, "approve", one_prompt(capsys, patient, "b.py")["id"])
+        assert "ok" in result(kept)
+        patient.engine.stop()
+        # a new engine cannot watch a process it never saw: the grant ends with the restart
+        engine = patient.wallet.new_engine(port=0, consent_timeout_s=1)
+        engine.start()
+        engine.stop()
+        assert patient.wallet.apps.get("a.py").revoked_at is not None
+        assert patient.wallet.apps.get("b.py").revoked_at is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_reused_pid_is_not_the_same_process():
     me = psutil.Process()
     started = me.create_time()

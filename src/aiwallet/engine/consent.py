@@ -63,6 +63,7 @@ DURATIONS: dict[str, timedelta | None] = {
     "always": None,
 }
 SCOPES = ("script", "program")  # a rule for this script, or for any script of the interpreter
+UNTIL_EXIT_NOTE = " (until its process exits)"  # ends an app's notes: see end_orphaned_exit_grants
 EXIT_CHECK_S = 1.0  # how often the processes with "until it exits" grants are checked
 
 
@@ -389,6 +390,26 @@ class ConsentManager:
         return None
 
     # -- "until it exits" -------------------------------------------------------------------
+    async def end_orphaned_exit_grants(self) -> list[str]:
+        """At engine start: revoke every app approved "until its process exits" that is still
+        active. This engine never saw those processes, so it cannot tell when they end; a
+        restart ends their grants (the programs are asked again). The names revoked."""
+        apps = self.state.port.apps
+
+        def sweep() -> list[str]:
+            ended = []
+            for app in apps.list():
+                if app.revoked_at is None and (app.notes or "").endswith(UNTIL_EXIT_NOTE):
+                    apps.revoke(app.name, actor="engine")
+                    ended.append(app.name)
+            return ended
+
+        ended = await self.state.db(sweep)
+        if ended:
+            log.info("ended %d 'until it exits' grant(s) from before this start", len(ended))
+            await self.state.reload()
+        return ended
+
     def _watch_exit(self, app_id: int, name: str, process: ProcessInfo) -> None:
         self.until_exit[app_id] = (name, process)
         if self._watcher is None or self._watcher.done():
@@ -483,7 +504,9 @@ class ConsentManager:
         remember = (
             Remember(*subject) if subject is not None and duration not in ("once", "exit") else None
         )
-        note = f"approved consent request {req.id}" + (f" ({duration})" if duration else "")
+        note = f"approved consent request {req.id}" + (
+            UNTIL_EXIT_NOTE if duration == "exit" else f" ({duration})" if duration else ""
+        )
         port = self.state.port
         issued = await self.state.db(
             lambda: port.issue_app(
