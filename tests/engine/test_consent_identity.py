@@ -288,3 +288,27 @@ def test_bad_durations_and_scopes_are_refused(capsys, patient, scripts):
         assert err.value.code == "invalid_request"
     cli(capsys, patient, "consent", "deny", req["id"])
     assert result(proc)["body"]["code"] == "consent_denied"
+
+
+def test_rules_from_before_the_script_count_only_when_they_deny(capsys, patient, scripts):
+    """An allow remembered as {"exe", "owner"} (issue 12) would serve every script of the
+    interpreter: it serves none; a deny remembered that way still refuses."""
+    first = run(patient, scripts, "a.py")
+    req = one_prompt(capsys, patient, "a.py's prompt")
+    cli(capsys, patient, "consent", "deny", req["id"])
+    assert result(first)["body"]["code"] == "consent_denied"
+    proc = req["process"]
+    old = ProcessInfo(proc["pid"], proc["exe"], (), proc["user"], proc["uid"]).legacy_subject
+    assert old is not None and set(json.loads(old)) == {"exe", "owner"}
+    key = patient.app("old-python", budget="1/day")
+    assert key
+    [app] = patient.wallet.apps.list()
+    patient.wallet.consent_rules.add("program", old, "allow", app_id=app.id)
+    again = run(patient, scripts, "a.py")
+    req2 = one_prompt(capsys, patient, "a.py's prompt despite the old allow")
+    cli(capsys, patient, "consent", "deny", req2["id"])
+    assert result(again)["body"]["code"] == "consent_denied"
+    patient.wallet.consent_rules.add("program", old, "deny")
+    refused = result(run(patient, scripts, "b.py"))
+    assert refused["body"]["code"] == "consent_denied" and "for good" in refused["body"]["message"]
+    assert patient.fake.served == [] and pending(capsys, patient) == []
