@@ -312,3 +312,58 @@ def test_rules_from_before_the_script_count_only_when_they_deny(capsys, patient,
     refused = result(run(patient, scripts, "b.py"))
     assert refused["body"]["code"] == "consent_denied" and "for good" in refused["body"]["message"]
     assert patient.fake.served == [] and pending(capsys, patient) == []
+
+
+def test_an_unresolved_script_is_served_by_no_rule_but_refused_by_a_wide_deny(
+    capsys, patient, monkeypatch
+):
+    """A relative script whose cwd could not be read names no program: a rule for any script
+    of its interpreter does not let it in, but a deny for any script keeps it out."""
+    import dataclasses
+
+    import httpx
+
+    from aiwallet.engine.peer import program_subject
+
+    real = patient.engine.consent.peers.lookup
+
+    async def unresolved(transport):
+        info = await real(transport)
+        assert info is not None
+        return dataclasses.replace(info, script="a.py")
+
+    monkeypatch.setattr(patient.engine.consent.peers, "lookup", unresolved)
+    me = psutil.Process()
+    owner = f"uid:{os.getuid()}"
+    wide = program_subject(me.exe(), owner, "*")
+    patient.app("any-python", budget="1/day")
+    [app] = patient.wallet.apps.list()
+    patient.wallet.consent_rules.add("program", wide, "allow", app_id=app.id)
+    with httpx.Client(timeout=30) as client:
+        pending_call = ThreadCall(client, patient.url)
+        req = one_prompt(capsys, patient, "the unresolved script's prompt")
+        assert req["process"]["script"] == "a.py" and req["process_label"].startswith("a.py (")
+        cli(capsys, patient, "consent", "deny", req["id"])
+        assert pending_call.result()["error"]["code"] == "consent_denied"
+        patient.wallet.consent_rules.add("program", wide, "deny")
+        refused = client.post(patient.url + "/v1/chat/completions", json=MSGS_BODY)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "consent_denied"
+    assert patient.fake.served == []
+
+
+class ThreadCall:
+    """One keyless chat completion from this process, on a thread (it is held for consent)."""
+
+    def __init__(self, client, url: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1)
+        self._future = self._pool.submit(
+            lambda: client.post(url + "/v1/chat/completions", json=MSGS_BODY).json()
+        )
+
+    def result(self) -> dict:
+        try:
+            return self._future.result(60)
+        finally:
+            self._pool.shutdown()

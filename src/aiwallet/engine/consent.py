@@ -364,14 +364,15 @@ class ConsentManager:
     async def _program_rule(self, process: ProcessInfo) -> ConsentRule | None:
         """The remembered decision for this program, script and OS user: one for this very
         script, else one for any script of the interpreter; rules from before the script (or
-        the OS user) was part of the identity count only when they deny."""
+        the OS user) was part of the identity count only when they deny, and so does a rule for
+        any script when the script could not be resolved (a relative path, its cwd unknown)."""
         subject = process.rule_subject
-        if subject is None:
-            return None
-        rule = await self._rule(PROGRAM, subject)
-        wide = process.any_script_subject
-        if rule is None and wide is not None and process.script is not None:
-            rule = await self._rule(PROGRAM, wide)
+        rule = await self._rule(PROGRAM, subject) if subject is not None else None
+        wide_subject = process.any_script_subject if process.script is not None else None
+        if rule is None and wide_subject is not None:
+            wide = await self._rule(PROGRAM, wide_subject)
+            if wide is not None and (subject is not None or wide.decision == "deny"):
+                rule = wide
         if rule is not None:
             return rule
         for kind, old in ((PROGRAM, process.legacy_subject), ("exe", process.exe)):
@@ -382,7 +383,7 @@ class ConsentManager:
 
     async def _running_grant(self, process: ProcessInfo) -> AppContext | None:
         """The app of an "until it exits" grant to this very process, if it has one."""
-        for app_id, (_name, granted) in self.until_exit.items():
+        for app_id, (_name, granted) in list(self.until_exit.items()):
             if process.same_process(granted):
                 ctx = await self.state.db(self.state.load_app_by_id, app_id)
                 if ctx is not None and ctx.app.revoked_at is None:
