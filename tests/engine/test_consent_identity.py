@@ -137,6 +137,19 @@ def test_widening_to_any_script_is_explicit(capsys, patient, scripts):
     assert pending(capsys, patient) == []
 
 
+def test_a_denial_widened_to_any_script(capsys, patient, scripts):
+    first = run(patient, scripts, "b.py")
+    req = one_prompt(capsys, patient, "b.py's prompt")
+    code, _, err = cli(capsys, patient, "consent", "deny", req["id"], "--always", "--any-script")
+    assert code == 0, err
+    assert result(first)["body"]["code"] == "consent_denied"
+    [rule] = patient.wallet.consent_rules.list()
+    assert rule.decision == "deny" and json.loads(rule.subject)["script"] == "*"
+    refused = result(run(patient, scripts, "a.py"))  # another script: refused, not asked
+    assert refused["body"]["code"] == "consent_denied" and "for good" in refused["body"]["message"]
+    assert pending(capsys, patient) == [] and patient.fake.served == []
+
+
 def test_a_remembered_script_does_not_serve_another_os_user(capsys, patient):
     """The same interpreter running the same script file, as a second OS user: prompted."""
     user = second_user()
