@@ -205,6 +205,10 @@ class Controller(QObject):
     def on_event_consent_cancelled(self, payload: dict[str, Any]) -> None:
         self._consent_closed(payload["id"], payload["state"])
 
+    def on_event_consent_ended(self, payload: dict[str, Any]) -> None:
+        """An "until it exits" grant ended with its process: its app is now revoked."""
+        self.mark_dirty()
+
     def _consent_closed(self, req_id: str, state: str) -> None:
         self.pending.pop(req_id, None)
         for item in self.recent_prompts:
