@@ -444,7 +444,10 @@ class ConsentManager:
                 self.events.emit("consent.ended", {"app": name, "pid": proc.pid})
                 log.info("app %s ended: its process %s exited", name, proc.pid)
             if gone:
-                await self.on_change()
+                try:
+                    await self.on_change()
+                except Exception:  # the revocations are committed; the next reload shows them
+                    log.exception("reloading after 'until it exits' grants ended failed")
 
     def _joinable(self, process: ProcessInfo | None) -> ConsentRequest | None:
         if process is None:
