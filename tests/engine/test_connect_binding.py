@@ -182,7 +182,11 @@ def test_process_identity_compares_user_and_process():
     assert not me.same_process(other_user) and not me.same_process(None)
     assert not me.same_process(ProcessInfo(11, "/usr/bin/python3", (), "ana", 1000))
     assert me.rule_subject != other_user.rule_subject
-    assert json.loads(me.rule_subject or "") == {"exe": "/usr/bin/python3", "owner": "uid:1000"}
+    assert json.loads(me.rule_subject or "") == {
+        "exe": "/usr/bin/python3",
+        "owner": "uid:1000",
+        "script": None,
+    }
     assert ProcessInfo(10, None, (), "ana", 1000).rule_subject is None
     assert ProcessInfo(10, "/usr/bin/python3", (), None, None).rule_subject is None
     assert ProcessInfo(None, None, (), "ana", 1000).label == "unknown program"
@@ -227,7 +231,7 @@ def test_a_remembered_program_serves_only_its_own_os_user(capsys, patient):
     assert req2["process"]["uid"] == user.pw_uid and req2["process"]["exe"] == req["process"]["exe"]
     cli(capsys, patient, "consent", "deny", req2["id"])
     out = json.loads(theirs.communicate(timeout=60)[0])
-    assert out["status"] == 403 and out["body"]["error"]["code"] == "consent_required"
+    assert out["status"] == 403 and out["body"]["error"]["code"] == "consent_denied"
     assert len(patient.fake.served) == served
 
 

@@ -99,6 +99,7 @@ def test_keyless_script_is_named_held_and_approved(capsys, patient):
     assert json.loads(rules[0]["subject"]) == {
         "exe": req["process"]["exe"],
         "owner": f"uid:{os.getuid()}",
+        "script": "inline code",  # python -c: the interpreter with inline code, no script
     }
     again = run_script(patient)
     assert "ok" in json.loads(again.communicate(timeout=30)[0])
@@ -108,8 +109,8 @@ def test_keyless_script_is_named_held_and_approved(capsys, patient):
     [req3] = wait_pending(capsys, patient)
     cli(capsys, patient, "consent", "deny", req3["id"])
     denied = json.loads(third.communicate(timeout=30)[0])
-    assert denied["status"] == 403 and denied["body"]["code"] == "consent_required"
-    assert denied["body"]["message"]
+    assert denied["status"] == 403 and denied["body"]["code"] == "consent_denied"
+    assert "this time" in denied["body"]["message"]
 
 
 def test_keyless_deny_always_and_joining(capsys, patient):

@@ -3,6 +3,8 @@ answers in the prompt."""
 
 from __future__ import annotations
 
+import json
+
 import openai
 from PySide6.QtCore import Qt
 
@@ -20,6 +22,11 @@ def test_approve_with_edited_budget_creates_exactly_that_grant(desk, qtbot):
     # It names the calling program: this test process.
     assert prompt.request["process"]["pid"] > 0
     assert not prompt.remember.isChecked()  # remember is never pre-checked
+    # this test runs as "python -m pytest" or as the pytest script: what the interpreter
+    # runs is shown, and widening to any script is not chosen
+    script = prompt.request["process"]["script"]
+    assert prompt.script is not None and (script == "-m pytest" or script.endswith("/pytest"))
+    assert not prompt.any_script.isChecked()
     prompt.budget.amount.setText("$0.75")
     prompt.budget.period.setCurrentIndex(prompt.budget.period.findData("week"))
     prompt.models.setText("gpt-4o-mini")
@@ -28,7 +35,9 @@ def test_approve_with_edited_budget_creates_exactly_that_grant(desk, qtbot):
     qtbot.waitUntil(lambda: "response" in out or "error" in out, timeout=10_000)
     assert "response" in out, out.get("error")
     apps = desk.wallet.apps.list()
-    assert len(apps) == 1
+    assert len(apps) == 1 and apps[0].name == "pytest"
+    [rule] = desk.wallet.consent_rules.list()
+    assert json.loads(rule.subject)["script"] == script  # this one only, not any script
     budget = desk.wallet.budgets.app_budget(apps[0].id)
     assert BudgetSpec(budget.amount_nano, budget.period) == BudgetSpec(750_000_000, Period.WEEK)
     grant = desk.wallet.apps.grant(apps[0].id)
@@ -45,7 +54,7 @@ def test_escape_denies_once_and_remembers_nothing(desk, qtbot):
     qtbot.waitUntil(lambda: "error" in out or "response" in out, timeout=10_000)
     err = out.get("error")
     assert isinstance(err, openai.PermissionDeniedError)
-    assert err.body["code"] == "consent_required"
+    assert err.body["code"] == "consent_denied"
     assert desk.wallet.consent_rules.list() == []
     assert desk.wallet.apps.list() == []
 
@@ -55,7 +64,7 @@ def test_close_denies_once(desk, qtbot):
     prompt = _prompt(desk, qtbot)
     prompt.close()
     qtbot.waitUntil(lambda: "error" in out, timeout=10_000)
-    assert out["error"].body["code"] == "consent_required"
+    assert out["error"].body["code"] == "consent_denied"
     assert desk.wallet.consent_rules.list() == []
 
 
@@ -133,7 +142,7 @@ def test_requests_queue_one_prompt_at_a_time(desk, qtbot):
         qtbot.keyClick(second, Qt.Key.Key_Escape)
         qtbot.waitUntil(lambda: proc.poll() is not None, timeout=20_000)  # the GUI loop spins
         out, _ = proc.communicate(timeout=5)
-        assert out.strip() == "consent_required"
+        assert out.strip() == "consent_denied"
     finally:
         if proc.poll() is None:
             proc.kill()

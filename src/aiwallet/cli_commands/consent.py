@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -55,6 +56,18 @@ def pending(state: Context, as_json: bool) -> None:
 @click.option("--models", help="Grant only these models (comma-separated).")
 @click.option("--lifetime", type=int, help="Grant for this many seconds (default: as asked).")
 @click.option("--once", is_flag=True, help="Allow this request only; remember nothing.")
+@click.option(
+    "--for",
+    "duration",
+    type=click.Choice(["once", "15m", "1h", "exit", "always"]),
+    help="How long: this request, 15 minutes, an hour, until the program exits, or until "
+    "revoked (default: the lifetime asked, else until revoked).",
+)
+@click.option(
+    "--any-script",
+    is_flag=True,
+    help="Remember the allow for any script this interpreter runs, not only this one.",
+)
 @json_option
 @pass_state
 def approve(
@@ -64,6 +77,8 @@ def approve(
     models: str | None,
     lifetime: int | None,
     once: bool,
+    duration: str | None,
+    any_script: bool,
     as_json: bool,
 ) -> None:
     """Approve REQUEST_ID, possibly with less than it asked for."""
@@ -72,6 +87,8 @@ def approve(
         "models": models.split(",") if models else None,
         "lifetime_s": lifetime,
         "once": once,
+        "duration": duration,
+        "scope": "program" if any_script else "script",
     }
     result = state.wallet.engine_call("POST", f"/admin/v1/consent/{request_id}/approve", body)
     if as_json:
@@ -81,17 +98,36 @@ def approve(
     click.echo(
         f"Approved {term(result['app_name'])} as app {term(repr(answer['app']))}: models "
         f"{term(', '.join(answer['models']))}, budget {term(answer['budget'] or 'none')}"
-        + (" (this request only)" if once else "")
+        + _lasting(answer)
+    )
+
+
+def _lasting(answer: dict[str, Any]) -> str:
+    duration = answer.get("duration")
+    if duration == "once":
+        return " (this request only)"
+    if duration == "exit":
+        return " until the program exits"
+    if answer.get("expires_at"):
+        return f" until {answer['expires_at']}"
+    return " until you revoke it" + (
+        " (for any script of this interpreter)" if answer.get("scope") == "program" else ""
     )
 
 
 @group.command("deny")
 @click.argument("request_id")
 @click.option("--always", is_flag=True, help="Remember: refuse this app or program from now on.")
+@click.option(
+    "--any-script",
+    is_flag=True,
+    help="With --always: refuse any script this interpreter runs, not only this one.",
+)
 @pass_state
-def deny(state: Context, request_id: str, always: bool) -> None:
+def deny(state: Context, request_id: str, always: bool, any_script: bool) -> None:
     """Deny REQUEST_ID (once, or --always)."""
-    state.wallet.engine_call("POST", f"/admin/v1/consent/{request_id}/deny", {"always": always})
+    body = {"always": always, "scope": "program" if any_script else "script"}
+    state.wallet.engine_call("POST", f"/admin/v1/consent/{request_id}/deny", body)
     click.echo(
         f"Denied {term(request_id)}" + (" and remembered it." if always else " (this time).")
     )

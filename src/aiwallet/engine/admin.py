@@ -35,6 +35,14 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
+def _choice(body: dict[str, Any], name: str, default: str | None) -> str | None:
+    """A text field (checked against its choices by the consent manager)."""
+    value = body.get(name, default)
+    if value is not None and not isinstance(value, str):
+        raise ProxyError("invalid_request", f"{name} must be text", param=name)
+    return value
+
+
 CHALLENGES = web.AppKey("admin_challenges", adminauth.ChallengeStore)
 
 
@@ -131,6 +139,8 @@ def add_admin_routes(app: web.Application) -> None:
             models=models,
             lifetime_s=check_lifetime(lifetime),
             once=_flag(body, "once"),
+            duration=_choice(body, "duration", None),
+            scope=_choice(body, "scope", "script") or "script",
         )
         answer = {k: v for k, v in req.answer.items() if k != "key"}  # the key is the app's
         return web.json_response({**req.to_json(), "answer": answer})
@@ -138,7 +148,8 @@ def add_admin_routes(app: web.Application) -> None:
     async def consent_deny(request: web.Request) -> web.Response:
         body = await _json_object(request)
         always = _flag(body, "always")
-        req = await request.app[CONSENT].deny(request.match_info["id"], always=always)
+        scope = _choice(body, "scope", "script") or "script"
+        req = await request.app[CONSENT].deny(request.match_info["id"], always=always, scope=scope)
         return web.json_response(req.to_json())
 
     app.router.add_get(adminauth.CHALLENGE_PATH, challenge)

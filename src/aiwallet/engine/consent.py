@@ -17,6 +17,7 @@ requests rate-limited per OS user.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -52,6 +53,19 @@ POLL_SECRET_PREFIX = "aw_poll_"  # noqa: S105 - a prefix, not a secret
 PROGRAM = "program"  # the subject kind of a remembered keyless decision (program + OS user)
 MAX_LIFETIME_S = 10 * 366 * 24 * 3600  # ten years: longer is "no expiry", not a date
 EXPENSIVE = "expensive"  # one request of a known app over its ask-before threshold
+# How long an approval lasts (as OpenSnitch offers): this request's burst, a quarter of an hour,
+# an hour (grant expiries: the rule expires with them), until the program's process exits (no
+# rule remembered: the engine watches the pid), until the owner revokes it.
+DURATIONS: dict[str, timedelta | None] = {
+    "once": ONCE_LIFETIME,
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "exit": None,
+    "always": None,
+}
+SCOPES = ("script", "program")  # a rule for this script, or for any script of the interpreter
+UNTIL_EXIT_NOTE = " (until its process exits)"  # ends an app's notes: see end_orphaned_exit_grants
+EXIT_CHECK_S = 1.0  # how often the processes with "until it exits" grants are checked
 
 
 @dataclass
@@ -151,12 +165,18 @@ class ConsentManager:
         self.limits = limits
         self.connect_rate = ConnectRate(limits)
         self._rule_flights: dict[tuple[str, str], asyncio.Future[ConsentRule | None]] = {}
+        # "until it exits" grants: app id → (its app name, the process it belongs to)
+        self.until_exit: dict[int, tuple[str, ProcessInfo]] = {}
+        self.exit_check_s = EXIT_CHECK_S
+        self._watcher: asyncio.Task[None] | None = None
 
     def set_limits(self, limits: AdmissionLimits) -> None:
         self.limits = limits
         self.connect_rate = ConnectRate(limits)
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.peers.close()
 
     # -- opening --------------------------------------------------------------------------
@@ -292,26 +312,20 @@ class ConsentManager:
     async def admit_keyless(self, request: web.Request) -> AppContext | None:
         """Hold a keyless call until the user answers; the app to serve it, or None."""
         process = await self._peer(request)
-        subject = process.rule_subject if process is not None else None
-        if process is not None and subject is not None:
-            rule = await self._rule(PROGRAM, subject)
-            # a rule remembered before decisions named the OS user: only its denial applies
-            legacy = await self._rule("exe", process.exe) if rule is None and process.exe else None
-            if legacy is not None and legacy.decision == "deny":
-                rule = legacy
+        if process is not None:
+            ctx = await self._running_grant(process)
+            if ctx is not None:
+                return ctx
+            rule = await self._program_rule(process)
             if rule is not None and rule.decision == "deny":
-                raise ProxyError(
-                    "consent_required",
-                    f"the wallet's owner denied {process.label} for good; "
-                    "they can change that with 'aiwallet consent list' / 'revoke'",
-                )
+                raise _denied(process.label, always=True)
             if rule is not None and rule.app_id is not None:
                 ctx = await self.state.db(self.state.load_app_by_id, rule.app_id)
                 if ctx is not None and ctx.app.revoked_at is None:
                     return ctx
         req = self._joinable(process) or self._open(
             kind="keyless",
-            app_name=(process.label if process else "unknown process"),
+            app_name=(process.name if process else "unknown process"),
             purpose=None,
             models=["*"],
             budget=None,
@@ -331,6 +345,21 @@ class ConsentManager:
             raise
         finally:
             req.waiters -= 1
+        label = process.label if process is not None else "this unknown process"
+        if req.state == "denied":
+            raise _denied(label, always=bool(req.answer.get("remembered")))
+        if req.state == "expired":  # nobody answered: not a denial, and not told as one
+            sent_key = "Authorization" in request.headers or "x-api-key" in request.headers
+            raise ProxyError(
+                "consent_required",
+                f"nobody answered the wallet's prompt for {label} within "
+                f"{self.timeout_s:g} s; call again to ask again"
+                + (
+                    " (the key this program sent is not a wallet app key: those start with aw_app_)"
+                    if sent_key
+                    else ", or ask the wallet's owner for an app key ('aiwallet apps add NAME')"
+                ),
+            )
         if req.state != "approved" or req.app_id is None:
             return None
         return await self.state.db(self.state.load_app_by_id, req.app_id)
@@ -365,6 +394,94 @@ class ConsentManager:
             req.waiters -= 1
         return req.state == "approved"
 
+    async def _program_rule(self, process: ProcessInfo) -> ConsentRule | None:
+        """The remembered decision for this program, script and OS user: one for this very
+        script, else one for any script of the interpreter; rules from before the script (or
+        the OS user) was part of the identity count only when they deny, and so does a rule for
+        any script when the script could not be resolved (a relative path, its cwd unknown)."""
+        subject = process.rule_subject
+        rule = await self._rule(PROGRAM, subject) if subject is not None else None
+        wide_subject = process.any_script_subject if process.script is not None else None
+        if rule is None and wide_subject is not None:
+            wide = await self._rule(PROGRAM, wide_subject)
+            if wide is not None and (subject is not None or wide.decision == "deny"):
+                rule = wide
+        if rule is not None:
+            return rule
+        for kind, old in ((PROGRAM, process.legacy_subject), ("exe", process.exe)):
+            legacy = await self._rule(kind, old) if old else None
+            if legacy is not None and legacy.decision == "deny":
+                return legacy
+        return None
+
+    async def _running_grant(self, process: ProcessInfo) -> AppContext | None:
+        """The app of an "until it exits" grant to this very process, if it has one."""
+        for app_id, (_name, granted) in list(self.until_exit.items()):
+            if process.same_process(granted):
+                ctx = await self.state.db(self.state.load_app_by_id, app_id)
+                if ctx is not None and ctx.app.revoked_at is None:
+                    return ctx
+        return None
+
+    # -- "until it exits" -------------------------------------------------------------------
+    async def end_orphaned_exit_grants(self) -> list[str]:
+        """At engine start: revoke every app approved "until its process exits" that is still
+        active. This engine never saw those processes, so it cannot tell when they end; a
+        restart ends their grants (the programs are asked again). The names revoked."""
+        apps = self.state.port.apps
+
+        def sweep() -> list[str]:
+            ended = []
+            for app in apps.list():
+                if app.revoked_at is None and (app.notes or "").endswith(UNTIL_EXIT_NOTE):
+                    apps.revoke(app.name, actor="engine")
+                    ended.append(app.name)
+            return ended
+
+        ended = await self.state.db(sweep)
+        if ended:
+            log.info("ended %d 'until it exits' grant(s) from before this start", len(ended))
+            await self.state.reload()
+        return ended
+
+    def _watch_exit(self, app_id: int, name: str, process: ProcessInfo) -> None:
+        self.until_exit[app_id] = (name, process)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_exits())
+
+    async def _watch_exits(self) -> None:
+        """Every ``exit_check_s``, check the processes with "until it exits" grants (on the
+        peer worker: one pass for all of them) and revoke the app of each one that is gone.
+        Ends when no such grant is left."""
+        while self.until_exit:
+            await asyncio.sleep(self.exit_check_s)
+            watched = list(self.until_exit.items())
+            try:
+                alive = await self.peers.alive([(p.pid or 0, p.started) for _, (_, p) in watched])
+            except Exception:
+                log.exception("checking the processes of 'until it exits' grants failed")
+                continue
+            gone = [
+                (app_id, name, p)
+                for (app_id, (name, p)), up in zip(watched, alive, strict=True)
+                if not up
+            ]
+            apps = self.state.port.apps
+            for app_id, name, proc in gone:
+                try:
+                    await self.state.db(functools.partial(apps.revoke, name, actor="engine"))
+                except Exception:
+                    log.exception("revoking app %s after its process exited failed", name)
+                    continue
+                self.until_exit.pop(app_id, None)
+                self.events.emit("consent.ended", {"app": name, "pid": proc.pid})
+                log.info("app %s ended: its process %s exited", name, proc.pid)
+            if gone:
+                try:
+                    await self.on_change()
+                except Exception:  # the revocations are committed; the next reload shows them
+                    log.exception("reloading after 'until it exits' grants ended failed")
+
     def _joinable(self, process: ProcessInfo | None) -> ConsentRequest | None:
         if process is None:
             return None
@@ -386,25 +503,51 @@ class ConsentManager:
         models: list[str] | None = None,
         lifetime_s: int | None = None,
         once: bool = False,
+        duration: str | None = None,
+        scope: str = "script",
     ) -> ConsentRequest:
-        """Approve, possibly with less than asked; creates the app, its grant and receipt
-        (an ``expensive`` request is only let through, once: its app exists)."""
+        """Approve, possibly with less than asked; creates the app, its grant and receipt.
+
+        ``duration`` is one of :data:`DURATIONS` (``once`` is the same as ``once=True``;
+        None: the lifetime asked or given, else until revoked); ``scope`` ``program`` widens the
+        remembered rule to any script of the interpreter (``script``, the default, does not)."""
         req = self._pending(req_id)
-        if req.kind == EXPENSIVE:
+        if req.kind == EXPENSIVE:  # an expensive request is only let through, once
             answer = {"app": req.app_name, "models": req.models, "budget": None, "once": True}
             self._finish(req, "approved", {**answer, "receipt": None, "expires_at": None})
             return req
+        duration = "once" if once else duration
+        if duration is not None and duration not in DURATIONS:
+            raise ProxyError(
+                "invalid_request",
+                f"duration must be one of {', '.join(DURATIONS)}",
+                param="duration",
+            )
+        if scope not in SCOPES:
+            raise ProxyError(
+                "invalid_request", f"scope must be one of {', '.join(SCOPES)}", param="scope"
+            )
+        watched = req.process if duration == "exit" else None
+        if duration == "exit" and (watched is None or watched.pid is None):
+            raise ProxyError(
+                "invalid_request",
+                "the wallet does not know this requester's process, so it cannot end the grant "
+                "when it exits; choose another duration",
+                param="duration",
+            )
         spec_text = budget if budget is not None else req.budget
         spec: BudgetSpec | None = parse_budget_spec(spec_text) if spec_text else None
         scopes = models or req.models
         lifetime = lifetime_s if lifetime_s is not None else req.lifetime_s
-        expires_at = datetime.now(UTC) + (
-            ONCE_LIFETIME if once else timedelta(seconds=lifetime) if lifetime else timedelta(0)
+        span = DURATIONS.get(duration or "") or (timedelta(seconds=lifetime) if lifetime else None)
+        expiry = datetime.now(UTC) + span if span is not None else None
+        subject = self._subject(req, scope)
+        remember = (
+            Remember(*subject) if subject is not None and duration not in ("once", "exit") else None
         )
-        expiry = expires_at if (once or lifetime) else None
-        subject = self._subject(req)
-        remember = Remember(*subject) if subject is not None and not once else None
-        note = f"approved consent request {req.id}" + (" (once)" if once else "")
+        note = f"approved consent request {req.id}" + (
+            UNTIL_EXIT_NOTE if duration == "exit" else f" ({duration})" if duration else ""
+        )
         port = self.state.port
         issued = await self.state.db(
             lambda: port.issue_app(
@@ -415,6 +558,8 @@ class ConsentManager:
         await self.on_change()  # in this engine, at once: no HTTP to itself
         app, key, receipt = issued.app, issued.key, issued.grant.receipt
         req.app_id = app.id
+        if watched is not None:
+            self._watch_exit(app.id, app.name, watched)
         self._finish(
             req,
             "approved",
@@ -425,14 +570,23 @@ class ConsentManager:
                 "budget": str(spec) if spec else None,
                 "models": scopes,
                 "expires_at": expiry.isoformat() if expiry else None,
-                "once": once,
+                "once": duration == "once",
+                "duration": duration or ("lifetime" if lifetime else "always"),
+                "scope": scope if remember is not None and req.kind == "keyless" else None,
+                "remembered": remember is not None,
             },
         )
         return req
 
-    async def deny(self, req_id: str, *, always: bool = False) -> ConsentRequest:
+    async def deny(
+        self, req_id: str, *, always: bool = False, scope: str = "script"
+    ) -> ConsentRequest:
         req = self._pending(req_id)
-        subject = self._subject(req) if always else None
+        if scope not in SCOPES:
+            raise ProxyError(
+                "invalid_request", f"scope must be one of {', '.join(SCOPES)}", param="scope"
+            )
+        subject = self._subject(req, scope) if always else None
         if subject is not None:
             kind, text = subject
             await self.state.db(lambda: self.state.port.consent_rules.add(kind, text, "deny"))
@@ -440,15 +594,19 @@ class ConsentManager:
         return req
 
     @staticmethod
-    def _subject(req: ConsentRequest) -> tuple[str, str] | None:
-        """What a remembered answer to ``req`` is about: the program and its OS user for a
-        keyless call (nothing when either is unknown), the name for a connect request;
-        nothing for one expensive request (each is asked about on its own)."""
+    def _subject(req: ConsentRequest, scope: str = "script") -> tuple[str, str] | None:
+        """What a remembered answer to ``req`` is about: the program, its script and its OS
+        user for a keyless call (any script of the program with scope ``program``; nothing
+        when one of them is unknown), the name for a connect request; nothing for one expensive
+        request (each is asked about on its own)."""
         if req.kind == EXPENSIVE:
             return None
         if req.kind != "keyless":
             return ("app", req.app_name)
-        subject = req.process.rule_subject if req.process is not None else None
+        if req.process is None or req.process.rule_subject is None:
+            return None
+        wide = scope == "program" and req.process.script is not None
+        subject = req.process.any_script_subject if wide else req.process.rule_subject
         return (PROGRAM, subject) if subject is not None else None
 
     def _pending(self, req_id: str) -> ConsentRequest:
@@ -458,3 +616,17 @@ class ConsentManager:
         if req.state != "pending":
             raise ProxyError("invalid_request", f"consent request {req_id} is already {req.state}")
         return req
+
+
+def _denied(label: str, *, always: bool) -> ProxyError:
+    """``consent_denied``: the owner said no to this program, once or for good."""
+    if always:
+        return ProxyError(
+            "consent_denied",
+            f"the wallet's owner declined {label} for good; they can see and revoke that "
+            "decision with 'aiwallet consent list' and 'aiwallet consent revoke ID'",
+        )
+    return ProxyError(
+        "consent_denied",
+        f"the wallet's owner declined {label} this time; call again to be asked again",
+    )

@@ -124,6 +124,14 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         _DENIED,
         "No valid app key or token, or the app's grant was revoked or has expired",
     ),
+    (
+        "consent_denied",
+        403,
+        _DENIED,
+        _DENIED,
+        "The wallet's owner declined this program (once, or always); the message says how to "
+        "ask again",
+    ),
     ("model_not_allowed", 403, _DENIED, _DENIED, "The app's grant does not cover this model"),
     (
         "expensive_request_denied",
@@ -214,6 +222,13 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         _SERVER,
         "api_error",
         "The wallet's secret store is locked; its owner must unlock it",
+    ),
+    (
+        "vault_passphrase_wrong",
+        503,
+        _SERVER,
+        "api_error",
+        "The passphrase does not open the wallet's sealed secret store (or the file was altered)",
     ),
     (
         "vault_error",

@@ -1,7 +1,8 @@
 """The engine's event bus.
 
 Events: ``consent.requested`` / ``consent.answered`` / ``consent.cancelled`` (a prompt's
-lifecycle), ``request.logged`` (a request was settled, released or refused; its row is
+lifecycle), ``consent.ended`` (an "until it exits" grant's process exited; its app is revoked),
+``request.logged`` (a request was settled, released or refused; its row is
 committed), ``upstream.failed`` (a provider could not be reached or failed), and
 ``engine.reloaded`` (settings, apps or the pause switch changed).
 

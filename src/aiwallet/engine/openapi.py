@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiwallet import __version__
-from aiwallet.engine.consent import MAX_LIFETIME_S
+from aiwallet.engine.consent import DURATIONS, MAX_LIFETIME_S, SCOPES
 from aiwallet.engine.errors import CODES, LOG_ONLY, ErrorKind
 
 JSON = dict[str, Any]
@@ -418,6 +418,12 @@ _SCHEMAS: dict[str, JSON] = {
                             "cmdline": {"type": "array", "items": {"type": "string"}},
                             "user": _nullable("string"),
                             "uid": _nullable("integer"),
+                            "script": {
+                                **_nullable("string"),
+                                "description": "the script (absolute path), '-m module', "
+                                "'run command' or 'inline code' an interpreter runs",
+                            },
+                            "name": {"type": "string", "description": "what its app is called"},
                         },
                     },
                 ]
@@ -461,12 +467,28 @@ _SCHEMAS: dict[str, JSON] = {
                 "items": {"type": "string", "minLength": 1},
             },
             "lifetime_s": _nullable("integer", minimum=1, maximum=MAX_LIFETIME_S),
-            "once": {"type": "boolean"},
+            "once": {"type": "boolean", "description": "the same as duration once"},
+            "duration": {
+                "type": ["string", "null"],
+                "enum": [*DURATIONS, None],
+                "description": "once (this burst: two minutes, nothing remembered), 15m, 1h "
+                "(the grant and its rule expire), exit (until the requesting process exits; "
+                "nothing remembered), always (until revoked); absent: the lifetime asked",
+            },
+            "scope": {
+                "enum": list(SCOPES),
+                "default": "script",
+                "description": "what a remembered rule covers: this script (default) or any "
+                "script of the same interpreter (program)",
+            },
         },
     },
     "Denial": {
         "type": "object",
-        "properties": {"always": {"type": "boolean"}},
+        "properties": {
+            "always": {"type": "boolean"},
+            "scope": {"enum": list(SCOPES), "default": "script"},
+        },
     },
 }
 

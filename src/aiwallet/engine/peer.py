@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from aiwallet.domain.programs import INLINE, base_name, display_name, is_resolved, script_of
+
 log = logging.getLogger(__name__)
 
 LOOKUP_TIMEOUT_S = 2.0  # a lookup not answered by then is "unknown process"
@@ -47,11 +49,28 @@ class ProcessInfo:
     cmdline: tuple[str, ...]
     user: str | None
     uid: int | None = None
+    # the script, module or launched command an interpreter runs (domain/programs.py)
+    script: str | None = None
+    started: float | None = None  # the process's start time (a reused pid has another)
+
+    @property
+    def name(self) -> str:
+        """What its app is called: the script or module, else the executable's name."""
+        return display_name(self.exe, self.script)
 
     @property
     def label(self) -> str:
-        name = (self.exe or "").rsplit("/", 1)[-1] or "unknown program"
-        return f"{name} (pid {self.pid})" if self.pid is not None else name
+        """The name with the interpreter and pid as detail: ``a.py (python3.11, pid 42)``."""
+        program = base_name(self.exe or "") or "unknown program"
+        if self.script is None:
+            name, detail = program, []
+        elif self.script == INLINE:
+            name, detail = program, [INLINE]
+        else:
+            name, detail = self.name, [program]
+        if self.pid is not None:
+            detail.append(f"pid {self.pid}")
+        return f"{name} ({', '.join(detail)})" if detail else name
 
     @property
     def owner(self) -> str | None:
@@ -63,9 +82,24 @@ class ProcessInfo:
 
     @property
     def rule_subject(self) -> str | None:
-        """What a remembered keyless decision is about: the program and its OS user, as
-        canonical JSON (one more identity field, such as a script path, is one more key).
-        None when either is unknown: then no remembered rule applies."""
+        """What a remembered keyless decision is about: the program, the script it runs
+        (null for none) and its OS user, as canonical JSON. None when the program or the user
+        is unknown, or the script could not be resolved: then no remembered rule applies."""
+        if not self.exe or self.owner is None or not is_resolved(self.script):
+            return None
+        return program_subject(self.exe, self.owner, self.script)
+
+    @property
+    def any_script_subject(self) -> str | None:
+        """The subject of a rule widened to any script of this interpreter (``"script": "*"``)."""
+        if not self.exe or self.owner is None:
+            return None
+        return program_subject(self.exe, self.owner, ANY_SCRIPT)
+
+    @property
+    def legacy_subject(self) -> str | None:
+        """The subject of rules from before the script was part of it (issue 12): only their
+        denials apply."""
         if not self.exe or self.owner is None:
             return None
         return json.dumps({"exe": self.exe, "owner": self.owner}, sort_keys=True)
@@ -74,7 +108,8 @@ class ProcessInfo:
         return (
             other is not None
             and self.pid is not None
-            and (self.pid, self.exe, self.owner) == (other.pid, other.exe, other.owner)
+            and (self.pid, self.exe, self.owner, self.started)
+            == (other.pid, other.exe, other.owner, other.started)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -84,7 +119,17 @@ class ProcessInfo:
             "cmdline": list(self.cmdline),
             "user": self.user,
             "uid": self.uid,
+            "script": self.script,
+            "name": self.name,
         }
+
+
+ANY_SCRIPT = "*"
+
+
+def program_subject(exe: str, owner: str, script: str | None) -> str:
+    """The canonical JSON subject of a ``program`` rule."""
+    return json.dumps({"exe": exe, "owner": owner, "script": script}, sort_keys=True)
 
 
 # -- Linux: the socket's owner from the kernel, the pid from /proc -----------------------------
@@ -233,7 +278,10 @@ def _describe(pid: int | None, uid: int | None) -> ProcessInfo:
             if uid is None:
                 uids = _safe(proc.uids)
                 uid = uids.real if uids is not None else None
-        return ProcessInfo(pid, exe, cmdline, user or _user_name(uid), uid)
+            started = _safe(proc.create_time)
+            cwd = _safe(proc.cwd)
+        script = script_of(exe or (cmdline[0] if cmdline else ""), cmdline, cwd)
+        return ProcessInfo(pid, exe, cmdline, user or _user_name(uid), uid, script, started)
     except Exception:
         return ProcessInfo(pid, None, (), _user_name(uid), uid)
 
@@ -292,6 +340,24 @@ def peer_process(client: Addr | None, server: Addr | None) -> ProcessInfo | None
     return resolve([(client, server)])[0]
 
 
+def still_running(processes: Sequence[tuple[int, float | None]]) -> list[bool]:
+    """Blocking: whether each (pid, start time) is still the same live process. A pid reused
+    by another process has another start time, and a zombie has exited: neither counts."""
+    import psutil
+
+    out = []
+    for pid, started in processes:
+        try:
+            proc = psutil.Process(pid)
+            alive = proc.status() != psutil.STATUS_ZOMBIE and (
+                started is None or abs(proc.create_time() - started) < 0.01
+            )
+        except psutil.Error:
+            alive = False
+        out.append(alive)
+    return out
+
+
 def _safe(fn: Any) -> Any:
     try:
         return fn()
@@ -327,6 +393,11 @@ class PeerLookup:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aiwallet-peer")
             return self._pool
+
+    async def alive(self, processes: Sequence[tuple[int, float | None]]) -> list[bool]:
+        """:func:`still_running`, on this worker (never the engine's loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(), still_running, list(processes))
 
     def cached(self, transport: Any) -> bool:
         return transport in self._cache

@@ -186,6 +186,7 @@ class Engine:
         self.consent = ConsentManager(
             self.state, self.events, self.consent_timeout_s, on_change=self.reload
         )
+        await self.consent.end_orphaned_exit_grants()  # their processes are not known here
         self._proxy.consent = self.consent
         app = web.Application(
             client_max_size=self.max_body, middlewares=[self._guard, self._errors]

@@ -70,7 +70,9 @@ class DesktopApp:
     def _answer(self, request_id: str, answer: Answer) -> None:
         c = self.controller
         if answer["action"] == "deny":
-            c.spawn(c.deny(request_id, always=bool(answer.get("always"))), "Denying")
+            always = bool(answer.get("always"))
+            scope = str(answer.get("scope", "script"))
+            c.spawn(c.deny(request_id, always=always, scope=scope), "Denying")
         else:
             once = answer["action"] == "once"
             c.spawn(
@@ -80,6 +82,7 @@ class DesktopApp:
                     models=answer.get("models"),
                     lifetime_s=None if once else answer.get("lifetime_s"),
                     once=once,
+                    scope=str(answer.get("scope", "script")),
                 ),
                 "Approving",
             )

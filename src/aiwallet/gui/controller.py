@@ -205,6 +205,10 @@ class Controller(QObject):
     def on_event_consent_cancelled(self, payload: dict[str, Any]) -> None:
         self._consent_closed(payload["id"], payload["state"])
 
+    def on_event_consent_ended(self, payload: dict[str, Any]) -> None:
+        """An "until it exits" grant ended with its process: its app is now revoked."""
+        self.mark_dirty()
+
     def _consent_closed(self, req_id: str, state: str) -> None:
         self.pending.pop(req_id, None)
         for item in self.recent_prompts:
@@ -335,21 +339,25 @@ class Controller(QObject):
         models: list[str] | None,
         lifetime_s: int | None,
         once: bool,
+        scope: str = "script",
     ) -> dict[str, Any]:
         assert self.engine is not None
         consent = self.engine.consent
         assert consent is not None
         req = await self.on_engine(
-            consent.approve(req_id, budget=budget, models=models, lifetime_s=lifetime_s, once=once)
-        )
+            consent.approve(
+                req_id, budget=budget, models=models, lifetime_s=lifetime_s, once=once,
+                scope=scope,
+            )
+        )  # fmt: skip
         return req.to_json()
 
-    async def deny(self, req_id: str, *, always: bool = False) -> None:
+    async def deny(self, req_id: str, *, always: bool = False, scope: str = "script") -> None:
         assert self.engine is not None
         consent = self.engine.consent
         assert consent is not None
         try:
-            await self.on_engine(consent.deny(req_id, always=always))
+            await self.on_engine(consent.deny(req_id, always=always, scope=scope))
         except WalletError as exc:
             if "already" not in str(exc):  # expired or withdrawn meanwhile: nothing to deny
                 raise

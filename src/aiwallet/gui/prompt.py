@@ -67,11 +67,16 @@ class ConsentPrompt(QDialog):
         facts = QFormLayout()
         facts.setHorizontalSpacing(14)
         self.command: CallerWords | None = None
+        self.script: CallerLabel | None = None
         if proc:
             self.program = CallerLabel(
                 proc.get("exe") or "unknown executable", mode=Qt.TextElideMode.ElideMiddle
             )
             facts.addRow(label("Program"), self.program)
+            if proc.get("script"):
+                # what the interpreter runs: part of who is asking (domain/programs.py)
+                self.script = CallerLabel(proc["script"], mode=Qt.TextElideMode.ElideMiddle)
+                facts.addRow(label("Script"), self.script)
             facts.addRow(
                 label("Process"),
                 label(_process_line(proc)),
@@ -121,6 +126,15 @@ class ConsentPrompt(QDialog):
         self.remember = QCheckBox(texts.PROMPT_REMEMBER)
         self.remember.setChecked(False)
         lay.addWidget(self.remember)
+        # Widening a remembered decision to every script of the interpreter is a choice made
+        # here, never the default.
+        self.any_script = QCheckBox(
+            f"Apply to any script {shown(_program_name(proc))} runs, not only this one"
+        )
+        self.any_script.setChecked(False)
+        self._can_widen = request.get("kind") == "keyless" and bool(proc.get("script"))
+        self.any_script.setVisible(self._can_widen)
+        lay.addWidget(self.any_script)
 
         self.countdown = label("", "muted")
         lay.addWidget(self.countdown)
@@ -198,7 +212,9 @@ class ConsentPrompt(QDialog):
         self._answer({"action": "deny", "always": False})
 
     def deny(self) -> None:
-        self._answer({"action": "deny", "always": self.remember.isChecked()})
+        self._answer(
+            {"action": "deny", "always": self.remember.isChecked(), "scope": self._scope()}
+        )
 
     def allow_once(self) -> None:
         self._answer({"action": "once", "models": self._models()})
@@ -217,8 +233,12 @@ class ConsentPrompt(QDialog):
                 "budget": str(spec),
                 "models": self._models(),
                 "lifetime_s": self.lifetime.currentData(),
+                "scope": self._scope(),
             }
         )
+
+    def _scope(self) -> str:
+        return "program" if self._can_widen and self.any_script.isChecked() else "script"
 
     def _models(self) -> list[str]:
         return [m.strip() for m in self.models.text().split(",") if m.strip()] or ["*"]
@@ -328,6 +348,11 @@ def _process_line(proc: dict[str, Any]) -> str:
     pid = proc.get("pid")
     who = proc.get("user") or (f"uid {proc['uid']}" if proc.get("uid") is not None else "?")
     return f"{'pid ' + shown(pid) if pid is not None else 'pid unknown'} · user {shown(who)}"
+
+
+def _program_name(proc: dict[str, Any]) -> str:
+    exe = str(proc.get("exe") or "this program")
+    return exe.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _command_line(cmdline: list[str]) -> str:
