@@ -33,6 +33,7 @@ from aiohttp import web
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import BudgetSpec, parse_budget_spec
+from aiwallet.domain.providers import WireFormat
 from aiwallet.engine.admission import DEFAULT_LIMITS, AdmissionLimits, ConnectRate, check_pending
 from aiwallet.engine.errors import ProxyError
 from aiwallet.engine.events import EventBus
@@ -65,6 +66,7 @@ DURATIONS: dict[str, timedelta | None] = {
 }
 SCOPES = ("script", "program")  # a rule for this script, or for any script of the interpreter
 UNTIL_EXIT_NOTE = " (until its process exits)"  # ends an app's notes: see end_orphaned_exit_grants
+MAX_SERVED_SHOWN = 200  # model names a request's JSON lists of what "any model" covers
 EXIT_CHECK_S = 1.0  # how often the processes with "until it exits" grants are checked
 
 
@@ -87,7 +89,8 @@ class ConsentRequest:
     app_id: int | None = None
     poll_hash: bytes = b""  # sha256 of the poll secret (connect requests only)
     refused_polls: int = 0
-    held_request: dict[str, Any] | None = None  # kind "expensive": model, worst case, ...
+    held_request: dict[str, Any] | None = None  # the request held: model, worst case, ...
+    served: list[str] = field(default_factory=list)  # what "any model" would mean, by name
 
     @property
     def owner(self) -> str | None:
@@ -114,6 +117,8 @@ class ConsentRequest:
             "expires_in_s": max(0, round(self.deadline - time.monotonic())),
             "state": self.state,
             **({"held_request": self.held_request} if self.held_request is not None else {}),
+            "served_models": self.served[:MAX_SERVED_SHOWN],
+            "served_count": len(self.served),
         }
 
 
@@ -195,12 +200,20 @@ class ConsentManager:
             id="cr_" + uuid.uuid4().hex,
             created_at=datetime.now(UTC),
             deadline=time.monotonic() + self.timeout_s,
+            served=self._served() if kw.get("kind") != EXPENSIVE else [],
             **kw,
         )
         self.requests[req.id] = req
         asyncio.get_running_loop().call_later(self.timeout_s, self._expire, req.id)
         self.events.emit("consent.requested", req.to_json())
         return req
+
+    def _served(self) -> list[str]:
+        """The names of every model this wallet serves (both wire formats): what a grant of
+        ``*`` lets a program use, listed so that "any model" is never a bare ``*``."""
+        router = self.state.router
+        names = {r.upstream_model for w in WireFormat for r in router.models_for(w, ["*"])}
+        return sorted(names)
 
     def _expire(self, req_id: str) -> None:
         req = self.requests.get(req_id)
@@ -309,8 +322,16 @@ class ConsentManager:
                 req.waiters -= 1
         return req
 
-    async def admit_keyless(self, request: web.Request) -> AppContext | None:
-        """Hold a keyless call until the user answers; the app to serve it, or None."""
+    async def admit_keyless(
+        self,
+        request: web.Request,
+        *,
+        held: dict[str, Any] | None = None,
+        purpose: str | None = None,
+    ) -> AppContext | None:
+        """Hold a keyless call until the user answers; the app to serve it, or None. ``held``
+        (model, worst case as exact USD, max output tokens) and the ``purpose`` the caller
+        declared are what its prompt shows; the models asked are the held request's."""
         process = await self._peer(request)
         if process is not None:
             ctx = await self._running_grant(process)
@@ -326,11 +347,12 @@ class ConsentManager:
         req = self._joinable(process) or self._open(
             kind="keyless",
             app_name=(process.name if process else "unknown process"),
-            purpose=None,
-            models=["*"],
+            purpose=purpose,
+            models=[str(held["model"])] if held else ["*"],
             budget=None,
             lifetime_s=None,
             process=process,
+            held_request=held,
         )
         req.waiters += 1
         try:

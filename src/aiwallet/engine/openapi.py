@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiwallet import __version__
-from aiwallet.engine.consent import DURATIONS, MAX_LIFETIME_S, SCOPES
+from aiwallet.engine.consent import DURATIONS, MAX_LIFETIME_S, MAX_SERVED_SHOWN, SCOPES
 from aiwallet.engine.errors import CODES, LOG_ONLY, ErrorKind
 
 JSON = dict[str, Any]
@@ -397,6 +397,8 @@ _SCHEMAS: dict[str, JSON] = {
             "created_at",
             "expires_in_s",
             "state",
+            "served_models",
+            "served_count",
         ],
         "properties": {
             "id": {"type": "string"},
@@ -433,17 +435,10 @@ _SCHEMAS: dict[str, JSON] = {
             "expires_in_s": {"type": "integer", "minimum": 0},
             "state": {"enum": _STATES},
             "held_request": {
-                "description": "kind 'expensive' only: the one request held for approval",
+                "description": "kinds 'keyless' and 'expensive': the one request held while "
+                "the owner is asked (app and threshold: kind 'expensive' only)",
                 "type": "object",
-                "required": [
-                    "app",
-                    "model",
-                    "worst_case_usd",
-                    "max_output_tokens",
-                    "threshold_usd",
-                    "threshold_of",
-                    "request_id",
-                ],
+                "required": ["model", "worst_case_usd", "max_output_tokens", "request_id"],
                 "properties": {
                     "app": {"type": "string"},
                     "model": {"type": "string"},
@@ -454,6 +449,13 @@ _SCHEMAS: dict[str, JSON] = {
                     "request_id": {"type": "string"},
                 },
             },
+            "served_models": {
+                "description": "the models this wallet serves, by name (what 'any model' "
+                f"would grant; at most {MAX_SERVED_SHOWN}); empty for kind 'expensive'",
+                "type": "array",
+                "items": {"type": "string"},
+            },
+            "served_count": {"type": "integer", "minimum": 0},
         },
     },
     "Approval": {

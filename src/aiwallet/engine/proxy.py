@@ -124,9 +124,18 @@ class Proxy:
         return None  # no key, or a key that is not the wallet's (sk-..., DUMMY_KEY): keyless
 
     async def keyless(self, call: Call) -> AppContext:
-        """A caller with no usable key: ask the user (see consent.py) or refuse."""
+        """A caller with no usable key: ask the user (see consent.py) or refuse. The body is
+        read, routed and bounded first (an invalid one is refused before anyone is asked), so
+        the prompt shows the held request's model and worst case; nothing is reserved while
+        it waits."""
+        purpose = _declared_purpose(call.request)
+        await self._read_body(call)
+        self._resolve(call)
+        self._bound(call)
         if self.consent is not None:
-            ctx = await self.consent.admit_keyless(call.request)
+            ctx = await self.consent.admit_keyless(
+                call.request, held=self._held(call), purpose=purpose
+            )
             if ctx is not None:
                 return ctx
         what = (
@@ -139,6 +148,18 @@ class Proxy:
             f"{what}; ask the wallet's owner for one ('aiwallet apps add NAME'), or connect "
             "through POST /wallet/v1/connect",
         )
+
+    def _held(self, call: Call) -> dict[str, Any]:
+        """What a keyless prompt shows of the request it holds: the model it will run, its
+        worst case (exact USD: the amount a reservation would hold) and output bound."""
+        assert call.route is not None and call.bound is not None
+        worst = bound_cost(call.bound, call.route.row) if call.endpoint.billable else 0
+        return {
+            "model": call.route.upstream_model,
+            "worst_case_usd": usd_string(worst),
+            "max_output_tokens": call.bound.output_tokens,
+            "request_id": call.request_id,
+        }
 
     # -- admission ------------------------------------------------------------------------------
     async def _admit(self, call: Call) -> None:
@@ -162,6 +183,33 @@ class Proxy:
             raise ProxyError(
                 "consent_required", "this app's grant has expired or was revoked; ask again"
             )
+        if call.body is None:  # a keyless call was read before it was held
+            await self._read_body(call)
+            self._resolve(call)
+        assert call.body is not None and call.route is not None
+        if not scope_allows(ctx.grant.scopes, call.route):
+            raise ProxyError(
+                "model_not_allowed",
+                f"this app may not use {call.body.get('model')!r}; it may use: "
+                f"{', '.join(ctx.grant.scopes)}",
+                param="model",
+            )
+        if call.bound is None:
+            self._bound(call)
+        assert call.bound is not None
+        app = ctx.app
+        limits = Limits(app.rpm_limit, app.tpm_limit, app.concurrency_limit)
+        if limits.any:
+            tokens = call.bound.total_tokens  # the same worst case as the reservation
+            self.limiter.admit(app.id, limits, tokens)  # no await between check and take
+            call.rl_tokens = tokens
+        if ep.billable:
+            await self._ask_if_expensive(call)  # before reserving: nothing held while asked
+            await self._reserve(call)
+
+    async def _read_body(self, call: Call) -> None:
+        """Read and strictly parse the JSON body, once: what is priced is what will run."""
+        request, ep = call.request, call.endpoint
         ctype = request.headers.get("Content-Type", "")
         if not ctype.lower().startswith("application/json"):
             raise ProxyError(
@@ -176,7 +224,7 @@ class Proxy:
         except web.HTTPRequestEntityTooLarge:
             raise _too_large(self.max_body) from None
         try:
-            body = parse_object(raw)  # once, strictly: what is priced is what will run
+            body = parse_object(raw)
             call.stream = flag(body, "stream") and ep.meter is not None
         except InvalidInput as exc:
             raise ProxyError("invalid_request", str(exc), param=exc.param) from None
@@ -188,29 +236,19 @@ class Proxy:
                 "list of fallbacks is not forwarded)",
                 param="models",
             )
-        route = self.state.router.resolve(body.get("model"), ep.wire)
-        if not scope_allows(ctx.grant.scopes, route):
-            raise ProxyError(
-                "model_not_allowed",
-                f"this app may not use {body.get('model')!r}; it may use: "
-                f"{', '.join(ctx.grant.scopes)}",
-                param="model",
-            )
-        call.route = route
+
+    def _resolve(self, call: Call) -> None:
+        assert call.body is not None
+        call.route = self.state.router.resolve(call.body.get("model"), call.endpoint.wire)
+
+    def _bound(self, call: Call) -> None:
+        """The request's worst case (and the caps set in the forwarded body for it)."""
+        assert call.body is not None and call.route is not None
         try:
-            call.bound = BOUNDS[ep.path](body, raw, route.row)
+            call.bound = BOUNDS[call.endpoint.path](call.body, call.raw, call.route.row)
         except InvalidInput as exc:
             raise ProxyError("invalid_request", str(exc), param=exc.param) from None
         self._apply_caps(call)
-        app = ctx.app
-        limits = Limits(app.rpm_limit, app.tpm_limit, app.concurrency_limit)
-        if limits.any:
-            tokens = call.bound.total_tokens  # the same worst case as the reservation
-            self.limiter.admit(app.id, limits, tokens)  # no await between check and take
-            call.rl_tokens = tokens
-        if ep.billable:
-            await self._ask_if_expensive(call)  # before reserving: nothing held while asked
-            await self._reserve(call)
 
     def _apply_caps(self, call: Call) -> None:
         """Set the fields the bound needs in the forwarded body (a cap on server-tool uses,
@@ -605,6 +643,25 @@ class Proxy:
         if call.capped:
             h["x-aiwallet-capped"] = ",".join(f"{k}={v}" for k, v in call.capped.items())
         return h
+
+
+PURPOSE_HEADER = "x-aiwallet-purpose"
+MAX_PURPOSE = 500  # characters, as a connect request's purpose
+
+
+def _declared_purpose(request: web.Request) -> str | None:
+    """What a keyless caller says it wants the wallet for (``x-aiwallet-purpose``): plain
+    text the prompt shows as the caller's own words; too long is refused before asking."""
+    value = request.headers.get(PURPOSE_HEADER)
+    if value is None:
+        return None
+    if len(value) > MAX_PURPOSE:
+        raise ProxyError(
+            "invalid_request",
+            f"{PURPOSE_HEADER} must be text of at most {MAX_PURPOSE} characters",
+            param=PURPOSE_HEADER,
+        )
+    return value.strip() or None
 
 
 def _too_large(limit: int) -> ProxyError:

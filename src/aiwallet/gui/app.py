@@ -82,6 +82,7 @@ class DesktopApp:
                     models=answer.get("models"),
                     lifetime_s=None if once else answer.get("lifetime_s"),
                     once=once,
+                    duration=None if once else answer.get("duration"),
                     scope=str(answer.get("scope", "script")),
                 ),
                 "Approving",

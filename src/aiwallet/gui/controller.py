@@ -340,6 +340,7 @@ class Controller(QObject):
         lifetime_s: int | None,
         once: bool,
         scope: str = "script",
+        duration: str | None = None,
     ) -> dict[str, Any]:
         assert self.engine is not None
         consent = self.engine.consent
@@ -347,7 +348,7 @@ class Controller(QObject):
         req = await self.on_engine(
             consent.approve(
                 req_id, budget=budget, models=models, lifetime_s=lifetime_s, once=once,
-                scope=scope,
+                scope=scope, duration=duration,
             )
         )  # fmt: skip
         return req.to_json()

@@ -1,11 +1,18 @@
 """The consent prompt and its queue.
 
 A prompt shows who asks (the name an app gave, or the program: executable, pid, command
-line), what (models, budget, period, lifetime) and why (purpose). Deny / Allow once / Allow
-with a budget and lifetime, editable before approving. It stays on top; Esc and closing deny
-once; any interaction stops the countdown; "remember" is never pre-checked; a timeout denies
-once and remembers nothing. Requests queue; one withdrawn (its client left) or answered
-elsewhere (the CLI) disappears from the queue, and from the screen if it was showing.
+line), what (the held request's model and worst-case cost; models, budget, period, duration)
+and why (the purpose it declared, in its own words). Deny / Allow once / Allow with a budget
+and duration, editable before approving. Models default to what was asked; "any model" is a
+checkbox naming the models it covers, never a bare ``*``. The duration defaults to "until
+this program exits" for a keyless caller whose process is known, else to what a connect asked
+or one hour: a grant until revoked is a choice, never the default. An expensive request (a
+known app over its ask-before threshold) is let through once or denied.
+
+It stays on top; Esc and closing deny once; any interaction stops the countdown; "remember"
+is never pre-checked; a timeout denies once and remembers nothing. Requests queue; one
+withdrawn (its client left) or answered elsewhere (the CLI) disappears from the queue, and
+from the screen if it was showing.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QFormLayout,
     QHBoxLayout,
@@ -28,12 +36,23 @@ from PySide6.QtWidgets import (
 )
 
 from aiwallet.domain.errors import InvalidInput
-from aiwallet.domain.money import parse_budget_spec
+from aiwallet.domain.money import format_usd, parse_budget_spec, usd_to_nano
 from aiwallet.gui import texts
-from aiwallet.gui.dialogs import BudgetEditor, lifetime_combo
-from aiwallet.gui.widgets import CallerLabel, CallerWords, label, shown
+from aiwallet.gui.dialogs import BudgetEditor
+from aiwallet.gui.widgets import CallerLabel, CallerWords, label, shown, tooltip_text
 
 Answer = dict[str, Any]  # {"action": "deny"|"once"|"allow", ...}
+EXPENSIVE = "expensive"
+ASKED = "asked"  # the duration choice "the lifetime a connect request asked for"
+# The durations offered, each the engine's ``duration`` (engine/consent.py DURATIONS).
+DURATION_CHOICES = (
+    ("Once (this request, for 2 minutes)", "once"),
+    ("15 minutes", "15m"),
+    ("1 hour", "1h"),
+    ("Until this program exits", "exit"),
+    ("Until I revoke it", "always"),
+)
+SHOWN_NAMES = 3  # model names spelled out in the "any model" choice (all are in its tooltip)
 
 
 class ConsentPrompt(QDialog):
@@ -44,7 +63,10 @@ class ConsentPrompt(QDialog):
         self.request = request
         self.request_id: str = request["id"]
         self._done = False
-        self.setWindowTitle(texts.PROMPT_TITLE)
+        self.kind: str = str(request.get("kind") or "keyless")
+        expensive = self.kind == EXPENSIVE
+        held = request.get("held_request") or None
+        self.setWindowTitle(texts.PROMPT_EXPENSIVE_TITLE if expensive else texts.PROMPT_TITLE)
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
         self.setMinimumWidth(520)
@@ -61,8 +83,17 @@ class ConsentPrompt(QDialog):
             request.get("app_name") or "An unknown program", "promptTitle", max_width=600
         )
         lay.addWidget(self.heading)
-        wants = texts.PROMPT_WANTS if request.get("kind") == "connect" else texts.PROMPT_KEYLESS
-        lay.addWidget(label(wants, wrap=True))
+        if expensive:
+            wants = texts.PROMPT_EXPENSIVE.format(
+                threshold=_usd((held or {}).get("threshold_usd")),
+                whose=" for this app"
+                if (held or {}).get("threshold_of") == "app"
+                else " for the whole wallet",
+            )
+        else:
+            wants = texts.PROMPT_WANTS if self.kind == "connect" else texts.PROMPT_KEYLESS
+        self.wants = label(wants, wrap=True)
+        lay.addWidget(self.wants)
 
         facts = QFormLayout()
         facts.setHorizontalSpacing(14)
@@ -94,19 +125,41 @@ class ConsentPrompt(QDialog):
                     wrap=True,
                 ),
             )
+        # What the held request would cost at worst: the amount its reservation will hold.
+        self.cost: Any = None
+        if held:
+            self.cost = label(_cost_line(held), wrap=True)
+            bold = self.cost.font()
+            bold.setBold(True)
+            self.cost.setFont(bold)
+            facts.addRow(label("This request"), self.cost)
         self.purpose: CallerWords | None = None
+        self.no_purpose: Any = None
         if request.get("purpose"):
             self.purpose = CallerWords(request["purpose"], max_lines=4)
             facts.addRow(label(texts.PROMPT_WHY), self.purpose)
-        else:
-            facts.addRow(label(texts.PROMPT_WHY), label("It did not say.", "muted"))
+        elif not expensive:  # a known app's request is not asked why: it was, when connecting
+            self.no_purpose = label(texts.PROMPT_NO_PURPOSE, "muted")
+            facts.addRow(label(texts.PROMPT_WHY), self.no_purpose)
         lay.addLayout(facts)
 
         asked = QFormLayout()
         asked.setHorizontalSpacing(14)
-        # What is shown is what an approval grants: the display form of each model asked.
-        self.models = QLineEdit(", ".join(shown(m) for m in request.get("models") or ["*"]))
-        self.models.setToolTip("Models or patterns it may use: gpt-4o-mini, anthropic/*, *")
+        # What is shown is what an approval grants: the display form of each model asked;
+        # "*" is never shown bare but as the explicit choice of every model served, by name.
+        wanted = [str(m) for m in request.get("models") or []]
+        self.served: list[str] = [str(m) for m in request.get("served_models") or []]
+        served_count = int(request.get("served_count") or len(self.served))
+        self.models = QLineEdit(", ".join(shown(m) for m in wanted if m != "*"))
+        self.models.setPlaceholderText("gpt-4o-mini, anthropic/*")
+        self.models.setToolTip("Models or patterns it may use, e.g. gpt-4o-mini, anthropic/*")
+        self.any_model = QCheckBox(_any_model_text(self.served, served_count))
+        self.any_model.setToolTip(
+            tooltip_text(", ".join(self.served) or "no model yet: add a provider", limit=2000)
+        )
+        self.any_model.toggled.connect(lambda on: self.models.setEnabled(not on))
+        self.any_model.setChecked("*" in wanted)
+        self.models.setEnabled("*" not in wanted)
         spec = None
         if request.get("budget"):
             try:
@@ -114,17 +167,25 @@ class ConsentPrompt(QDialog):
             except InvalidInput:
                 spec = None
         self.budget = BudgetEditor(spec)
-        self.lifetime = lifetime_combo(request.get("lifetime_s"))
-        asked.addRow(label("Models"), self.models)
+        self.lifetime = duration_combo(request)
+        models_box = QVBoxLayout()
+        models_box.setSpacing(4)
+        models_box.addWidget(self.models)
+        models_box.addWidget(self.any_model)
+        asked.addRow(label("Models"), models_box)
         asked.addRow(label("Budget"), self.budget)
-        asked.addRow(label("Lifetime"), self.lifetime)
-        lay.addLayout(asked)
+        asked.addRow(label("Lasts"), self.lifetime)
+        self.asked = QWidget()
+        self.asked.setLayout(asked)
+        self.asked.setVisible(not expensive)  # one expensive request is let through, once
+        lay.addWidget(self.asked)
         self.error = label("", "warning", wrap=True)
         self.error.hide()
         lay.addWidget(self.error)
 
         self.remember = QCheckBox(texts.PROMPT_REMEMBER)
         self.remember.setChecked(False)
+        self.remember.setVisible(not expensive)  # each expensive request is asked on its own
         lay.addWidget(self.remember)
         # Widening a remembered decision to every script of the interpreter is a choice made
         # here, never the default.
@@ -143,6 +204,9 @@ class ConsentPrompt(QDialog):
         self.once_button = QPushButton("Allow once")
         self.allow_button = QPushButton("Allow with budget")
         self.allow_button.setObjectName("primary")
+        if expensive:
+            self.allow_button.setText("Allow this request")
+            self.once_button.hide()
         self.deny_button.clicked.connect(self.deny)
         self.once_button.clicked.connect(self.allow_once)
         self.allow_button.clicked.connect(self.allow)
@@ -217,31 +281,52 @@ class ConsentPrompt(QDialog):
         )
 
     def allow_once(self) -> None:
-        self._answer({"action": "once", "models": self._models()})
+        models = self._models()
+        if models is not None:
+            self._answer({"action": "once", "models": models})
 
     def allow(self) -> None:
+        if self.kind == EXPENSIVE:  # let this one request through; nothing else is granted
+            self._answer({"action": "once", "models": None})
+            return
+        models = self._models()
+        if models is None:
+            return
         try:
             spec = self.budget.spec()
         except InvalidInput as exc:
-            self.stop_countdown()
-            self.error.setText(str(exc))
-            self.error.show()
+            self._show_error(str(exc))
             return
+        duration = self.lifetime.currentData()
         self._answer(
             {
                 "action": "allow",
                 "budget": str(spec),
-                "models": self._models(),
-                "lifetime_s": self.lifetime.currentData(),
+                "models": models,
+                "duration": None if duration == ASKED else duration,
+                "lifetime_s": self.request.get("lifetime_s") if duration == ASKED else None,
                 "scope": self._scope(),
             }
         )
 
+    def _show_error(self, text: str) -> None:
+        self.stop_countdown()
+        self.error.setText(text)
+        self.error.show()
+
     def _scope(self) -> str:
         return "program" if self._can_widen and self.any_script.isChecked() else "script"
 
-    def _models(self) -> list[str]:
-        return [m.strip() for m in self.models.text().split(",") if m.strip()] or ["*"]
+    def _models(self) -> list[str] | None:
+        """The models an approval grants (``*`` only when "any model" is ticked); None, with
+        the reason shown, when none is named."""
+        if self.any_model.isChecked():
+            return ["*"]
+        named = [m.strip() for m in self.models.text().split(",") if m.strip()]
+        if not named:
+            self._show_error(texts.PROMPT_NO_MODEL)
+            return None
+        return named
 
     def _answer(self, answer: Answer) -> None:
         if self._done:
@@ -340,6 +425,57 @@ class PromptQueue(QObject):
         self._answer(request_id, answer)
         self.changed.emit()
         self._next()
+
+
+def duration_combo(request: dict[str, Any]) -> QComboBox:
+    """How long an approval lasts, as the engine's ``duration``. "Until this program exits"
+    is offered only when the requester's process is known (the engine watches its pid) and is
+    the default for a keyless caller; a connect defaults to the lifetime it asked, else one
+    hour. "Until I revoke it" is always a choice made here."""
+    proc = request.get("process") or {}
+    known = proc.get("pid") is not None
+    combo = QComboBox()
+    asked = request.get("lifetime_s")
+    if asked:
+        combo.addItem(f"As it asked: {_span(int(asked))}", ASKED)
+    for text, value in DURATION_CHOICES:
+        if value != "exit" or known:
+            combo.addItem(text, value)
+    keyless = request.get("kind") == "keyless"
+    default = ASKED if asked else "exit" if keyless and known else "1h"
+    combo.setCurrentIndex(max(0, combo.findData(default)))
+    return combo
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n:,} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:,} seconds"
+
+
+def _usd(value: object) -> str:
+    """Exact dollars from the engine's 9-decimal text (``0.096300000`` → ``$0.0963``)."""
+    try:
+        return format_usd(usd_to_nano(str(value)), places=None)
+    except (InvalidInput, ValueError, ArithmeticError):
+        return "an unknown amount"
+
+
+def _cost_line(held: dict[str, Any]) -> str:
+    tokens = held.get("max_output_tokens")
+    return texts.PROMPT_COST.format(
+        cost=_usd(held.get("worst_case_usd")),
+        model=shown(held.get("model"), 80),
+        tokens=f"{tokens:,}" if isinstance(tokens, int) else "?",
+    )
+
+
+def _any_model_text(served: list[str], count: int) -> str:
+    names = ", ".join(shown(m, 40) for m in served[:SHOWN_NAMES])
+    more = ", …" if count > SHOWN_NAMES else ""
+    return texts.PROMPT_ANY_MODEL.format(n=f"{count:,}", names=f": {names}{more}" if names else "")
 
 
 def _process_line(proc: dict[str, Any]) -> str:

@@ -69,7 +69,16 @@ PROMPT_WANTS = "wants to use your AI wallet. That name is its own claim: check t
 PROMPT_KEYLESS = (
     "called your AI wallet without an app key; it is named by the program the OS reports."
 )
+PROMPT_EXPENSIVE_TITLE = "A request is over your ask-before threshold"
+PROMPT_EXPENSIVE = (
+    "is an app you already allowed. This one request could cost more than your {threshold} "
+    "ask-before threshold{whose}; it waits for your answer, and nothing is reserved meanwhile."
+)
+PROMPT_COST = "{cost} at most for this request ({model}, up to {tokens} output tokens)"
+PROMPT_ANY_MODEL = "Any model this wallet serves ({n} models{names})"
+PROMPT_NO_MODEL = "Name at least one model, or choose any model this wallet serves"
 PROMPT_WHY = "Why (its words)"
+PROMPT_NO_PURPOSE = "It did not say."
 PROMPT_REMEMBER = "Remember a denial: never ask again for this program"
 PROMPT_COUNTDOWN = "Denies once in {s} s unless you answer"
 PROMPT_STOPPED = "Countdown stopped: take your time"
