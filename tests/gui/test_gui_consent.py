@@ -30,7 +30,7 @@ def test_approve_with_edited_budget_creates_exactly_that_grant(desk, qtbot):
     prompt.budget.amount.setText("$0.75")
     prompt.budget.period.setCurrentIndex(prompt.budget.period.findData("week"))
     prompt.models.setText("gpt-4o-mini")
-    prompt.lifetime.setCurrentIndex(prompt.lifetime.findData(86_400))
+    prompt.lifetime.setCurrentIndex(prompt.lifetime.findData("1h"))
     qtbot.mouseClick(prompt.allow_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "response" in out or "error" in out, timeout=10_000)
     assert "response" in out, out.get("error")
@@ -43,7 +43,7 @@ def test_approve_with_edited_budget_creates_exactly_that_grant(desk, qtbot):
     grant = desk.wallet.apps.grant(apps[0].id)
     assert grant.scopes == ("gpt-4o-mini",)
     lifetime = grant.expires_at - grant.issued_at
-    assert 86_399 <= lifetime.total_seconds() <= 86_401
+    assert 3_599 <= lifetime.total_seconds() <= 3_601
     assert desk.app.prompts.current is None
 
 

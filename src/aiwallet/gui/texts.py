@@ -71,8 +71,9 @@ PROMPT_KEYLESS = (
 )
 PROMPT_EXPENSIVE_TITLE = "A request is over your ask-before threshold"
 PROMPT_EXPENSIVE = (
-    "is an app you already allowed. This one request could cost more than your {threshold} "
-    "ask-before threshold{whose}; it waits for your answer, and nothing is reserved meanwhile."
+    "is an app you already allowed. The worst case of this one request is over your "
+    "{threshold} ask-before threshold{whose}: it waits for your answer, and nothing is "
+    "reserved meanwhile."
 )
 PROMPT_COST = "{cost} at most for this request ({model}, up to {tokens} output tokens)"
 PROMPT_ANY_MODEL = "Any model this wallet serves ({n} models{names})"
