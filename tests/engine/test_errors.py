@@ -50,10 +50,17 @@ def test_no_key_unknown_key_and_revoked(rig):
     )
     assert_openai_error(me, 401, "invalid_app_key")
     assert "401" in openapi_document(60.0)["paths"]["/wallet/v1/me"]["get"]["responses"]
+    claude = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": MSGS}
     assert_anthropic_error(
-        post(rig, "/v1/messages", key="sk-ant-not-a-wallet-key", json=body, anthropic_style=True),
+        post(rig, "/v1/messages", key="sk-ant-not-a-wallet-key", json=claude, anthropic_style=True),
         403,
         "consent_required",
+    )
+    # a keyless body the wallet cannot serve is refused before anyone is asked
+    assert_anthropic_error(
+        post(rig, "/v1/messages", key="sk-ant-not-a-wallet-key", json=body, anthropic_style=True),
+        503,
+        "no_provider",
     )
     key = rig.app("victim")
     assert post(rig, "/v1/chat/completions", key=key, json=body).status_code == 200

@@ -128,11 +128,11 @@ class Proxy:
         read, routed and bounded first (an invalid one is refused before anyone is asked), so
         the prompt shows the held request's model and worst case; nothing is reserved while
         it waits."""
-        purpose = _declared_purpose(call.request)
-        await self._read_body(call)
-        self._resolve(call)
-        self._bound(call)
-        if self.consent is not None:
+        if self.consent is not None:  # nobody to ask: refused before the body is read
+            purpose = _declared_purpose(call.request)
+            await self._read_body(call)
+            self._resolve(call)
+            self._bound(call)
             ctx = await self.consent.admit_keyless(
                 call.request, held=self._held(call), purpose=purpose
             )

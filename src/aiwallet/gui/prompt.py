@@ -97,6 +97,7 @@ class ConsentPrompt(QDialog):
 
         facts = QFormLayout()
         facts.setHorizontalSpacing(14)
+        facts.setVerticalSpacing(8)
         self.command: CallerWords | None = None
         self.script: CallerLabel | None = None
         if proc:
@@ -151,15 +152,14 @@ class ConsentPrompt(QDialog):
         self.served: list[str] = [str(m) for m in request.get("served_models") or []]
         served_count = int(request.get("served_count") or len(self.served))
         self.models = QLineEdit(", ".join(shown(m) for m in wanted if m != "*"))
-        self.models.setPlaceholderText("gpt-4o-mini, anthropic/*")
         self.models.setToolTip("Models or patterns it may use, e.g. gpt-4o-mini, anthropic/*")
         self.any_model = QCheckBox(_any_model_text(self.served, served_count))
         self.any_model.setToolTip(
             tooltip_text(", ".join(self.served) or "no model yet: add a provider", limit=2000)
         )
-        self.any_model.toggled.connect(lambda on: self.models.setEnabled(not on))
+        self.any_model.toggled.connect(self._any_model_toggled)
         self.any_model.setChecked("*" in wanted)
-        self.models.setEnabled("*" not in wanted)
+        self._any_model_toggled("*" in wanted)
         spec = None
         if request.get("budget"):
             try:
@@ -313,6 +313,10 @@ class ConsentPrompt(QDialog):
         self.stop_countdown()
         self.error.setText(text)
         self.error.show()
+
+    def _any_model_toggled(self, on: bool) -> None:
+        self.models.setEnabled(not on)
+        self.models.setPlaceholderText("" if on else "gpt-4o-mini, anthropic/*")
 
     def _scope(self) -> str:
         return "program" if self._can_widen and self.any_script.isChecked() else "script"
