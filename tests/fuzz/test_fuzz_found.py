@@ -99,7 +99,11 @@ def test_non_ascii_keys_and_tokens(make_engine, value):
     resp = raw_request(port, "GET", "/admin/v1/status", [(b"Authorization", value)])
     assert resp.status == 401 and resp.json()["error"]["code"] == "admin_token_required"
     xkey = value.removeprefix(b"Bearer ")
-    resp = raw_request(port, "POST", "/v1/messages", [JSON, ANTHROPIC, (b"x-api-key", xkey)], body)
+    # a body the wallet can serve: a keyless call's body is checked before it is held
+    claude = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": MSGS})
+    resp = raw_request(
+        port, "POST", "/v1/messages", [JSON, ANTHROPIC, (b"x-api-key", xkey)], claude.encode()
+    )
     assert assert_wire_error("anthropic", resp, 403) == "consent_required"
 
 
