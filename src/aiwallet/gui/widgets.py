@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from aiwallet.domain.display import display
-from aiwallet.domain.money import format_usd
+from aiwallet.domain.money import format_usd, format_usd_short
 from aiwallet.gui.theme import DANGER, WARN
 
 OK_COLOUR = "#38a169"
@@ -42,10 +42,9 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a 0..1000 per-mille value for th
 
 
 def money_short(nano: int) -> str:
-    """Cents only, for tight columns: ``$1.23``; ``<$0.01`` for a few tenths of a cent."""
-    if 0 < nano < 5_000_000:
-        return "<$0.01"
-    return format_usd(nano)
+    """For tight columns: cents from a cent up (``$1.23``); under a cent three significant
+    digits (``$0.00105``), never ``<$0.01`` or a rounded-away ``$0.0010``."""
+    return format_usd_short(nano)
 
 
 def money(nano: int) -> str:
