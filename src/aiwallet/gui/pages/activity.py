@@ -102,6 +102,9 @@ class ActivityPage(Page):
         self.group.addItem("by app", "app")
         self.group.addItem("by model", "model")
         for combo in (self.app_filter, self.model_filter, self.status_filter, self.time_filter):
+            # As wide as its longest entry (app and model names arrive later): never clipped.
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            combo.setMinimumContentsLength(8)
             combo.currentIndexChanged.connect(self._filters_changed)
             filters.addWidget(combo)
         filters.addStretch(1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -27,9 +26,18 @@ from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import BudgetDialog
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.widgets import OK_COLOUR, Card, html_text, label, money, rich_label, shown
+from aiwallet.gui.widgets import (
+    OK_COLOUR,
+    Card,
+    copy_button,
+    html_text,
+    label,
+    money,
+    rich_label,
+    shown,
+)
 from aiwallet.service import ProviderInfo, Wallet
-from aiwallet.summaries import Overview, month_by_app, overview
+from aiwallet.summaries import Overview, budget_outlook, month_by_app, overview, plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +144,13 @@ class OverviewPage(Page):
         self.budget_bar.setRange(0, 1000)
         self.budget_bar.setTextVisible(False)
         self.budget_reset = label("", "muted")
+        self.budget_outlook = label("", "muted", wrap=True)
         edit = QPushButton("Set wallet budget…")
         edit.clicked.connect(self._edit_budget)
         budget_card.body.addWidget(self.budget_text)
         budget_card.body.addWidget(self.budget_bar)
         budget_card.body.addWidget(self.budget_reset)
+        budget_card.body.addWidget(self.budget_outlook)
         budget_card.body.addLayout(_left(edit))
         budget_card.body.addStretch(1)
         grid.addWidget(budget_card, 0, 0)
@@ -165,7 +175,8 @@ class OverviewPage(Page):
         self.url = label("")
         self.url.setObjectName("bigNumber")
         copy = QPushButton("Copy URL")
-        copy.clicked.connect(lambda: self._copy(self.controller.url))
+        copy_button(copy, lambda: self.controller.url)
+        self.copy_url = copy
         row.addWidget(self.url, 1)
         row.addWidget(copy)
         connect.body.addLayout(row)
@@ -189,7 +200,7 @@ class OverviewPage(Page):
             edit_box.setFixedHeight(edit_box.fontMetrics().lineSpacing() * 3 + 16)
             self._snippet_edits.append(edit_box)
             copy_snippet = QPushButton("Copy")
-            copy_snippet.clicked.connect(lambda _=False, e=edit_box: self._copy(e.toPlainText()))
+            copy_button(copy_snippet, edit_box.toPlainText)
             lay.addWidget(edit_box)
             lay.addLayout(_left(copy_snippet))
             self.snippets.addTab(tab, name)
@@ -259,7 +270,7 @@ class OverviewPage(Page):
         self.wallet_budget = ov.wallet_budget.spec if ov.wallet_budget else None
         now = datetime.now(UTC)
         self.today.setText(money(ov.today_nano))
-        self.today_note.setText(f"{ov.requests_today:,} requests")
+        self.today_note.setText(plural(ov.requests_today, "request"))
         self.week.setText(money(ov.week_nano))
         self.month.setText(money(ov.month_nano))
         b = ov.wallet_budget
@@ -275,8 +286,12 @@ class OverviewPage(Page):
             )
             self.budget_bar.setValue(min(int(b.used_fraction * 1000), 1000))
             self.budget_reset.setText(f"Budget {describe_until(now, b.reset_at)}")
+        outlook = budget_outlook(b, ov.burn_nano_per_hour, now)
+        self.budget_outlook.setText(f"Last hour: {outlook}")
         self.show_providers(providers)
-        self._show_paused(ov.paused)
+        # The controller's state, not the read's: a read begun before a resume must not
+        # bring the paused notice back.
+        self._show_paused(self.controller.paused)
 
     def show_providers(self, providers: list[ProviderInfo]) -> None:
         if not providers:
@@ -339,9 +354,11 @@ class OverviewPage(Page):
 
     # -- actions ----------------------------------------------------------------------------
     def _toggle_pause(self) -> None:
-        self.controller.spawn(
-            self.controller.set_paused(not self.controller.paused), "Pause switch"
-        )
+        self.controller.spawn(self._set_paused(not self.controller.paused), "Pause switch")
+
+    async def _set_paused(self, paused: bool) -> None:
+        await self.controller.set_paused(paused)
+        self._show_paused(paused)  # at once, not when the engine's event or a reload comes
 
     def _edit_budget(self) -> None:
         dialog = BudgetDialog("the wallet (all apps together)", self.wallet_budget, self)
@@ -351,11 +368,6 @@ class OverviewPage(Page):
             self.controller.spawn(
                 self.controller.run(wallet.set_budget, spec, None), "Setting the wallet budget"
             )
-
-    @staticmethod
-    def _copy(text: str) -> None:
-        clip = QGuiApplication.clipboard()
-        clip.setText(text)
 
 
 def _left(widget: QWidget) -> QHBoxLayout:
