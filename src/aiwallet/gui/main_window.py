@@ -4,7 +4,8 @@ one."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 CLOSED_TO_TRAY_TOLD = "gui.closed_to_tray_told"  # a setting: the notice was shown once
 CLOSED_TO_TRAY_TITLE = "aiwallet is still running"
-CLOSED_TO_TRAY_TEXT = (
+CLOSED_TO_TRAY_TELL = (
     "Closing the window keeps the wallet running in the tray, so apps can still use it. "
     "Choose Quit in the tray menu to stop it."
 )
@@ -44,6 +45,7 @@ class MainWindow(QMainWindow):
         self.controller = controller
         self.hide_on_close = hide_on_close
         self._tray_told = False  # asked this session whether the notice was shown
+        self.tray_notice_task: asyncio.Task[Any] | None = None
         self.setWindowTitle(texts.APP_TITLE)
         self.resize(1200, 800)
         central = QWidget()
@@ -127,7 +129,7 @@ class MainWindow(QMainWindow):
         settings = self.controller.wallet.settings
         if await self.controller.run(settings.get, CLOSED_TO_TRAY_TOLD):
             return
-        self.controller.notice.emit("closed_to_tray", CLOSED_TO_TRAY_TITLE, CLOSED_TO_TRAY_TEXT)
+        self.controller.notice.emit("closed_to_tray", CLOSED_TO_TRAY_TITLE, CLOSED_TO_TRAY_TELL)
         await self.controller.run(lambda: settings.set(CLOSED_TO_TRAY_TOLD, True, audit=False))
 
     def bring_up(self) -> None:
@@ -142,6 +144,8 @@ class MainWindow(QMainWindow):
             self.hide()
             if not self._tray_told:
                 self._tray_told = True
-                self.controller.spawn(self._tell_closed_to_tray(), "Closed to the tray")
+                self.tray_notice_task = self.controller.spawn(
+                    self._tell_closed_to_tray(), "Closed to the tray"
+                )
             return
         super().closeEvent(event)

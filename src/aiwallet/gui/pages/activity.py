@@ -105,8 +105,12 @@ class ActivityPage(Page):
             # As wide as its longest entry (app and model names arrive later): never clipped.
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             combo.setMinimumContentsLength(8)
-            combo.currentIndexChanged.connect(self._filters_changed)
             filters.addWidget(combo)
+        # The app and model filters apply to the charts too (a reload also reloads the log).
+        self.app_filter.currentIndexChanged.connect(self.reload)
+        self.model_filter.currentIndexChanged.connect(self.reload)
+        for combo in (self.status_filter, self.time_filter):
+            combo.currentIndexChanged.connect(self._filters_changed)
         filters.addStretch(1)
         filters.addWidget(label("Chart:"))
         for combo in (self.range, self.group):
@@ -158,6 +162,7 @@ class ActivityPage(Page):
         split.setSizes([330, 400])
         self.body.addWidget(split, 1)
         self.series: SpendSeries | None = None
+        self.drawn_for: tuple[object, ...] | None = None  # the chart choices last drawn
         self._widths_set = False
 
     # -- loading --------------------------------------------------------------------------------
@@ -191,8 +196,17 @@ class ActivityPage(Page):
             self.table.resizeColumnsToContents()
             self._widths_set = True
 
+    def chart_choices(self) -> tuple[object, ...]:
+        return (
+            self.range.currentData(),
+            self.group.currentData(),
+            self.app_filter.currentData(),
+            self.model_filter.currentData(),
+        )
+
     async def refresh(self) -> None:
         wallet = self.controller.wallet
+        choices = self.chart_choices()
         unit, count = CHART_RANGES[str(self.range.currentData())]
         model = self.model_filter.currentData()
         # A chosen model is a series of the by-model grouping: the charts show only it.
@@ -231,6 +245,8 @@ class ActivityPage(Page):
             return tz, series, cumulative, names, models
 
         tz, series, cumulative, names, models = await self.controller.run(read)
+        if self.chart_choices() != choices:
+            return  # chosen otherwise meanwhile: the reload that choice started draws it
         self._fill_filters(names, models)
         self.series = series
         self.stacked.show_series(series, unit, tz)
@@ -259,6 +275,7 @@ class ActivityPage(Page):
                 else f"{whose} spend has no budget (set one on Overview or Apps)"
             )
         )
+        self.drawn_for = choices
         await self.log.reset(self.current_filter())
 
     def _fill_filters(self, names: dict[int, str], models: list[str]) -> None:
