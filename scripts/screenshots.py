@@ -169,7 +169,9 @@ def main() -> None:
     if not env.get("DISPLAY"):
         if shutil.which("Xvfb") is None:
             sys.exit("screenshots need a display or Debian's xvfb (apt-get install xvfb)")
-        display = ":97"
+        # The first display number no other X server holds (others may be taking theirs).
+        number = next(n for n in range(97, 140) if not Path(f"/tmp/.X{n}-lock").exists())
+        display = f":{number}"
         xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "2800x1900x24", "-nolisten",
                                  "tcp"])  # fmt: skip
         env["DISPLAY"] = display

@@ -14,6 +14,7 @@ import openai
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QLabel
 
 from aiwallet.cli_commands.requests import STATUS_CHOICES
 from aiwallet.domain.burn import BURN_WINDOW
@@ -180,6 +181,9 @@ def test_apps_and_overview_show_used_up_burn_rate_and_run_out(desk, qtbot):
     assert ov_page.budget_outlook.text() == (
         f"Last hour: {format_usd_short(total_burn)}/h · lasts until the reset"
     )
+    # Per app on Overview too, under each of this month's spenders.
+    lines = [w.text() for w in ov_page.findChildren(QLabel) if w.objectName() == "muted"]
+    assert outlook["alpha"] in lines and outlook["beta"] in lines
 
 
 def test_copy_buttons_confirm_for_two_seconds(desk, qtbot):

@@ -37,7 +37,14 @@ from aiwallet.gui.widgets import (
     shown,
 )
 from aiwallet.service import ProviderInfo, Wallet
-from aiwallet.summaries import Overview, budget_outlook, month_by_app, overview, plural
+from aiwallet.summaries import (
+    Overview,
+    app_summaries,
+    budget_outlook,
+    month_by_app,
+    overview,
+    plural,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,17 +228,20 @@ class OverviewPage(Page):
     # -- data -------------------------------------------------------------------------------
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        ov, providers, by_app, steps = await self.controller.run(
+        ov, providers, by_app, steps, apps = await self.controller.run(
             lambda: (
                 overview(wallet),
                 wallet.list_providers(),
                 month_by_app(wallet),
                 FirstSteps.of(wallet),
+                app_summaries(wallet),
             )
         )
         self.steps.show_steps(steps)
         self.show_overview(ov, providers)
-        self.show_top_apps(by_app, ov.month_nano)
+        now = datetime.now(UTC)
+        outlooks = {a.name: budget_outlook(a.budget, a.burn_nano_per_hour, now) for a in apps}
+        self.show_top_apps(by_app, ov.month_nano, outlooks)
         if self.controller.balances_stale(providers):
             self.controller.spawn(self._load_balances(providers), "Reading balances")
 
@@ -239,7 +249,15 @@ class OverviewPage(Page):
         await self.controller.load_balances()
         self.show_providers(providers)
 
-    def show_top_apps(self, by_app: list[tuple[str, int]], month_nano: int) -> None:
+    def show_top_apps(
+        self,
+        by_app: list[tuple[str, int]],
+        month_nano: int,
+        outlooks: dict[str, str] | None = None,
+    ) -> None:
+        """This month's largest spenders; under each, its burn rate of the last hour and
+        run-out (or "used up, resets in …") unless it was idle."""
+        outlooks = outlooks or {}
         while self.top_apps.count():
             item = self.top_apps.takeAt(0)
             widget = item.widget() if item is not None else None
@@ -255,6 +273,9 @@ class OverviewPage(Page):
             lay.setSpacing(1)
             share = nano / month_nano if month_nano else 0.0  # a bar's length only
             lay.addWidget(rich_label(f"{html_text(name, 60)} · <b>{money(nano)}</b> · {share:.0%}"))
+            outlook = outlooks.get(name, "idle")
+            if outlook != "idle":
+                lay.addWidget(label(outlook, "muted"))
             bar = QProgressBar()
             bar.setRange(0, 1000)
             bar.setValue(int(share * 1000))
