@@ -165,7 +165,7 @@ def month_by_app(wallet: Wallet, now: datetime | None = None) -> list[tuple[str,
 def budget_outlook(view: BudgetView | None, burn_nano_per_hour: int, now: datetime) -> str:
     """One line on a budget's state for Apps and Overview: ``used up, resets in 4 h`` when
     nothing is left; else the burn rate of the last hour and where it leads (``$0.42/h ·
-    runs out in 3 h 10 min (17:20)``, ``lasts until the reset``); ``idle`` when nothing
+    runs out in 3 h 10 min (17:20)``, ``lasts to reset``); ``idle`` when nothing
     was spent in the last hour. Without a budget, only the rate."""
     rate = f"{format_usd_short(burn_nano_per_hour)}/h"
     if view is None:
@@ -179,7 +179,7 @@ def budget_outlook(view: BudgetView | None, burn_nano_per_hour: int, now: dateti
         return "idle"
     if p.outlook is Outlook.RUNS_OUT and p.out_at is not None:
         return f"{rate} · runs out {when_text(p.out_at, now)}"
-    return f"{rate} · lasts until the reset" if view.reset_at else f"{rate} · lasts"
+    return f"{rate} · lasts to reset" if view.reset_at else f"{rate} · lasts"
 
 
 def refusal_reason(code: str | None) -> str:

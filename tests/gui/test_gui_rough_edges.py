@@ -169,7 +169,7 @@ def test_apps_and_overview_show_used_up_burn_rate_and_run_out(desk, qtbot):
     beta = desk.wallet.apps.get("beta").id
     burn = desk.wallet.ledger.total_spent(since=now - BURN_WINDOW, app_id=beta)
     assert burn > 0
-    assert outlook["beta"] == f"{format_usd_short(burn)}/h · lasts until the reset"
+    assert outlook["beta"] == f"{format_usd_short(burn)}/h · lasts to reset"
     assert page.model.headerData(AppCol.OUTLOOK, Qt.Orientation.Horizontal, 0).startswith(
         "Last hour"
     )
@@ -179,7 +179,7 @@ def test_apps_and_overview_show_used_up_burn_rate_and_run_out(desk, qtbot):
     total_burn = desk.wallet.ledger.total_spent(since=now - BURN_WINDOW)
     assert overview(desk.wallet).burn_nano_per_hour == total_burn
     assert ov_page.budget_outlook.text() == (
-        f"Last hour: {format_usd_short(total_burn)}/h · lasts until the reset"
+        f"Last hour: {format_usd_short(total_burn)}/h · lasts to reset"
     )
     # Per app on Overview too, under each of this month's spenders.
     lines = [w.text() for w in ov_page.findChildren(QLabel) if w.objectName() == "muted"]

@@ -115,6 +115,8 @@ class AppsModel(QAbstractTableModel):
             return tooltip_text(
                 f"{app.name} · key {app.key_prefix}… · total spent {money(app.spent_total_nano)}"
             )
+        if role == Qt.ItemDataRole.ToolTipRole and col is AppCol.MODELS and app.models:
+            return tooltip_text(", ".join(app.models))
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if col is AppCol.NAME:
@@ -266,6 +268,12 @@ class AppsPage(Page):
         )
         selected = self.selected_app()
         self.model.set_apps(apps)
+        # The models take what room is left (their full list in a tooltip), so the table
+        # fits the page without a horizontal scroll bar. (A mode is kept only for a section
+        # that exists: set once there are columns.)
+        header = self.view.horizontalHeader()
+        if header.count() > AppCol.MODELS:
+            header.setSectionResizeMode(AppCol.MODELS, QHeaderView.ResizeMode.Stretch)
         self.rules.set_rules(rules, names)
         if selected is not None:
             self.select_app(selected.name)
