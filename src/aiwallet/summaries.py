@@ -15,7 +15,6 @@ from aiwallet.domain.burn import BURN_WINDOW, Outlook, Projection, project, when
 from aiwallet.domain.money import BudgetSpec, Period, format_usd_short, usd_string
 from aiwallet.domain.reports import RequestFilter
 from aiwallet.domain.windows import describe_until, window_for
-from aiwallet.engine.errors import CODES
 
 if TYPE_CHECKING:
     from aiwallet.service import Wallet
@@ -187,6 +186,8 @@ def refusal_reason(code: str | None) -> str:
     (``engine/errors.py``); empty for a code it does not hold (a provider's own code)."""
     if not code:
         return ""
+    from aiwallet.engine.errors import CODES  # here: the CLI and the GUI start without aiohttp
+
     kind = CODES.get(code)
     return kind.description if kind is not None else ""
 
