@@ -53,6 +53,25 @@ def _grab_popups(path: Path, *widgets: object) -> None:
     canvas.save(str(path))
 
 
+def _use_up(wallet: object, name: str) -> None:
+    """Lower one daily budget to (about) what the app spent today, so the Apps page shows
+    what it says of a budget that is used up."""
+    from aiwallet.domain.money import BudgetSpec, Period
+    from aiwallet.service import Wallet
+
+    assert isinstance(wallet, Wallet)
+    app = wallet.apps.get(name)
+    budget = wallet.budgets.app_budget(app.id)
+    if budget is None or budget.period is not Period.DAY:
+        return
+    from datetime import UTC, datetime
+
+    state = wallet.budgets.state(budget, datetime.now(UTC), wallet.timezone)
+    amount = state.spent_nano - state.spent_nano % 100_000  # a round $0.0017, not $0.0017508
+    if amount > 0:
+        wallet.set_budget(BudgetSpec(amount, Period.DAY), name)
+
+
 def _child(out: Path, data: Path, theme: str, scale: str) -> None:
     """Inside the display: open each page, grab it, then raise a prompt and grab it."""
     import asyncio
@@ -70,6 +89,7 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
     app = QApplication(sys.argv)
     look.apply(app)
     wallet = Wallet.open(DataDir(data))
+    _use_up(wallet, "nightly-summarizer")
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     desk = DesktopApp(wallet, use_tray=False)
@@ -85,6 +105,9 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
             desk.window.show_page(i)
             while page.loads < 1:
                 await asyncio.sleep(0.05)
+            if name == "activity":  # the log's refusals, each with its reason
+                combo = desk.window.activity.status_filter
+                combo.setCurrentIndex(combo.findData("error"))
             await asyncio.sleep(0.6)
             desk.window.grab().save(str(out / f"{name}-{suffix}.png"))
         desk.window.show_page(0)
@@ -169,7 +192,9 @@ def main() -> None:
     if not env.get("DISPLAY"):
         if shutil.which("Xvfb") is None:
             sys.exit("screenshots need a display or Debian's xvfb (apt-get install xvfb)")
-        display = ":97"
+        # The first display number no other X server holds (others may be taking theirs).
+        number = next(n for n in range(97, 140) if not Path(f"/tmp/.X{n}-lock").exists())
+        display = f":{number}"
         xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "2800x1900x24", "-nolisten",
                                  "tcp"])  # fmt: skip
         env["DISPLAY"] = display

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aiwallet.domain.money import BudgetSpec, Period, usd_string
+from aiwallet.domain.burn import BURN_WINDOW, Outlook, Projection, project, when_text
+from aiwallet.domain.money import BudgetSpec, Period, format_usd_short, usd_string
 from aiwallet.domain.reports import RequestFilter
 from aiwallet.domain.windows import describe_until, window_for
 
@@ -38,6 +39,13 @@ class BudgetView:
             return 1.0
         return (self.spent_nano + self.reserved_nano) / self.spec.amount_nano
 
+    @property
+    def used_up(self) -> bool:
+        return self.remaining_nano <= 0
+
+    def projection(self, burn_nano_per_hour: int, now: datetime) -> Projection:
+        return project(self.remaining_nano, burn_nano_per_hour, now, self.reset_at)
+
     @classmethod
     def of(cls, st: BudgetState) -> BudgetView:
         spec = BudgetSpec(st.budget.amount_nano, st.budget.period)
@@ -59,6 +67,7 @@ class AppSummary:
     rpm_limit: int | None
     tpm_limit: int | None
     concurrency_limit: int | None
+    burn_nano_per_hour: int = 0  # spent in the last hour
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         b = self.budget
@@ -75,6 +84,7 @@ class AppSummary:
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "spent_total_usd": usd_string(self.spent_total_nano),
             "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+            "burn_usd_per_hour": usd_string(self.burn_nano_per_hour),
         }
 
 
@@ -83,6 +93,7 @@ def app_summaries(wallet: Wallet, now: datetime | None = None) -> list[AppSummar
     now = now or datetime.now(UTC)
     tz = wallet.timezone
     last_used = wallet.reports.last_used()
+    hour_ago = now - BURN_WINDOW
     out: list[AppSummary] = []
     for app in wallet.apps.list():
         grant = wallet.apps.grant(app.id)
@@ -106,6 +117,7 @@ def app_summaries(wallet: Wallet, now: datetime | None = None) -> list[AppSummar
                 rpm_limit=app.rpm_limit,
                 tpm_limit=app.tpm_limit,
                 concurrency_limit=app.concurrency_limit,
+                burn_nano_per_hour=wallet.reports.spend_total(hour_ago, now, app_id=app.id),
             )
         )
     return out
@@ -120,6 +132,7 @@ class Overview:
     wallet_budget: BudgetView | None
     paused: bool
     timezone: str
+    burn_nano_per_hour: int = 0  # the wallet's spend in the last hour
 
 
 def overview(wallet: Wallet, now: datetime | None = None) -> Overview:
@@ -133,7 +146,10 @@ def overview(wallet: Wallet, now: datetime | None = None) -> Overview:
     requests_today = wallet.reports.request_count(RequestFilter(since=day.start, until=day.end))
     budget = wallet.budgets.wallet_budget()
     view = BudgetView.of(wallet.budgets.state(budget, now, tz)) if budget else None
-    return Overview(totals[0], totals[1], totals[2], requests_today, view, wallet.paused, tz.key)
+    burn = wallet.reports.spend_total(now - BURN_WINDOW, now)
+    return Overview(
+        totals[0], totals[1], totals[2], requests_today, view, wallet.paused, tz.key, burn
+    )
 
 
 def month_by_app(wallet: Wallet, now: datetime | None = None) -> list[tuple[str, int]]:
@@ -143,3 +159,39 @@ def month_by_app(wallet: Wallet, now: datetime | None = None) -> list[tuple[str,
     assert month.start is not None and month.end is not None
     series = wallet.reports.spend_series([month.start, month.end], "app")
     return [(k, series.values[k][0]) for k in series.keys if series.values[k][0]]
+
+
+def budget_outlook(view: BudgetView | None, burn_nano_per_hour: int, now: datetime) -> str:
+    """One line on a budget's state for Apps and Overview: ``used up, resets in 4 h`` when
+    nothing is left; else the burn rate of the last hour and where it leads (``$0.42/h ·
+    runs out in 3 h 10 min (17:20)``, ``lasts to reset``); ``idle`` when nothing
+    was spent in the last hour. Without a budget, only the rate."""
+    rate = f"{format_usd_short(burn_nano_per_hour)}/h"
+    if view is None:
+        return f"{rate} in the last hour" if burn_nano_per_hour else "idle"
+    if view.used_up:
+        return "used up, " + describe_until(now, view.reset_at).replace(
+            "never resets", "does not reset"
+        )
+    p = view.projection(burn_nano_per_hour, now)
+    if p.outlook is Outlook.IDLE:
+        return "idle"
+    if p.outlook is Outlook.RUNS_OUT and p.out_at is not None:
+        return f"{rate} · runs out {when_text(p.out_at, now)}"
+    return f"{rate} · lasts to reset" if view.reset_at else f"{rate} · lasts"
+
+
+def refusal_reason(code: str | None) -> str:
+    """What a request log's ``error_code`` means, in the words of the one table of codes
+    (``engine/errors.py``); empty for a code it does not hold (a provider's own code)."""
+    if not code:
+        return ""
+    from aiwallet.engine.errors import CODES  # here: the CLI and the GUI start without aiohttp
+
+    kind = CODES.get(code)
+    return kind.description if kind is not None else ""
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 request``, ``2 requests``, ``1,204 requests``."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"

@@ -35,6 +35,9 @@ STATUS_CHOICES = (
     "budget_exceeded",
     "wallet_paused",
     "consent_required",
+    "consent_denied",
+    "expensive_request_denied",
+    "too_many_pending",
     "rate_limited",
     "upstream_unavailable",
 )

@@ -118,6 +118,21 @@ def format_usd(nano: int, *, places: int | None = 2, sign: bool = False) -> str:
     return f"{prefix}${body}"
 
 
+def format_usd_short(nano: int, *, digits: int = 3) -> str:
+    """Dollars for a tight place: cents from a cent up (``$1.23``); under a cent the first
+    ``digits`` significant digits, trailing zeros dropped (``$0.00105``, ``$0.000123``), so
+    a small cost never reads as ``$0.00`` or loses its digits. Display only (rounded
+    half-to-even); an exact figure goes through ``format_usd(places=None)``."""
+    if nano == 0 or abs(nano) >= 10_000_000:
+        return format_usd(nano)
+    places = 2
+    while abs(nano) * 10**places < NANOS_PER_USD * 10 ** (digits - 1) and places < 9:
+        places += 1
+    text = format_usd(nano, places=places)
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
 def usd_string(nano: int) -> str:
     """Exact machine-readable dollars, e.g. ``0.000123450`` (9 decimals), for headers and JSON."""
     neg = nano < 0

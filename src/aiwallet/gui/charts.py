@@ -62,7 +62,13 @@ class _Plot(pg.PlotWidget):  # type: ignore[misc]
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.getAxis("left").setLabel("USD")
+        self.x_label = ""
         self.setMinimumHeight(180)
+
+    def set_x_label(self, text: str) -> None:
+        """The bottom axis's title (what a bucket is: an hour, a day of this week, ...)."""
+        self.x_label = text
+        self.getAxis("bottom").setLabel(text)
 
 
 class StackedSpendChart(_Plot):
@@ -114,10 +120,15 @@ class CumulativeChart(_Plot):
         self.points: list[int] = []
 
     def show_cumulative(
-        self, per_bucket: list[int], budget_nano: int | None, labels: list[str]
+        self,
+        per_bucket: list[int],
+        budget_nano: int | None,
+        labels: list[str],
+        start_nano: int = 0,
     ) -> None:
+        """``start_nano``: what was spent before the first bucket (a total budget)."""
         self.clear()
-        running, points = 0, [0]
+        running, points = start_nano, [start_nano]
         for v in per_bucket:
             running += v
             points.append(running)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QGuiApplication
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
 
 from aiwallet.domain.errors import InvalidInput, WalletError
 from aiwallet.domain.money import BudgetSpec, Period, format_usd, parse_usd
-from aiwallet.domain.providers import KINDS
+from aiwallet.domain.providers import KINDS, WireFormat
 from aiwallet.domain.sealing import MIN_SEAL_LENGTH
 from aiwallet.gui import texts
-from aiwallet.gui.widgets import html_text, label, rich_label, shown
+from aiwallet.gui.widgets import copy_button, html_text, label, rich_label, shown
 
 LIFETIMES: tuple[tuple[str, int | None], ...] = (
     ("1 hour", 3600),
@@ -185,7 +185,8 @@ class KeyShownDialog(QDialog):
         field.setMinimumWidth(420)
         lay.addWidget(field)
         copy = QPushButton("Copy key")
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(key))
+        copy_button(copy, lambda: key)
+        self.copy = copy
         lay.addWidget(copy)
         lay.addWidget(label(f"Base URL: {url}/v1 (OpenAI SDK) or {url} (Anthropic SDK)", wrap=True))
         ok = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -206,7 +207,8 @@ class ProviderDialog(QDialog):
         for kind in KINDS.values():
             self.kind.addItem(kind.label, kind.id)
         self.base_url = QLineEdit()
-        self.base_url.setPlaceholderText("default for the kind")
+        self.kind.currentIndexChanged.connect(self._kind_changed)
+        self._kind_changed()
         self.key = QLineEdit()
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key.setPlaceholderText("paste the API key")
@@ -222,6 +224,18 @@ class ProviderDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _kind_changed(self) -> None:
+        """The placeholder says what an empty Base URL means for this kind: its default
+        address, or that this kind needs one."""
+        kind = KINDS.get(str(self.kind.currentData()))
+        if kind is None:
+            return
+        if kind.default_base_url is None:
+            example = "https://llm.example" + ("/v1" if kind.wire is WireFormat.OPENAI else "")
+            self.base_url.setPlaceholderText(f"required, like {example}")
+        else:
+            self.base_url.setPlaceholderText(f"{kind.default_base_url} (the default)")
 
 
 WIDTH = 520  # of the dialog's text, so that wrapped lines get the height they need

@@ -4,7 +4,8 @@ one."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -29,6 +30,12 @@ from aiwallet.gui.widgets import shown
 if TYPE_CHECKING:
     from aiwallet.gui.pages.activity import ActivityPage
 
+CLOSED_TO_TRAY_TOLD = "gui.closed_to_tray_told"  # a setting: the notice was shown once
+CLOSED_TO_TRAY_TITLE = "aiwallet is still running"
+CLOSED_TO_TRAY_TELL = (
+    "Closing the window keeps the wallet running in the tray, so apps can still use it. "
+    "Choose Quit in the tray menu to stop it."
+)
 ACTIVITY = 2  # built on first visit: its charts (pyqtgraph, numpy) are most of the imports
 
 
@@ -37,6 +44,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.controller = controller
         self.hide_on_close = hide_on_close
+        self._tray_told = False  # asked this session whether the notice was shown
+        self.tray_notice_task: asyncio.Task[Any] | None = None
         self.setWindowTitle(texts.APP_TITLE)
         self.resize(1200, 800)
         central = QWidget()
@@ -76,6 +85,7 @@ class MainWindow(QMainWindow):
             lambda text: self.statusBar().showMessage(shown(text, 300), 15_000)
         )
         controller.paused_changed.connect(self._title)
+        controller.paused_changed.connect(self._clear_paused_status)
         self._title(controller.paused)
 
     @property
@@ -108,6 +118,20 @@ class MainWindow(QMainWindow):
     def _title(self, paused: bool) -> None:
         self.setWindowTitle(f"{texts.APP_TITLE} — paused" if paused else texts.APP_TITLE)
 
+    def _clear_paused_status(self, paused: bool) -> None:
+        """A resume takes the "paused" line off the status bar at once."""
+        bar = self.statusBar()
+        if not paused and bar.currentMessage().startswith(texts.NOTIFY_PAUSED):
+            bar.clearMessage()
+
+    async def _tell_closed_to_tray(self) -> None:
+        """The first time ever the window closes to the tray, a notice says so."""
+        settings = self.controller.wallet.settings
+        if await self.controller.run(settings.get, CLOSED_TO_TRAY_TOLD):
+            return
+        self.controller.notice.emit("closed_to_tray", CLOSED_TO_TRAY_TITLE, CLOSED_TO_TRAY_TELL)
+        await self.controller.run(lambda: settings.set(CLOSED_TO_TRAY_TOLD, True, audit=False))
+
     def bring_up(self) -> None:
         self.show()
         self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized)
@@ -118,5 +142,10 @@ class MainWindow(QMainWindow):
         if self.hide_on_close:
             event.ignore()
             self.hide()
+            if not self._tray_told:
+                self._tray_told = True
+                self.tray_notice_task = self.controller.spawn(
+                    self._tell_closed_to_tray(), "Closed to the tray"
+                )
             return
         super().closeEvent(event)

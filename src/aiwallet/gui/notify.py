@@ -17,6 +17,9 @@ from PySide6.QtWidgets import QSystemTrayIcon
 from aiwallet.domain.display import display
 
 COALESCE_S = 60.0
+# Kinds whose notices report a switch of state (paused, then resumed): a notice that
+# reverses the last one of its kind is never held back, the state it reports is the current.
+STATE_KINDS = frozenset({"paused"})
 TITLE_LIMIT = 80
 TEXT_LIMIT = 300
 _LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "&": "＆"})
@@ -25,6 +28,16 @@ _LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "&": "＆"})
 def notice_text(value: object, limit: int = TEXT_LIMIT) -> str:
     """What a notification may show of ``value``: one line, bounded, markup nowhere."""
     return display(value, limit=limit).translate(_LOOKALIKES)
+
+
+def status_line(title: str, text: str) -> str:
+    """The one line the status bar shows: ``title: text``, or just ``text`` when it already
+    begins with the title's words (no "Paused: Paused. ..."), or the title alone."""
+    if not text:
+        return title
+    if text.casefold().startswith(title.rstrip(" .:").casefold()):
+        return text
+    return f"{title}: {text}"
 
 
 class Notifier(QObject):
@@ -41,6 +54,7 @@ class Notifier(QObject):
         self.fallback = fallback
         self.clock = clock
         self._last: dict[str, float] = {}
+        self._last_title: dict[str, str] = {}
         self.suppressed = 0
 
     def notify(self, kind: str, title: str, text: str) -> bool:
@@ -48,10 +62,12 @@ class Notifier(QObject):
         title, text = notice_text(title, TITLE_LIMIT), notice_text(text)
         now = self.clock()
         last = self._last.get(kind)
-        if last is not None and now - last < COALESCE_S:
+        reverses = kind in STATE_KINDS and self._last_title.get(kind) not in (None, title)
+        if last is not None and now - last < COALESCE_S and not reverses:
             self.suppressed += 1
             return False
         self._last[kind] = now
+        self._last_title[kind] = title
         if self.tray is not None and self.tray.isVisible() and self.tray.supportsMessages():
             icon = (
                 QSystemTrayIcon.MessageIcon.Warning
@@ -59,6 +75,6 @@ class Notifier(QObject):
                 else QSystemTrayIcon.MessageIcon.Information
             )
             self.tray.showMessage(title, text or title, icon, 8000)
-        self.fallback(f"{title}: {text}" if text else title)
+        self.fallback(status_line(title, text))
         self.shown.emit(kind, title, text)
         return True

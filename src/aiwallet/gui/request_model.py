@@ -10,10 +10,11 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
-from aiwallet.domain.money import format_usd
+from aiwallet.domain.money import format_usd, format_usd_short
 from aiwallet.domain.reports import RequestFilter, RequestRow
 from aiwallet.domain.usage import TokenSource
 from aiwallet.gui.widgets import shown, tooltip_text, when
+from aiwallet.summaries import refusal_reason
 
 Index = QModelIndex | QPersistentModelIndex
 PAGE = 200
@@ -29,9 +30,10 @@ class Col(enum.IntEnum):
     COST = 5
     LATENCY = 6
     STATUS = 7
+    REASON = 8
 
 
-HEADERS = ("Time", "App", "Model", "In", "Out", "Cost", "Latency", "Status")
+HEADERS = ("Time", "App", "Model", "In", "Out", "Cost", "Latency", "Status", "Reason")
 
 
 def status_text(row: RequestRow) -> str:
@@ -43,6 +45,14 @@ def status_text(row: RequestRow) -> str:
             text += f" ({row.token_source})"
         return text + (" · stream" if row.stream else "")
     return f"{row.status} {row.error_code or ''}".strip()
+
+
+def reason_text(row: RequestRow) -> str:
+    """Why a request was refused or cut off (the code's line in the table of codes); empty
+    for one that went well."""
+    if not row.error_code:
+        return ""
+    return refusal_reason(row.error_code) or row.error_code
 
 
 class RequestLogModel(QAbstractTableModel):
@@ -117,6 +127,7 @@ class RequestLogModel(QAbstractTableModel):
                 Col.COST: row.cost_nano,
                 Col.LATENCY: row.latency_ms or 0,
                 Col.STATUS: row.status,
+                Col.REASON: row.error_code or "",
             }[col]
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
             Col.TOKENS_IN,
@@ -125,6 +136,12 @@ class RequestLogModel(QAbstractTableModel):
             Col.LATENCY,
         ):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if (
+            role == Qt.ItemDataRole.ToolTipRole
+            and col in (Col.STATUS, Col.REASON)
+            and row.error_code
+        ):
+            return tooltip_text(f"{status_text(row)}: {reason_text(row)}")
         if role == Qt.ItemDataRole.ToolTipRole:
             exact = format_usd(row.cost_nano, places=None)
             return tooltip_text(
@@ -144,7 +161,9 @@ class RequestLogModel(QAbstractTableModel):
         if col is Col.TOKENS_OUT:
             return f"{row.output_tokens:,}"
         if col is Col.COST:
-            return format_usd(row.cost_nano, places=4)
+            return format_usd_short(row.cost_nano)
         if col is Col.LATENCY:
             return f"{row.latency_ms:,} ms" if row.latency_ms is not None else "–"
-        return shown(status_text(row))
+        if col is Col.STATUS:
+            return shown(status_text(row))
+        return shown(reason_text(row), 300)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QResizeEvent, QTextOption
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QGuiApplication, QPainter, QResizeEvent, QTextOption
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QFrame,
     QLabel,
     QMessageBox,
@@ -33,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from aiwallet.domain.display import display
-from aiwallet.domain.money import format_usd
+from aiwallet.domain.money import format_usd, format_usd_short
 from aiwallet.gui.theme import DANGER, WARN
 
 OK_COLOUR = "#38a169"
@@ -42,10 +44,9 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a 0..1000 per-mille value for th
 
 
 def money_short(nano: int) -> str:
-    """Cents only, for tight columns: ``$1.23``; ``<$0.01`` for a few tenths of a cent."""
-    if 0 < nano < 5_000_000:
-        return "<$0.01"
-    return format_usd(nano)
+    """For tight columns: cents from a cent up (``$1.23``); under a cent three significant
+    digits (``$0.00105``), never ``<$0.01`` or a rounded-away ``$0.0010``."""
+    return format_usd_short(nano)
 
 
 def money(nano: int) -> str:
@@ -53,6 +54,27 @@ def money(nano: int) -> str:
     if nano != 0 and abs(nano) < 10_000_000:
         return format_usd(nano, places=None)
     return format_usd(nano)
+
+
+COPIED = "Copied"
+COPIED_MS = 2000  # how long a copy button says "Copied"
+
+
+def copy_button(button: QAbstractButton, text: Callable[[], str]) -> None:
+    """Make ``button`` copy ``text()`` to the clipboard and say "Copied" for two seconds
+    (a single-shot timer puts its own text back; clicking again restarts the two seconds)."""
+    own = button.text()
+    timer = QTimer(button)
+    timer.setSingleShot(True)
+    timer.setInterval(COPIED_MS)
+    timer.timeout.connect(lambda: button.setText(own))
+
+    def copy() -> None:
+        QGuiApplication.clipboard().setText(text())
+        button.setText(COPIED)
+        timer.start()
+
+    button.clicked.connect(copy)
 
 
 def when(ts: datetime | None, now: datetime | None = None) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiwallet.domain.burn import Outlook, project, when_text
 from aiwallet.domain.money import NANOS_PER_USD, format_usd, usd_to_nano
 
 # States the widget and the text show.
@@ -52,20 +53,7 @@ def short_money(nano: int) -> str:
 
 def when(at: datetime, now: datetime) -> str:
     """``in 3 h 20 min (00:00)``, in the kernel's local time."""
-    left = at - now
-    local = at.astimezone()
-    clock = local.strftime("%H:%M") if left < timedelta(hours=20) else local.strftime("%a %H:%M")
-    secs = max(int(left.total_seconds()), 0)
-    days, rem = divmod(secs, 86400)
-    hours, rem = divmod(rem, 3600)
-    mins = rem // 60
-    if days:
-        span = f"{days} d {hours} h"
-    elif hours:
-        span = f"{hours} h {mins} min"
-    else:
-        span = f"{max(mins, 1)} min"
-    return f"in {span} ({clock})"
+    return when_text(at, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,16 +184,16 @@ def _projection(
     left: int, burn_per_h: int, now: datetime, reset_at: datetime | None, start: datetime | None
 ) -> tuple[str, float | None]:
     """``runs out ~14:20 at this rate`` / ``lasts until the reset at this rate``."""
-    if left <= 0:
+    p = project(left, burn_per_h, now, reset_at)
+    if p.outlook is Outlook.NOTHING_LEFT:
         return "nothing left", None
-    if burn_per_h <= 0:
+    if p.outlook is Outlook.IDLE:
         return "", None
-    out_at = now + timedelta(hours=left / burn_per_h)  # display only: never money
-    if reset_at is not None and out_at >= reset_at:
+    if p.out_at is None:
         return "lasts until the reset at this rate", None
     return (
-        f"runs out {when(out_at, now)} at this rate",
-        _fraction(out_at, start, reset_at) if reset_at else None,
+        f"runs out {when(p.out_at, now)} at this rate",
+        _fraction(p.out_at, start, reset_at) if reset_at else None,
     )
 
 

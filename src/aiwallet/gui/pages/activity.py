@@ -25,6 +25,7 @@ from aiwallet.gui.controller import Controller
 from aiwallet.gui.pages.base import Page
 from aiwallet.gui.request_model import SORT_ROLE, RequestLogModel
 from aiwallet.gui.widgets import Card, label, money, rich_label, shown
+from aiwallet.summaries import plural
 
 STATUSES: tuple[tuple[str, str | None], ...] = (
     ("Any status", None),
@@ -33,6 +34,9 @@ STATUSES: tuple[tuple[str, str | None], ...] = (
     ("Budget exceeded", "budget_exceeded"),
     ("Wallet paused", "wallet_paused"),
     ("Consent required", "consent_required"),
+    ("Consent denied", "consent_denied"),
+    ("Expensive request denied", "expensive_request_denied"),
+    ("Too many waiting for consent", "too_many_pending"),
     ("Rate limited", "rate_limited"),
     ("Provider failing", "upstream_unavailable"),
 )
@@ -43,7 +47,35 @@ TIMES: tuple[tuple[str, int | None], ...] = (
     ("Last 7 days", 7 * 86_400),
     ("Last 30 days", 30 * 86_400),
 )
-CUMULATIVE_UNIT = {Period.DAY: "hour", Period.WEEK: "day", Period.MONTH: "day"}
+CUMULATIVE_UNIT = {
+    Period.DAY: "hour",
+    Period.WEEK: "day",
+    Period.MONTH: "day",
+    Period.TOTAL: "day",
+}
+X_LABELS = {"hour": "hour (local time)", "day": "day", "week": "week", "month": "month"}
+CUMULATIVE_X_LABELS = {
+    Period.DAY: "hour of today (local time)",
+    Period.WEEK: "day of this week",
+    Period.MONTH: "day of this month",
+    Period.TOTAL: "day (last 30 days)",
+}
+TOTAL_SPAN = timedelta(days=30)  # what the cumulative chart shows of a budget that never resets
+FAR_PAST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def only(series: SpendSeries, key: str | None) -> SpendSeries:
+    """``series`` with just ``key``'s spend (all of it when ``key`` is None)."""
+    if key is None:
+        return series
+    values = series.values.get(key)
+    if values is None:
+        return SpendSeries(series.edges, (), {}, 0)
+    return SpendSeries(series.edges, (key,), {key: values}, sum(values))
+
+
+def only_total(series: SpendSeries, key: str | None) -> int:
+    return only(series, key).total_nano
 
 
 class ActivityPage(Page):
@@ -70,8 +102,15 @@ class ActivityPage(Page):
         self.group.addItem("by app", "app")
         self.group.addItem("by model", "model")
         for combo in (self.app_filter, self.model_filter, self.status_filter, self.time_filter):
-            combo.currentIndexChanged.connect(self._filters_changed)
+            # As wide as its longest entry (app and model names arrive later): never clipped.
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            combo.setMinimumContentsLength(8)
             filters.addWidget(combo)
+        # The app and model filters apply to the charts too (a reload also reloads the log).
+        self.app_filter.currentIndexChanged.connect(self.reload)
+        self.model_filter.currentIndexChanged.connect(self.reload)
+        for combo in (self.status_filter, self.time_filter):
+            combo.currentIndexChanged.connect(self._filters_changed)
         filters.addStretch(1)
         filters.addWidget(label("Chart:"))
         for combo in (self.range, self.group):
@@ -123,6 +162,7 @@ class ActivityPage(Page):
         split.setSizes([330, 400])
         self.body.addWidget(split, 1)
         self.series: SpendSeries | None = None
+        self.drawn_for: tuple[object, ...] | None = None  # the chart choices last drawn
         self._widths_set = False
 
     # -- loading --------------------------------------------------------------------------------
@@ -151,64 +191,91 @@ class ActivityPage(Page):
 
     def _show_count(self, loaded: int) -> None:
         more = " (scroll for more)" if self.log.has_more() else ""
-        self.count.setText(f"{loaded:,} requests shown{more}")
+        self.count.setText(f"{plural(loaded, 'request')} shown{more}")
         if not self._widths_set and loaded:
             self.table.resizeColumnsToContents()
             self._widths_set = True
 
+    def chart_choices(self) -> tuple[object, ...]:
+        return (
+            self.range.currentData(),
+            self.group.currentData(),
+            self.app_filter.currentData(),
+            self.model_filter.currentData(),
+        )
+
     async def refresh(self) -> None:
         wallet = self.controller.wallet
+        choices = self.chart_choices()
         unit, count = CHART_RANGES[str(self.range.currentData())]
-        group = str(self.group.currentData())
+        model = self.model_filter.currentData()
+        # A chosen model is a series of the by-model grouping: the charts show only it.
+        group = "model" if model is not None else str(self.group.currentData())
         app_id = self.app_filter.currentData()
         now = datetime.now(UTC)
 
         def read() -> tuple[Any, ...]:
             tz = wallet.timezone
             edges = bucket_edges(unit, count, now, tz)
-            series = wallet.reports.spend_series(edges, group, app_id=app_id)
+            series = only(wallet.reports.spend_series(edges, group, app_id=app_id), model)
             budget = (
                 wallet.budgets.app_budget(app_id)
                 if app_id is not None
                 else wallet.budgets.wallet_budget()
             )
-            cumulative: tuple[SpendSeries, int | None, Period] | None = None
             period = budget.period if budget else Period.MONTH
-            if period in CUMULATIVE_UNIT:
+            if period is Period.TOTAL:  # no window: the last 30 days, and what came before
+                start, end = now - TOTAL_SPAN, now
+            else:
                 window = window_for(period, now, tz)
                 assert window.start is not None and window.end is not None
-                cunit = CUMULATIVE_UNIT[period]
-                cedges = _edges_over(cunit, window.start, min(window.end, now), tz)
-                cseries = wallet.reports.spend_series(cedges, "model", app_id=app_id)
-                cumulative = (cseries, budget.amount_nano if budget else None, period)
+                start, end = window.start, min(window.end, now)
+            cunit = CUMULATIVE_UNIT[period]
+            cedges = _edges_over(cunit, start, end, tz)
+            cseries = only(wallet.reports.spend_series(cedges, "model", app_id=app_id), model)
+            before = 0
+            if period is Period.TOTAL:
+                before = only_total(
+                    wallet.reports.spend_series([FAR_PAST, start], "model", app_id=app_id),
+                    model,
+                )
+            cumulative = (cseries, budget.amount_nano if budget else None, period, before)
             names = wallet.reports.app_names()
             models = wallet.reports.models_used()
             return tz, series, cumulative, names, models
 
         tz, series, cumulative, names, models = await self.controller.run(read)
+        if self.chart_choices() != choices:
+            return  # chosen otherwise meanwhile: the reload that choice started draws it
         self._fill_filters(names, models)
         self.series = series
         self.stacked.show_series(series, unit, tz)
+        self.stacked.set_x_label(X_LABELS[unit])
         self.legend.setText(self.stacked.legend_html)
         self.stacked_total.setText(
             f"{money(series.total_nano)} in the last {self.range.currentText()}"
             if series.total_nano
             else "No spend in this range yet"
         )
-        if cumulative is not None:
-            cseries, budget_nano, period = cumulative
-            cunit = CUMULATIVE_UNIT[period]
-            labels = [bucket_label(e, cunit, tz) for e in cseries.edges]
-            self.cumulative.show_cumulative(cseries.bucket_totals(), budget_nano, labels)
-            whose = "this app's" if app_id is not None else "the wallet's"
-            self.cumulative_note.setText(
-                f"{money(cseries.total_nano)} so far this {period.value}; "
-                + (
-                    f"{whose} budget is {money(budget_nano)}"
-                    if budget_nano is not None
-                    else f"{whose} spend has no budget (set one on Overview or Apps)"
-                )
+        cseries, budget_nano, period, before = cumulative
+        cunit = CUMULATIVE_UNIT[period]
+        labels = [bucket_label(e, cunit, tz) for e in cseries.edges]
+        self.cumulative.show_cumulative(cseries.bucket_totals(), budget_nano, labels, before)
+        self.cumulative.set_x_label(CUMULATIVE_X_LABELS[period])
+        whose = "this app's" if app_id is not None else "the wallet's"
+        spent = before + cseries.total_nano
+        so_far = "in total" if period is Period.TOTAL else f"so far this {period.value}"
+        of_model = f" on {shown(model, 60)}" if model is not None else ""
+        self.cumulative_note.setText(
+            f"{money(spent)}{of_model} {so_far}; "
+            + (
+                f"{whose} budget is {money(budget_nano)}"
+                + ("" if period is Period.TOTAL else f" per {period.value}")
+                if budget_nano is not None
+                else f"{whose} spend has no budget (set one on Overview or Apps)"
             )
+        )
+        self.drawn_for = choices
         await self.log.reset(self.current_filter())
 
     def _fill_filters(self, names: dict[int, str], models: list[str]) -> None:

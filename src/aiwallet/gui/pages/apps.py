@@ -38,7 +38,7 @@ from aiwallet.gui.widgets import (
     tooltip_text,
     when,
 )
-from aiwallet.summaries import AppSummary, app_summaries
+from aiwallet.summaries import AppSummary, app_summaries, budget_outlook
 
 if TYPE_CHECKING:
     from aiwallet.store.consent import ConsentRule
@@ -53,12 +53,23 @@ class AppCol(enum.IntEnum):
     BUDGET = 2
     USED = 3
     LEFT = 4
-    RESETS = 5
-    LAST_USE = 6
-    MODELS = 7
+    OUTLOOK = 5
+    RESETS = 6
+    LAST_USE = 7
+    MODELS = 8
 
 
-APP_HEADERS = ("App", "Status", "Budget", "Used", "Left", "Resets", "Last use", "Models")
+APP_HEADERS = (
+    "App",
+    "Status",
+    "Budget",
+    "Used",
+    "Left",
+    "Last hour · outlook",
+    "Resets",
+    "Last use",
+    "Models",
+)
 
 
 class AppsModel(QAbstractTableModel):
@@ -97,11 +108,15 @@ class AppsModel(QAbstractTableModel):
                 return b.remaining_nano if b else -1
             if col is AppCol.LAST_USE:
                 return app.last_used_at.timestamp() if app.last_used_at else 0.0
+            if col is AppCol.OUTLOOK:
+                return app.burn_nano_per_hour
             role = Qt.ItemDataRole.DisplayRole
         if role == Qt.ItemDataRole.ToolTipRole and col is AppCol.NAME:
             return tooltip_text(
                 f"{app.name} · key {app.key_prefix}… · total spent {money(app.spent_total_nano)}"
             )
+        if role == Qt.ItemDataRole.ToolTipRole and col is AppCol.MODELS and app.models:
+            return tooltip_text(", ".join(app.models))
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if col is AppCol.NAME:
@@ -114,6 +129,8 @@ class AppsModel(QAbstractTableModel):
             return f"{money_short(b.spent_nano)} · {b.used_fraction:.0%}" if b else "–"
         if col is AppCol.LEFT:
             return money(b.remaining_nano) if b else "–"
+        if col is AppCol.OUTLOOK:
+            return budget_outlook(b, app.burn_nano_per_hour, self.now)
         if col is AppCol.RESETS:
             return describe_until(self.now, b.reset_at).removeprefix("resets ") if b else "–"
         if col is AppCol.LAST_USE:
@@ -251,6 +268,12 @@ class AppsPage(Page):
         )
         selected = self.selected_app()
         self.model.set_apps(apps)
+        # The models take what room is left (their full list in a tooltip), so the table
+        # fits the page without a horizontal scroll bar. (A mode is kept only for a section
+        # that exists: set once there are columns.)
+        header = self.view.horizontalHeader()
+        if header.count() > AppCol.MODELS:
+            header.setSectionResizeMode(AppCol.MODELS, QHeaderView.ResizeMode.Stretch)
         self.rules.set_rules(rules, names)
         if selected is not None:
             self.select_app(selected.name)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -27,9 +26,25 @@ from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import BudgetDialog
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.widgets import OK_COLOUR, Card, html_text, label, money, rich_label, shown
+from aiwallet.gui.widgets import (
+    OK_COLOUR,
+    Card,
+    copy_button,
+    html_text,
+    label,
+    money,
+    rich_label,
+    shown,
+)
 from aiwallet.service import ProviderInfo, Wallet
-from aiwallet.summaries import Overview, month_by_app, overview
+from aiwallet.summaries import (
+    Overview,
+    app_summaries,
+    budget_outlook,
+    month_by_app,
+    overview,
+    plural,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +151,13 @@ class OverviewPage(Page):
         self.budget_bar.setRange(0, 1000)
         self.budget_bar.setTextVisible(False)
         self.budget_reset = label("", "muted")
+        self.budget_outlook = label("", "muted", wrap=True)
         edit = QPushButton("Set wallet budget…")
         edit.clicked.connect(self._edit_budget)
         budget_card.body.addWidget(self.budget_text)
         budget_card.body.addWidget(self.budget_bar)
         budget_card.body.addWidget(self.budget_reset)
+        budget_card.body.addWidget(self.budget_outlook)
         budget_card.body.addLayout(_left(edit))
         budget_card.body.addStretch(1)
         grid.addWidget(budget_card, 0, 0)
@@ -165,7 +182,8 @@ class OverviewPage(Page):
         self.url = label("")
         self.url.setObjectName("bigNumber")
         copy = QPushButton("Copy URL")
-        copy.clicked.connect(lambda: self._copy(self.controller.url))
+        copy_button(copy, lambda: self.controller.url)
+        self.copy_url = copy
         row.addWidget(self.url, 1)
         row.addWidget(copy)
         connect.body.addLayout(row)
@@ -189,7 +207,7 @@ class OverviewPage(Page):
             edit_box.setFixedHeight(edit_box.fontMetrics().lineSpacing() * 3 + 16)
             self._snippet_edits.append(edit_box)
             copy_snippet = QPushButton("Copy")
-            copy_snippet.clicked.connect(lambda _=False, e=edit_box: self._copy(e.toPlainText()))
+            copy_button(copy_snippet, edit_box.toPlainText)
             lay.addWidget(edit_box)
             lay.addLayout(_left(copy_snippet))
             self.snippets.addTab(tab, name)
@@ -210,17 +228,20 @@ class OverviewPage(Page):
     # -- data -------------------------------------------------------------------------------
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        ov, providers, by_app, steps = await self.controller.run(
+        ov, providers, by_app, steps, apps = await self.controller.run(
             lambda: (
                 overview(wallet),
                 wallet.list_providers(),
                 month_by_app(wallet),
                 FirstSteps.of(wallet),
+                app_summaries(wallet),
             )
         )
         self.steps.show_steps(steps)
         self.show_overview(ov, providers)
-        self.show_top_apps(by_app, ov.month_nano)
+        now = datetime.now(UTC)
+        outlooks = {a.name: budget_outlook(a.budget, a.burn_nano_per_hour, now) for a in apps}
+        self.show_top_apps(by_app, ov.month_nano, outlooks)
         if self.controller.balances_stale(providers):
             self.controller.spawn(self._load_balances(providers), "Reading balances")
 
@@ -228,7 +249,15 @@ class OverviewPage(Page):
         await self.controller.load_balances()
         self.show_providers(providers)
 
-    def show_top_apps(self, by_app: list[tuple[str, int]], month_nano: int) -> None:
+    def show_top_apps(
+        self,
+        by_app: list[tuple[str, int]],
+        month_nano: int,
+        outlooks: dict[str, str] | None = None,
+    ) -> None:
+        """This month's largest spenders; under each, its burn rate of the last hour and
+        run-out (or "used up, resets in …") unless it was idle."""
+        outlooks = outlooks or {}
         while self.top_apps.count():
             item = self.top_apps.takeAt(0)
             widget = item.widget() if item is not None else None
@@ -244,6 +273,9 @@ class OverviewPage(Page):
             lay.setSpacing(1)
             share = nano / month_nano if month_nano else 0.0  # a bar's length only
             lay.addWidget(rich_label(f"{html_text(name, 60)} · <b>{money(nano)}</b> · {share:.0%}"))
+            outlook = outlooks.get(name, "idle")
+            if outlook != "idle":
+                lay.addWidget(label(outlook, "muted"))
             bar = QProgressBar()
             bar.setRange(0, 1000)
             bar.setValue(int(share * 1000))
@@ -259,7 +291,7 @@ class OverviewPage(Page):
         self.wallet_budget = ov.wallet_budget.spec if ov.wallet_budget else None
         now = datetime.now(UTC)
         self.today.setText(money(ov.today_nano))
-        self.today_note.setText(f"{ov.requests_today:,} requests")
+        self.today_note.setText(plural(ov.requests_today, "request"))
         self.week.setText(money(ov.week_nano))
         self.month.setText(money(ov.month_nano))
         b = ov.wallet_budget
@@ -275,8 +307,12 @@ class OverviewPage(Page):
             )
             self.budget_bar.setValue(min(int(b.used_fraction * 1000), 1000))
             self.budget_reset.setText(f"Budget {describe_until(now, b.reset_at)}")
+        outlook = budget_outlook(b, ov.burn_nano_per_hour, now)
+        self.budget_outlook.setText(f"Last hour: {outlook}")
         self.show_providers(providers)
-        self._show_paused(ov.paused)
+        # The controller's state, not the read's: a read begun before a resume must not
+        # bring the paused notice back.
+        self._show_paused(self.controller.paused)
 
     def show_providers(self, providers: list[ProviderInfo]) -> None:
         if not providers:
@@ -339,9 +375,11 @@ class OverviewPage(Page):
 
     # -- actions ----------------------------------------------------------------------------
     def _toggle_pause(self) -> None:
-        self.controller.spawn(
-            self.controller.set_paused(not self.controller.paused), "Pause switch"
-        )
+        self.controller.spawn(self._set_paused(not self.controller.paused), "Pause switch")
+
+    async def _set_paused(self, paused: bool) -> None:
+        await self.controller.set_paused(paused)
+        self._show_paused(paused)  # at once, not when the engine's event or a reload comes
 
     def _edit_budget(self) -> None:
         dialog = BudgetDialog("the wallet (all apps together)", self.wallet_budget, self)
@@ -351,11 +389,6 @@ class OverviewPage(Page):
             self.controller.spawn(
                 self.controller.run(wallet.set_budget, spec, None), "Setting the wallet budget"
             )
-
-    @staticmethod
-    def _copy(text: str) -> None:
-        clip = QGuiApplication.clipboard()
-        clip.setText(text)
 
 
 def _left(widget: QWidget) -> QHBoxLayout:
