@@ -335,3 +335,13 @@ def test_a_cut_stream_is_counted_as_the_ledger_settled_it(rig):
     second = [r for r in rig.ledger_rows() if r["kind"] == "spend"][1]
     assert format_usd(second["amount_nano"], places=None) in final and final.startswith("1 call")
     assert meter.cells[1].cost.cost_nano == second["amount_nano"]
+
+
+def test_every_plain_refusal_is_a_code_of_the_engines_table():
+    """The notebook's plain lines name codes the engine really answers with (a renamed code
+    would fall back to a traceback)."""
+    from aiwallet.engine.errors import CODES
+    from aiwallet.notebook.session import PLAIN
+
+    assert set(PLAIN) <= set(CODES)
+    assert {"consent_denied", "expensive_request_denied", "too_many_pending"} <= set(PLAIN)

@@ -44,6 +44,9 @@ PLAIN = {
     "no_provider": "{message}",
     "upstream_unavailable": "{message}",
     "upstream_timeout": "{message}",
+    "consent_denied": "{message}",
+    "expensive_request_denied": "{message}. Nothing was sent or billed.",
+    "too_many_pending": "{message}",
 }
 
 
