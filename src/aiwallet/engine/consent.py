@@ -354,19 +354,7 @@ class ConsentManager:
             process=process,
             held_request=held,
         )
-        req.waiters += 1
-        try:
-            await asyncio.wait_for(
-                req.done.wait(), timeout=max(0.0, req.deadline - time.monotonic())
-            )
-        except TimeoutError:
-            pass
-        except asyncio.CancelledError:
-            if req.waiters == 1 and req.state == "pending":
-                self._finish(req, "cancelled", {})  # the client left: withdraw the prompt
-            raise
-        finally:
-            req.waiters -= 1
+        await self._hold(req)
         label = process.label if process is not None else "this unknown process"
         if req.state == "denied":
             raise _denied(label, always=bool(req.answer.get("remembered")))
@@ -386,6 +374,23 @@ class ConsentManager:
             return None
         return await self.state.db(self.state.load_app_by_id, req.app_id)
 
+    async def _hold(self, req: ConsentRequest) -> None:
+        """Wait, as one of ``req``'s callers, until it is answered or its prompt times out; the
+        last caller to leave while it is pending withdraws it (the prompt closes)."""
+        req.waiters += 1
+        try:
+            await asyncio.wait_for(
+                req.done.wait(), timeout=max(0.0, req.deadline - time.monotonic())
+            )
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if req.waiters == 1 and req.state == "pending":
+                self._finish(req, "cancelled", {})  # the client left: withdraw the prompt
+            raise
+        finally:
+            req.waiters -= 1
+
     async def ask_expensive(self, request: web.Request, held: dict[str, Any]) -> bool:
         """Hold one request of a known app whose worst case is over the ask-before
         threshold until the user answers: True to serve it (this once), False when they
@@ -401,19 +406,7 @@ class ConsentManager:
             process=await self._peer(request),
             held_request=held,
         )
-        req.waiters += 1
-        try:
-            await asyncio.wait_for(
-                req.done.wait(), timeout=max(0.0, req.deadline - time.monotonic())
-            )
-        except TimeoutError:
-            pass
-        except asyncio.CancelledError:
-            if req.state == "pending":
-                self._finish(req, "cancelled", {})  # the client left: withdraw the prompt
-            raise
-        finally:
-            req.waiters -= 1
+        await self._hold(req)
         return req.state == "approved"
 
     async def _program_rule(self, process: ProcessInfo) -> ConsentRule | None:
