@@ -23,30 +23,10 @@ from typing import Any
 import keyring
 import keyring.errors
 from keyring.backend import KeyringBackend
-from keyring.backends import chainer, fail
+
+from aiwallet.keyringrules import is_secure
 
 FILE_NAME = "notebooks.json"
-_INSECURE_MODULES = ("keyrings.alt.file", "keyring.backends.null", "keyring.backends.fail")
-
-
-def _secure(backend: KeyringBackend) -> bool:
-    """The wallet's own rule (aiwallet.vault.keyring_store.is_secure): a backend that really
-    stores secrets and not in plaintext."""
-    leaves = list(backend.backends) if isinstance(backend, chainer.ChainerBackend) else [backend]
-    if not leaves:
-        return False
-    for leaf in leaves:
-        cls = type(leaf)
-        if isinstance(leaf, fail.Keyring) or cls.__module__.startswith(_INSECURE_MODULES):
-            return False
-        if "plaintext" in cls.__name__.lower():
-            return False
-        try:
-            if float(leaf.priority) <= 0:
-                return False
-        except Exception:
-            return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +61,7 @@ class GrantStore:
 
     @property
     def can_remember(self) -> bool:
-        return _secure(self.backend)
+        return is_secure(self.backend)
 
     # -- the metadata file --------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, Any]]:

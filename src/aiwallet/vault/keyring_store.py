@@ -7,45 +7,17 @@ import json
 import keyring
 import keyring.errors
 from keyring.backend import KeyringBackend
-from keyring.backends import chainer, fail
 
 from aiwallet.domain.errors import VaultError
+from aiwallet.keyringrules import is_secure, leaves
+
+__all__ = ["KeyringStore", "describe_backend", "is_secure"]
 
 _INDEX = "__index__"
-# Backends that do not protect secrets, or do not store them at all.
-_INSECURE_MODULES = ("keyrings.alt.file", "keyring.backends.null", "keyring.backends.fail")
-_INSECURE_NAMES = ("PlaintextKeyring", "NullKeyring", "Keyring")
-
-
-def _leaves(backend: KeyringBackend) -> list[KeyringBackend]:
-    if isinstance(backend, chainer.ChainerBackend):
-        return list(backend.backends)
-    return [backend]
-
-
-def is_secure(backend: KeyringBackend) -> bool:
-    """True for a backend that really stores secrets and is not plaintext on disk."""
-    leaves = _leaves(backend)
-    if not leaves:
-        return False
-    for leaf in leaves:
-        cls = type(leaf)
-        if isinstance(leaf, fail.Keyring):
-            return False
-        if cls.__module__.startswith(_INSECURE_MODULES) and cls.__name__ in _INSECURE_NAMES:
-            return False
-        if "plaintext" in cls.__name__.lower():
-            return False
-        try:
-            if float(leaf.priority) <= 0:
-                return False
-        except Exception:  # a backend whose priority raises is not viable
-            return False
-    return True
 
 
 def describe_backend(backend: KeyringBackend) -> str:
-    names = ", ".join(getattr(leaf, "name", type(leaf).__name__) for leaf in _leaves(backend))
+    names = ", ".join(getattr(leaf, "name", type(leaf).__name__) for leaf in leaves(backend))
     return f"OS keyring ({names})"
 
 
