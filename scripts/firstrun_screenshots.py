@@ -10,14 +10,14 @@ Needs Debian's ``xvfb`` and the Qt xcb libraries (``.ci/run`` installs them).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
+
+from shotkit import child_env, x_display
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOWN_PATH = "/home/ana/.local/share/aiwallet/vault.sealed"  # what a user's dialog shows
@@ -135,31 +135,16 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aiwallet-firstrun-shots-"))
-    env = dict(os.environ)
-    env["PYTHON_KEYRING_BACKEND"] = "keyring_backend.TestFileKeyring"
-    env["AIWALLET_TEST_KEYRING_FILE"] = str(work / "keyring.json")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
-    xvfb = None
-    if not env.get("DISPLAY"):
-        if shutil.which("Xvfb") is None:
-            sys.exit("screenshots need a display or Debian's xvfb (apt-get install xvfb)")
-        display = ":96"
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1600x1000x24", "-nolisten",
-                                 "tcp"])  # fmt: skip
-        env["DISPLAY"] = display
-        time.sleep(1.0)  # Xvfb has no readiness signal; the child fails loudly if it is early
-    env["QT_QPA_PLATFORM"] = "xcb"
+    env = child_env(work)
     try:
-        for theme in args.themes.split(","):
-            subprocess.run(
-                [sys.executable, __file__, "--child", str(out), str(work), theme],
-                env=dict(env, AIWALLET_THEME=theme), check=True, timeout=180,
-            )  # fmt: skip
-            print(f"wrote {theme} first-run screenshots to {out}")
+        with x_display(env, "1600x1000x24"):
+            for theme in args.themes.split(","):
+                subprocess.run(
+                    [sys.executable, __file__, "--child", str(out), str(work), theme],
+                    env=dict(env, AIWALLET_THEME=theme), check=True, timeout=180,
+                )  # fmt: skip
+                print(f"wrote {theme} first-run screenshots to {out}")
     finally:
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from shotkit import child_env, x_display
+
 ROOT = Path(__file__).resolve().parent.parent
 
 NAME = "<b>Program</b><br>Verified: Microsoft Corporation"
@@ -166,35 +168,17 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aiwallet-prompt-shots-"))
-    env = dict(os.environ)
-    env["PYTHON_KEYRING_BACKEND"] = "keyring_backend.TestFileKeyring"
-    env["AIWALLET_TEST_KEYRING_FILE"] = str(work / "keyring.json")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
-    )
-    xvfb = None
-    if not env.get("DISPLAY"):
-        if shutil.which("Xvfb") is None:
-            sys.exit("screenshots need a display or Debian's xvfb (apt-get install xvfb)")
-        display = ":96"
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1600x1200x24", "-nolisten",
-                                 "tcp"])  # fmt: skip
-        env["DISPLAY"] = display
-        time.sleep(1.0)
-    env["QT_QPA_PLATFORM"] = "xcb"
+    env = child_env(work)
     try:
-        for theme in args.themes.split(","):
-            child_env = dict(env, AIWALLET_THEME=theme)
-            subprocess.run(
-                [sys.executable, __file__, "--child", str(out), str(work / theme), theme],
-                env=child_env, check=True, timeout=240,
-            )  # fmt: skip
-            for kind in KINDS:
-                print(f"wrote {out / f'prompt-{kind}-{theme}.png'}")
+        with x_display(env, "1600x1200x24"):
+            for theme in args.themes.split(","):
+                subprocess.run(
+                    [sys.executable, __file__, "--child", str(out), str(work / theme), theme],
+                    env=dict(env, AIWALLET_THEME=theme), check=True, timeout=240,
+                )  # fmt: skip
+                for kind in KINDS:
+                    print(f"wrote {out / f'prompt-{kind}-{theme}.png'}")
     finally:
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
 

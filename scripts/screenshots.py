@@ -11,13 +11,13 @@ Needs Debian's ``xvfb`` (and the Qt xcb libraries); each variant runs in its own
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from shotkit import child_env, x_display
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("overview", "apps", "activity", "providers", "settings")
@@ -175,12 +175,7 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aiwallet-shots-"))
-    env = dict(os.environ)
-    env["PYTHON_KEYRING_BACKEND"] = "keyring_backend.TestFileKeyring"
-    env["AIWALLET_TEST_KEYRING_FILE"] = str(work / "keyring.json")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "scripts")]
-    )
+    env = child_env(work, ROOT / "scripts")
     env["TZ"] = env.get("TZ", "Europe/Berlin")
     data = work / "wallet"
     subprocess.run(
@@ -188,31 +183,17 @@ def main() -> None:
          str(args.rows)],
         env=env, check=True,
     )  # fmt: skip
-    xvfb = None
-    if not env.get("DISPLAY"):
-        if shutil.which("Xvfb") is None:
-            sys.exit("screenshots need a display or Debian's xvfb (apt-get install xvfb)")
-        # The first display number no other X server holds (others may be taking theirs).
-        number = next(n for n in range(97, 140) if not Path(f"/tmp/.X{n}-lock").exists())
-        display = f":{number}"
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "2800x1900x24", "-nolisten",
-                                 "tcp"])  # fmt: skip
-        env["DISPLAY"] = display
-        time.sleep(1.0)
-    env["QT_QPA_PLATFORM"] = "xcb"
     try:
-        for theme in args.themes.split(","):
-            for scale in args.scales.split(","):
-                child_env = dict(env, AIWALLET_THEME=theme, QT_SCALE_FACTOR=scale)
-                subprocess.run(
-                    [sys.executable, __file__, "--child", str(out), str(data), theme, scale],
-                    env=child_env, check=True, timeout=180,
-                )  # fmt: skip
-                print(f"wrote {theme} {scale}x screenshots to {out}")
+        with x_display(env, "2800x1900x24"):
+            for theme in args.themes.split(","):
+                for scale in args.scales.split(","):
+                    subprocess.run(
+                        [sys.executable, __file__, "--child", str(out), str(data), theme, scale],
+                        env=dict(env, AIWALLET_THEME=theme, QT_SCALE_FACTOR=scale), check=True,
+                        timeout=180,
+                    )  # fmt: skip
+                    print(f"wrote {theme} {scale}x screenshots to {out}")
     finally:
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
 
