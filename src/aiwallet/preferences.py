@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from aiwallet.domain.chains import network as solana_network
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import parse_usd, usd_string
 
@@ -91,6 +92,47 @@ ASK_OVER_USD: Pref[str | None] = Pref(
     "Ask before a request whose worst case is over ($)",
 )
 
+
+def _network(value: Any) -> str:
+    if value not in ("mainnet", "devnet"):
+        raise InvalidInput("the Solana network is mainnet or devnet")
+    return str(value)
+
+
+def _rpc_url(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput("the RPC URL is text like https://host")
+    return solana_network("devnet", value).rpc_url
+
+
+def _usd_positive(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput("write the amount in dollars, like 1.00")
+    nano = parse_usd(str(value))
+    if nano <= 0:
+        raise InvalidInput("the amount must be above $0")
+    return usd_string(nano)
+
+
+SOLANA_NETWORK: Pref[str] = Pref("solana_network", "devnet", _network, "Solana network")
+SOLANA_RPC_URL: Pref[str] = Pref(
+    # "" : the network's public RPC; a custom one may carry an API key (kept in settings,
+    # shown by host only)
+    "solana_rpc_url",
+    "",
+    _rpc_url,
+    "Solana RPC URL (empty: the public one)",
+)
+X402_MAX_PAYMENT_USD: Pref[str] = Pref(
+    # No single x402 payment above this is signed, whatever the budgets allow.
+    "x402_max_payment_usd",
+    "1.000000000",
+    _usd_positive,
+    "Largest single x402 payment ($)",
+)
+
 ALL: tuple[Pref[Any], ...] = (
     PORT,
     PROMPT_TIMEOUT_S,
@@ -98,6 +140,9 @@ ALL: tuple[Pref[Any], ...] = (
     NOTIFY_UPSTREAM,
     MIN_CLAMPED_OUTPUT_TOKENS,
     ASK_OVER_USD,
+    SOLANA_NETWORK,
+    SOLANA_RPC_URL,
+    X402_MAX_PAYMENT_USD,
 )
 
 

@@ -419,8 +419,8 @@ class Wallet:
         return WalletPort(
             data_dir=self.data_dir, db=self.db, apps=self.apps, budgets=self.budgets,
             requests=self.requests, consent_rules=self.consent_rules, settings=self.settings,
-            providers=self.providers, vault=self.vault, catalog=self.catalog,
-            timezone=lambda: self.timezone, signing_key=self.signing_key,
+            providers=self.providers, payments=self.payments, vault=self.vault,
+            catalog=self.catalog, timezone=lambda: self.timezone, signing_key=self.signing_key,
         )  # fmt: skip
 
     def new_engine(self, **kw: Any) -> Engine:

@@ -35,6 +35,7 @@ class ProviderKind:
     default_base_url: str | None
     catalog_provider: str | None  # models.dev provider id that prices its models
     needs_key: bool = True
+    x402: bool = False  # paid per request (or ahead, prepaid) in USDC by x402
 
     @property
     def needs_base_url(self) -> bool:
@@ -87,6 +88,16 @@ KINDS: dict[str, ProviderKind] = {
         ProviderKind(
             "anthropic-compatible", "Any Anthropic-compatible server", WireFormat.ANTHROPIC,
             AuthStyle.X_API_KEY, None, None,
+        ),
+        # x402 routers: answer 402 with payment requirements and serve once paid from the
+        # user's Solana wallet (a prepaid one issues a key for its credit at the first top-up)
+        ProviderKind(
+            "x402", "x402 router, OpenAI format (pay per request in USDC)", WireFormat.OPENAI,
+            AuthStyle.BEARER, None, None, needs_key=False, x402=True,
+        ),
+        ProviderKind(
+            "x402-anthropic", "x402 router, Anthropic format (pay per request in USDC)",
+            WireFormat.ANTHROPIC, AuthStyle.BEARER, None, None, needs_key=False, x402=True,
         ),
     )
 }  # fmt: skip

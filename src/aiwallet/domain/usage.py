@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
 
 from aiwallet.domain.errors import InvalidInput
@@ -46,6 +47,8 @@ class Usage:
     source: TokenSource = TokenSource.PROVIDER
     # server-side tool uses a provider bills per use: (fee kind, count), see domain/fees.py
     tool_uses: tuple[tuple[str, int], ...] = ()
+    # what the provider says this request cost (``usage.cost``, USD), in nano-dollars
+    reported_cost_nano: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -106,6 +109,7 @@ class Usage:
             cache_read_tokens=cached,
             reasoning_tokens=min(reasoning, output),
             source=source,
+            reported_cost_nano=_cost(u),
         )
 
     @classmethod
@@ -157,6 +161,7 @@ class Usage:
             cache_write_1h_tokens=write_1h,
             source=source,
             tool_uses=(("anthropic.web_search", searches),) if searches else (),
+            reported_cost_nano=_cost(u),
         )
 
 
@@ -174,6 +179,27 @@ def _mapping(value: object) -> Mapping[str, Any]:
 
 
 _MISSING = object()
+
+
+def _cost(u: Mapping[str, Any]) -> int | None:
+    """``usage.cost`` (USD, as OpenRouter and prepaid routers report it) in nano-dollars,
+    rounded up; None when absent. A JSON number is read from its shortest decimal form (the
+    text the provider wrote), never computed with as a float."""
+    value = u.get("cost")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidInput(f"usage cost is not a number: {str(value)[:40]!r}")
+    try:
+        usd = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        raise InvalidInput(f"usage cost is not a number: {str(value)[:40]!r}") from None
+    if not usd.is_finite() or usd < 0 or usd > MAX_REPORTED_COST_USD:
+        raise InvalidInput(f"usage cost {str(value)[:40]} is not a plausible amount")
+    return int(usd.scaleb(9).to_integral_value(rounding=ROUND_CEILING))
+
+
+MAX_REPORTED_COST_USD = Decimal(100_000)
 
 
 def _count(u: Mapping[str, Any], key: str, default: object = _MISSING) -> int:

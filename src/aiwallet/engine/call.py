@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -17,6 +17,9 @@ from aiwallet.engine.meter import StreamMeter
 from aiwallet.engine.routing import Route
 from aiwallet.engine.state import AppContext
 from aiwallet.store.records import Reservation
+
+if TYPE_CHECKING:
+    from aiwallet.engine.payflow import PaidCall
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Call:
     meter: StreamMeter | None = None  # a stream's meter, once relaying began
     rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
     echoed: set[str] = field(default_factory=set)  # secrets the provider echoed (scrubbed)
+    payment: PaidCall | None = None  # the x402 payment made for it (engine/payflow.py)
 
     @property
     def api(self) -> Api:

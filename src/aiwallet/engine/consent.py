@@ -54,6 +54,9 @@ POLL_SECRET_PREFIX = "aw_poll_"  # noqa: S105 - a prefix, not a secret
 PROGRAM = "program"  # the subject kind of a remembered keyless decision (program + OS user)
 MAX_LIFETIME_S = 10 * 366 * 24 * 3600  # ten years: longer is "no expiry", not a date
 EXPENSIVE = "expensive"  # one request of a known app over its ask-before threshold
+PAYMENT = "payment"  # the first x402 payment to a payee the wallet has not paid before
+PAYEE = "payee"  # the subject kind of a remembered payee decision ("<network>:<address>")
+ONE_OFF = (EXPENSIVE, PAYMENT)  # prompts about one request: no app, no model list
 # How long an approval lasts (as OpenSnitch offers): this request's burst, a quarter of an hour,
 # an hour (grant expiries: the rule expires with them), until the program's process exits (no
 # rule remembered: the engine watches the pid), until the owner revokes it.
@@ -200,7 +203,7 @@ class ConsentManager:
             id="cr_" + uuid.uuid4().hex,
             created_at=datetime.now(UTC),
             deadline=time.monotonic() + self.timeout_s,
-            served=self._served() if kw.get("kind") != EXPENSIVE else [],
+            served=self._served() if kw.get("kind") not in ONE_OFF else [],
             **kw,
         )
         self.requests[req.id] = req
@@ -409,6 +412,37 @@ class ConsentManager:
         await self._hold(req)
         return req.state == "approved"
 
+    async def payee_decision(self, payee: str) -> str | None:
+        """The remembered decision about paying ``payee`` ("allow", "deny", or None)."""
+        rule = await self._rule(PAYEE, payee)
+        return rule.decision if rule is not None else None
+
+    async def ask_payment(self, request: web.Request, held: dict[str, Any]) -> bool:
+        """Hold a request until the user says whether the wallet may pay a new x402 payee
+        (``held``: app, payee, network, amount, resource, provider). True to pay. "Always"
+        and "never" answers are remembered for the payee; a timeout is a no this once."""
+        payee = str(held["payee_id"])
+        for open_req in self.pending():  # one prompt per payee and app, however many ask
+            asked = open_req.held_request or {}
+            if open_req.kind == PAYMENT and (asked.get("payee_id"), open_req.app_name) == (
+                payee,
+                str(held["app"]),
+            ):
+                await self._hold(open_req)
+                return open_req.state == "approved"
+        req = self._open(
+            kind=PAYMENT,
+            app_name=str(held["app"]),
+            purpose=None,
+            models=[str(held["model"])] if held.get("model") else [],
+            budget=None,
+            lifetime_s=None,
+            process=await self._peer(request),
+            held_request=held,
+        )
+        await self._hold(req)
+        return req.state == "approved"
+
     async def _program_rule(self, process: ProcessInfo) -> ConsentRule | None:
         """The remembered decision for this program, script and OS user: one for this very
         script, else one for any script of the interpreter; rules from before the script (or
@@ -531,6 +565,18 @@ class ConsentManager:
             answer = {"app": req.app_name, "models": req.models, "budget": None, "once": True}
             self._finish(req, "approved", {**answer, "receipt": None, "expires_at": None})
             return req
+        if req.kind == PAYMENT:  # this payment; "always": every later one to this payee
+            remembered = duration == "always"
+            if remembered:
+                payee = str((req.held_request or {})["payee_id"])
+                await self.state.db(
+                    lambda: self.state.port.consent_rules.add(
+                        PAYEE, payee, "allow", note=f"approved consent request {req.id}"
+                    )
+                )
+            answer = {"app": req.app_name, "once": not remembered, "remembered": remembered}
+            self._finish(req, "approved", {**answer, "receipt": None, "expires_at": None})
+            return req
         duration = "once" if once else duration
         if duration is not None and duration not in DURATIONS:
             raise ProxyError(
@@ -616,6 +662,8 @@ class ConsentManager:
         request (each is asked about on its own)."""
         if req.kind == EXPENSIVE:
             return None
+        if req.kind == PAYMENT:
+            return (PAYEE, str((req.held_request or {})["payee_id"]))
         if req.kind != "keyless":
             return ("app", req.app_name)
         if req.process is None or req.process.rule_subject is None:

@@ -118,6 +118,37 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         "The request could cost more than a budget has left",
     ),
     (
+        "payment_over_cap",
+        402,
+        "insufficient_quota",
+        "billing_error",
+        "An x402 router asked for a single payment above the wallet's per-payment cap; "
+        "nothing was signed",
+    ),
+    (
+        "payment_denied",
+        403,
+        _DENIED,
+        _DENIED,
+        "The wallet's owner did not allow paying this x402 payee (now, or for good)",
+    ),
+    (
+        "payment_failed",
+        502,
+        _SERVER,
+        "api_error",
+        "An x402 payment could not be made or settled (no usable requirement, the router "
+        "refused it, or its settlement failed); a failed payment is not billed",
+    ),
+    (
+        "no_solana_wallet",
+        503,
+        _SERVER,
+        "api_error",
+        "An x402 router asks for payment and the wallet holds no Solana key (or its RPC "
+        "cannot be reached)",
+    ),
+    (
         "consent_required",
         403,
         _DENIED,

@@ -24,11 +24,16 @@ from aiwallet.domain.cost import cost_of
 from aiwallet.domain.usage import TokenSource, Usage
 from aiwallet.engine.call import Call
 from aiwallet.engine.events import EventBus
+from aiwallet.engine.payflow import payment_event
 from aiwallet.engine.ratelimit import RateLimiter
 from aiwallet.engine.state import EngineState
-from aiwallet.store.records import RequestRecord, SpendEntry
+from aiwallet.store.budgets import X402_SOURCE
+from aiwallet.store.payments import payment_spend
+from aiwallet.store.records import RequestRecord, Reservation, SpendEntry
 
 log = logging.getLogger(__name__)
+
+PROVIDER_COST = "provider_cost"  # the provider's own figure for the request's cost
 
 # Codes that say the provider failed: they notify the user (at most one a minute, in the GUI).
 PROVIDER_FAILURES = frozenset({"upstream_unavailable", "upstream_timeout"})
@@ -172,8 +177,12 @@ class RequestOwner:
                 lambda freed: Committed(record if freed else None),
             )
         assert call.route is not None
+        if call.payment is not None and call.payment.billable:
+            return self._plan_paid(ending, res)
         route, usage = call.route, ending.usage
-        cost = cost_of(usage, route.row).nano
+        priced = cost_of(usage, route.row).nano
+        reported = usage.reported_cost_nano if route.provider.prepaid else None
+        cost = reported if reported is not None else priced
         over = ending.over_bound or cost > res.amount_nano or _past(usage, call.bound)
         if over:
             log.warning(
@@ -182,13 +191,17 @@ class RequestOwner:
             )  # fmt: skip
             ending = replace(ending, error_code=ending.error_code or "over_reserved")
         record = replace(self._record(ending, cost=cost), over_reserved=over)
+        note = ending.note if not over else f"{ending.note or ''} over the reservation".strip()
+        if reported is not None:  # a prepaid router's own figure: what its credit went down by
+            catalog = f"the catalog's price would be {priced} nano-dollars"
+            note = f"{note}; {catalog}" if note else catalog
         spend = SpendEntry(
             provider=route.provider.name,
             model=route.upstream_model,
             price_row_ref=route.row.ref,
             price_row=route.row.to_json(),
-            token_source=usage.source.value,
-            note=ending.note if not over else f"{ending.note or ''} over the reservation".strip(),
+            token_source=PROVIDER_COST if reported is not None else usage.source.value,
+            note=note,
         )
         remaining = None
         if res.remaining_nano is not None:
@@ -201,6 +214,60 @@ class RequestOwner:
             return Committed(record, cost, remaining)
 
         return lambda conn: state.budgets.settle_in(conn, res.id, cost, spend, record), settled
+
+    def _plan_paid(
+        self, ending: Ending, res: Reservation
+    ) -> tuple[Callable[[Connection], Any], Callable[[Any], Committed]]:
+        """A request paid by x402: billed exactly the payment (its price row is the
+        payment), whatever the answer was; a failed answer after payment is flagged."""
+        call, state = self.call, self._state
+        paid = call.payment
+        assert paid is not None and call.route is not None
+        pay = paid.record
+        cost = pay.amount_nano
+        flagged = ending.error_code is not None or ending.status >= 400
+        settled = paid.outcome == "settled"
+        notes = []
+        if not settled:
+            notes.append("paid; the router did not confirm the settlement, the chain will tell")
+        if flagged:
+            notes.append(
+                f"the answer failed after the payment ({ending.error_code or ending.status})"
+            )
+        if ending.note:
+            notes.append(ending.note)
+        note = "; ".join(notes) or None
+        record = replace(self._record(ending, cost=cost), token_source=X402_SOURCE)
+        spend = replace(
+            payment_spend(replace(pay, tx_signature=paid.tx_signature), note),
+            model=call.route.upstream_model,
+        )
+        payments = state.port.payments
+        state_name = "settled" if settled else "unconfirmed"
+
+        def write(conn: Connection) -> bool:
+            ok = state.budgets.settle_in(conn, res.id, cost, spend, record)
+            payments.finish_in(
+                conn, pay.id, state_name, tx_signature=paid.tx_signature, billed=True,
+                flagged=flagged, note=note,
+            )  # fmt: skip
+            return ok
+
+        remaining = None
+        if res.remaining_nano is not None:
+            remaining = res.remaining_nano + res.amount_nano - cost
+
+        def done(ok: bool) -> Committed:
+            if not ok:
+                log.warning("reservation of %s was already closed", call.request_id)
+                return Committed(None)
+            self._events.emit(
+                "payment.settled" if settled else "payment.unconfirmed",
+                payment_event(pay, state_name, paid.tx_signature),
+            )
+            return Committed(record, cost, remaining)
+
+        return write, done
 
     async def _fallback(self, ending: Ending) -> Committed:
         """The ending could not be written as it was: bill a reservation at its reserved worst

@@ -15,14 +15,20 @@ from zoneinfo import ZoneInfo
 import nacl.signing
 
 from aiwallet.domain.catalog import Catalog
+from aiwallet.domain.chains import Network
+from aiwallet.domain.chains import network as solana_network
 from aiwallet.domain.money import BudgetSpec, usd_to_nano
 from aiwallet.paths import DataDir
+from aiwallet.payments.keys import VAULT_NAME
 from aiwallet.preferences import (
     ASK_OVER_USD,
     MIN_CLAMPED_OUTPUT_TOKENS,
     ORIGINS_SETTING,
     PAUSED_SETTING,
     PROMPT_TIMEOUT_S,
+    SOLANA_NETWORK,
+    SOLANA_RPC_URL,
+    X402_MAX_PAYMENT_USD,
 )
 from aiwallet.preferences import read as read_pref
 from aiwallet.store.apps import Apps
@@ -31,6 +37,7 @@ from aiwallet.store.consent import ConsentRules
 from aiwallet.store.db import Database
 from aiwallet.store.grants import IssuedApp, Remember, issue_app
 from aiwallet.store.ledger import Requests
+from aiwallet.store.payments import Payments
 from aiwallet.store.providers import Providers
 from aiwallet.store.records import Reservation
 from aiwallet.store.settings import Settings
@@ -47,6 +54,7 @@ class WalletPort:
     consent_rules: ConsentRules
     settings: Settings
     providers: Providers
+    payments: Payments
     vault: Vault
     catalog: Catalog
     timezone: Callable[[], ZoneInfo]  # the user's zone, as set now
@@ -67,6 +75,21 @@ class WalletPort:
         """The wallet-wide ask-before threshold in nano-dollars (None: never ask)."""
         usd = read_pref(self.settings.get(ASK_OVER_USD.key), ASK_OVER_USD)
         return None if usd is None else usd_to_nano(usd)
+
+    def solana_network(self) -> Network:
+        """The Solana network the wallet pays on (and the RPC URL it reads it through)."""
+        net = read_pref(self.settings.get(SOLANA_NETWORK.key), SOLANA_NETWORK)
+        rpc = read_pref(self.settings.get(SOLANA_RPC_URL.key), SOLANA_RPC_URL)
+        return solana_network(net, rpc or None)
+
+    def x402_cap_nano(self) -> int:
+        usd = read_pref(self.settings.get(X402_MAX_PAYMENT_USD.key), X402_MAX_PAYMENT_USD)
+        return usd_to_nano(usd)
+
+    def solana_secret(self) -> str | None:
+        """The wallet's Solana secret key as the vault keeps it (blocking: the keyring)."""
+        secret = self.vault.get(VAULT_NAME)
+        return secret.reveal() if secret is not None else None
 
     def paused(self) -> bool:
         return bool(self.settings.get(PAUSED_SETTING, False))

@@ -45,6 +45,7 @@ from aiwallet.upstreams.client import client_headers, upstream_headers, upstream
 
 if TYPE_CHECKING:
     from aiwallet.engine.consent import ConsentManager
+    from aiwallet.engine.payflow import PaymentFlow
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Proxy:
         self.limiter = RateLimiter()
         self.tokens = SessionTokens()
         self.consent: ConsentManager | None = None
+        self.payflow: PaymentFlow | None = None
         self.events = EventBus()
 
     # -- entry --------------------------------------------------------------------------------
@@ -405,18 +407,9 @@ class Proxy:
         headers = upstream_headers(route.kind, key, dict(call.request.headers))
         headers["x-aiwallet-request-id"] = call.request_id  # lets a provider's logs be matched
         call.sent = True
-        try:
-            up = await self.session.post(url, data=payload, headers=headers)
-        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
-            raise ProxyError(
-                "upstream_timeout", f"provider {route.provider.name!r} did not answer in time"
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise ProxyError(
-                "upstream_unavailable",
-                f"cannot reach provider {route.provider.name!r} ({type(exc).__name__}); "
-                "try again later",
-            ) from None
+        up = await self._send(call, url, payload, headers)
+        if up.status == 402 and route.kind.x402:
+            up = await self._paid(call, up, url, payload, headers)
         call.ttfb_ms = call.elapsed_ms()
         async with up:
             encoding = up.headers.get("Content-Encoding", "identity").strip().lower()
@@ -431,6 +424,55 @@ class Proxy:
             if call.stream:
                 return await self._stream(call, owner, up, injected)
             return await self._whole(call, owner, up)
+
+    async def _send(
+        self, call: Call, url: str, payload: bytes, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        name = call.route.provider.name if call.route is not None else "?"
+        try:
+            return await self.session.post(url, data=payload, headers=headers)
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
+            raise ProxyError(
+                "upstream_timeout", f"provider {name!r} did not answer in time"
+            ) from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise ProxyError(
+                "upstream_unavailable",
+                f"cannot reach provider {name!r} ({type(exc).__name__}); try again later",
+            ) from None
+
+    async def _paid(
+        self,
+        call: Call,
+        up: aiohttp.ClientResponse,
+        url: str,
+        payload: bytes,
+        headers: dict[str, str],
+    ) -> aiohttp.ClientResponse:
+        """An x402 router asked for payment: pay within the budgets and the user's consent,
+        and send the request again with it (engine/payflow.py); the app never sees the 402."""
+        assert call.route is not None
+        name = call.route.provider.name
+        if call.route.provider.prepaid:
+            up.release()
+            raise ProxyError(
+                "payment_failed",
+                f"the prepaid credit at provider {name!r} cannot pay for this request; the "
+                f"wallet's owner can top it up ('aiwallet wallet topup {name} AMOUNT')",
+            )
+        if self.payflow is None:
+            up.release()
+            raise ProxyError("no_solana_wallet", f"provider {name!r} asks for an x402 payment")
+        paid = await self.payflow.pay(
+            call, up, lambda extra: self._send(call, url, payload, {**headers, **extra})
+        )
+        if paid is None:
+            raise ProxyError(
+                "payment_failed",
+                f"provider {name!r} answered 402 (payment required) without x402 payment "
+                "requirements; nothing was paid",
+            )
+        return paid
 
     def _payload(self, call: Call, *, rewrite: bool) -> bytes:
         """What goes upstream: the client's own bytes, unless policy changed the body."""
@@ -642,6 +684,9 @@ class Proxy:
             h["x-aiwallet-max-tokens-clamped"] = str(call.clamped_to)
         if call.capped:
             h["x-aiwallet-capped"] = ",".join(f"{k}={v}" for k, v in call.capped.items())
+        paid = call.payment
+        if paid is not None and paid.tx_signature is not None:
+            h["x-aiwallet-x402-transaction"] = paid.tx_signature
         return h
 
 

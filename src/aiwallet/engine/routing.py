@@ -39,12 +39,18 @@ class Router:
         )
         self.by_name = {p.name: (p, k) for p, k in self.providers}
 
-    def _price(self, kind: ProviderKind, model: str) -> PriceRow | None:
+    def _price(
+        self, kind: ProviderKind, model: str, provider: ProviderRecord | None = None
+    ) -> PriceRow | None:
         if kind.catalog_provider:
             return self.catalog.get(kind.catalog_provider, model)
         # A custom OpenAI/Anthropic-compatible server: priced as the model's own vendor sells it.
         found = self.catalog.candidates(model)
-        return found[0] if found else None
+        if found:
+            return found[0]
+        if kind.x402 and provider is not None and not provider.prepaid:
+            return payment_priced(provider.name, model)  # the 402 names the price
+        return None
 
     def resolve(self, model: object, wire: WireFormat) -> Route:
         if not isinstance(model, str) or not model:
@@ -59,7 +65,7 @@ class Router:
                     f"the {kind.wire.value} endpoints",
                     param="model",
                 )
-            row = self._price(kind, rest)
+            row = self._price(kind, rest, provider)
             if row is None:
                 raise _unpriced(model)
             return Route(provider, kind, rest, row)
@@ -92,6 +98,15 @@ class Router:
                 if row.model not in out and scope_allows(scopes, route):
                     out[row.model] = route
         return list(out.values())
+
+
+def payment_priced(provider: str, model: str) -> PriceRow:
+    """The price row of a model only an x402 router prices, per request: nothing is known
+    before its 402 names the amount, which is then reserved before anything is signed."""
+    return PriceRow(
+        provider=provider, model=model, name=model, input=0, output=0,
+        ref=f"x402:{provider}/{model}",
+    )  # fmt: skip
 
 
 def _unpriced(model: str) -> ProxyError:

@@ -30,8 +30,10 @@ from aiwallet.engine.endpoints import ENDPOINTS
 from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.events import EventBus
 from aiwallet.engine.listener import process_started
+from aiwallet.engine.payflow import PaymentFlow
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.proxy import Proxy
+from aiwallet.engine.reconcile import Reconciler, Round
 from aiwallet.engine.routing import Route
 from aiwallet.engine.state import EngineState
 from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
@@ -108,6 +110,8 @@ class Engine:
         self.state = EngineState(wallet)
         self.events = EventBus()
         self.consent: ConsentManager | None = None
+        self.reconciler: Reconciler | None = None
+        self.reconciled: Round | None = None
         # An explicit timeout (tests, ``serve``) wins; else the user's preference applies.
         self._timeout_from_settings = consent_timeout_s is None
         self.consent_timeout_s = (
@@ -171,6 +175,9 @@ class Engine:
     async def _start(self) -> None:
         wallet = self.wallet
         self.state.start()
+        # payments first: a reservation whose payment the chain can place is billed exactly
+        self.reconciler = Reconciler(self.state, self.events)
+        self.reconciled = await self.reconciler.run_once(at_start=True)
         self.recovered = await self.state.db(wallet.recover_open)
         await self.state.reload()
         self.admin_token = await self.state.db(self._admin_token)
@@ -188,6 +195,10 @@ class Engine:
         )
         await self.consent.end_orphaned_exit_grants()  # their processes are not known here
         self._proxy.consent = self.consent
+        self._proxy.payflow = PaymentFlow(self.state, self.events)
+        self._proxy.payflow.consent = self.consent
+        self.reconciler.start()
+        self.events.subscribe(self._on_payment_event)
         app = web.Application(
             client_max_size=self.max_body, middlewares=[self._guard, self._errors]
         )
@@ -219,8 +230,14 @@ class Engine:
         await self.state.db(self._write_engine_file)
         log.info("engine listening on %s:%s", self.host, self.port)
 
+    def _on_payment_event(self, name: str, payload: dict[str, Any]) -> None:
+        if name == "payment.unconfirmed" and self.reconciler is not None:
+            self.reconciler.poke()  # ask the chain now rather than at the next round
+
     async def _shutdown(self) -> None:
         """Undo whatever :meth:`_start` got to (it may have failed half-way)."""
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         if self._proxy is not None and self._proxy.background:
             await asyncio.gather(*self._proxy.background, return_exceptions=True)
         if self._runner is not None:
@@ -231,6 +248,8 @@ class Engine:
             self._session = None
         if self.consent is not None:
             self.consent.close()  # its peer-lookup worker
+        if self._proxy is not None and self._proxy.payflow is not None:
+            self._proxy.payflow.close()  # its signing threads
         self.state.close()
         if self._wrote_engine_file:  # never another engine's (a second start on a busy port)
             self._remove_engine_files()

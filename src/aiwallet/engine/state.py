@@ -15,6 +15,7 @@ writer thread, :meth:`EngineState.close` stops them (and is safe when start neve
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +25,30 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from aiwallet.domain.appkeys import hash_app_key
+from aiwallet.domain.chains import Network
+from aiwallet.domain.errors import InvalidInput, VaultError
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
 from aiwallet.engine.scrub import Labelled, Scrubber, load_vault_secrets, provider_label
 from aiwallet.engine.writer import BatchWriter
 from aiwallet.logsetup import REDACTOR
+from aiwallet.payments.keys import SolanaKey
 from aiwallet.preferences import MIN_CLAMPED_OUTPUT_TOKENS
 from aiwallet.store.apps import AppRecord, GrantRecord
 from aiwallet.store.records import Budget
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 APP_TTL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SolanaSetup:
+    """What x402 payments are made with, read at each reload (off the loop)."""
+
+    key: SolanaKey | None
+    network: Network
+    cap_nano: int  # no single payment above this is signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +82,7 @@ class EngineState:
         self.allowed_origins: frozenset[str] = frozenset()
         self.min_clamped_output = MIN_CLAMPED_OUTPUT_TOKENS.default  # read again at reload
         self.ask_over_nano: int | None = None  # preferences.ASK_OVER_USD, read at reload
+        self.solana: SolanaSetup | None = None  # the x402 payer's key, network and cap
         self.generation = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -111,11 +126,24 @@ class EngineState:
         self.allowed_origins = p.allowed_origins()
         self.min_clamped_output = p.min_clamped_output_tokens()
         self.ask_over_nano = p.ask_over_nano()
+        self.solana = self._load_solana()
         self._vault_secrets, keys = load_vault_secrets(p.vault, p.providers.list())
         self._apps.clear()
         self._secrets = keys  # every provider's key, read now: a request need not wait for it
         self.scrubber = self._build_scrubber()
         self.generation += 1
+
+    def _load_solana(self) -> SolanaSetup:
+        p = self.port
+        key = None
+        try:
+            secret = p.solana_secret()
+            key = SolanaKey.from_text(secret) if secret is not None else None
+        except VaultError as exc:
+            log.warning("cannot read the Solana key from the vault: %s", exc)
+        except InvalidInput:
+            log.warning("the vault's Solana key is not a valid keypair; x402 payments are off")
+        return SolanaSetup(key, p.solana_network(), p.x402_cap_nano())
 
     def _build_scrubber(self) -> Scrubber:
         engine = [(label, v) for label, values in self._engine_secrets.items() for v in values]

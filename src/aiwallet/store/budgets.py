@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, text, update
@@ -31,6 +31,7 @@ from aiwallet.store.db import Database
 from aiwallet.store.hotsql import RESERVATION_COLUMNS, HotStatements
 from aiwallet.store.records import Budget, BudgetState, RequestRecord, Reservation, SpendEntry
 
+X402_SOURCE = "x402"  # a cost that is an x402 payment, not priced tokens
 WALLET = "wallet"
 APP = "app"
 
@@ -455,7 +456,7 @@ class Budgets:
             "insert_ledger",
             {
                 "ts": request.ts if request else datetime.now(UTC),
-                "kind": "spend",
+                "kind": spend.kind,
                 "app_id": res.app_id,
                 "request_id": res.request_id,
                 "amount_nano": actual_nano,
@@ -469,6 +470,91 @@ class Budgets:
         )
         if request is not None:
             self.hot.insert(conn, "insert_request", request.row())
+        return True
+
+    def grow_in(self, conn: Connection, reservation: Reservation, extra_nano: int) -> Reservation:
+        """Take ``extra_nano`` more on every counter ``reservation`` holds, all or nothing
+        (an x402 router asked more than the request's worst case): the same conditional
+        update as :meth:`reserve_in`, so racing requests cannot overspend. Raises
+        :class:`BudgetRefused` (the caller's transaction stays clean)."""
+        if extra_nano <= 0:
+            return reservation
+        c, b = t.budget_counters.c, t.budgets.c
+        limit = select(b.amount_nano).where(b.id == c.budget_id).scalar_subquery()
+        taken: list[int] = []
+        for cid in reservation.counter_ids:
+            row = conn.execute(
+                update(t.budget_counters)
+                .where(c.id == cid, c.spent_nano + c.reserved_nano + extra_nano <= limit)
+                .values(reserved_nano=c.reserved_nano + extra_nano)
+                .returning(c.id)
+            ).first()
+            if row is None:
+                for done in taken:
+                    self.hot.run(
+                        conn, "move_counter", {"b_id": done, "b_reserved": extra_nano, "b_spent": 0}
+                    )
+                found = (
+                    conn.execute(
+                        select(t.budgets, c.spent_nano, c.reserved_nano, c.window_end)
+                        .join(t.budget_counters, c.budget_id == b.id)
+                        .where(c.id == cid)
+                    )
+                    .mappings()
+                    .one()
+                )
+                used = int(found["spent_nano"]) + int(found["reserved_nano"])
+                budget = _budget(found)
+                raise BudgetRefused(budget, budget.amount_nano - used, found["window_end"])
+            taken.append(cid)
+        r = t.reservations.c
+        grown = conn.execute(
+            update(t.reservations)
+            .where(r.id == reservation.id, r.state == "open")
+            .values(amount_nano=r.amount_nano + extra_nano)
+            .returning(r.amount_nano)
+        ).first()
+        if grown is None:
+            raise NotFound(f"reservation {reservation.id} is no longer open")
+        left = None
+        if reservation.remaining_nano is not None:
+            left = reservation.remaining_nano - extra_nano
+        return replace(reservation, amount_nano=int(grown[0]), remaining_nano=left)
+
+    def refund_in(self, conn: Connection, request_id: str, amount_nano: int, note: str) -> bool:
+        """Give back ``amount_nano`` of a settled request's spend (a payment billed while
+        unconfirmed that can never land): a ``refund`` ledger row of minus that amount, and
+        the counters it was spent on lowered by it. False if it was refunded already."""
+        ref_id = f"refund:{request_id}"
+        lc = t.ledger.c
+        if conn.execute(select(lc.id).where(lc.request_id == ref_id)).first() is not None:
+            return False
+        spent = (
+            conn.execute(
+                select(lc.app_id, lc.provider, lc.model).where(lc.request_id == request_id)
+            )
+            .mappings()
+            .first()
+        )
+        if spent is None:
+            return False
+        res = conn.execute(
+            select(t.reservations.c.counter_ids).where(
+                t.reservations.c.request_id == request_id,
+                t.reservations.c.state == "settled",
+            )
+        ).first()
+        for cid in res[0] if res is not None else []:
+            self.hot.run(
+                conn, "move_counter", {"b_id": int(cid), "b_reserved": 0, "b_spent": -amount_nano}
+            )
+        conn.execute(
+            insert(t.ledger).values(
+                ts=datetime.now(UTC), kind="refund", app_id=spent["app_id"], request_id=ref_id,
+                amount_nano=-amount_nano, provider=spent["provider"], model=spent["model"],
+                token_source=X402_SOURCE, note=note,
+            )
+        )  # fmt: skip
         return True
 
     def release(self, reservation_id: str, request: RequestRecord | None = None) -> bool:

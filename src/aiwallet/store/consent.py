@@ -13,7 +13,7 @@ from aiwallet.store import schema as t
 from aiwallet.store.audit import append_audit
 from aiwallet.store.db import Database
 
-SUBJECT_KINDS = ("program", "app", "exe")
+SUBJECT_KINDS = ("program", "app", "exe", "payee")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,9 @@ class ConsentRules:
     ) -> int:
         """:meth:`add` inside the caller's transaction; returns the new rule's id."""
         if decision not in ("allow", "deny") or subject_kind not in SUBJECT_KINDS:
-            raise InvalidInput("a consent rule is allow/deny for a program, an exe or an app name")
+            raise InvalidInput(
+                "a consent rule is allow/deny for a program, an exe, an app name or a payee"
+            )
         now = datetime.now(UTC)
         # A new decision about a subject replaces the old one.
         conn.execute(

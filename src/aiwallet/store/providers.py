@@ -26,6 +26,12 @@ class ProviderRecord:
     updated_at: datetime
     last_test_at: datetime | None
     last_test_ok: bool | None
+    options: dict[str, Any] | None = None  # per-kind settings ({"prepaid": true})
+
+    @property
+    def prepaid(self) -> bool:
+        """An x402 router paid ahead (top-ups), not per request."""
+        return bool((self.options or {}).get("prepaid"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +43,7 @@ class ProviderRecord:
             "updated_at": self.updated_at.isoformat(),
             "last_test_at": self.last_test_at.isoformat() if self.last_test_at else None,
             "last_test_ok": self.last_test_ok,
+            "options": self.options or {},
         }
 
 
@@ -80,6 +87,7 @@ class Providers:
         key_hint: str | None,
         replace: bool,
         actor: str = "user",
+        options: dict[str, Any] | None = None,
     ) -> ProviderRecord:
         """Add a provider, or with ``replace`` update an existing one (key rotation)."""
         now = datetime.now(UTC)
@@ -89,6 +97,7 @@ class Providers:
             "secret_ref": secret_ref,
             "key_hint": key_hint,
             "updated_at": now,
+            "options": options or None,
         }
         with self.db.begin() as conn:
             exists = conn.execute(

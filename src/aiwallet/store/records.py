@@ -56,6 +56,7 @@ class SpendEntry:
     price_row: dict[str, Any] | None
     token_source: str | None
     note: str | None = None
+    kind: str = "spend"  # the ledger row's kind: "spend", or "topup" (a prepaid router's credit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,6 +228,41 @@ providers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("last_test_at", UTCDateTime),
     Column("last_test_ok", Boolean),
+    Column("options", JSON),  # per-kind settings: {"prepaid": true} for an x402 router (0007)
+)
+
+# x402 payments the wallet signed from the user's Solana wallet (migration 0007).
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "request" | "topup"
+    Column("request_id", String(64), nullable=False),  # the request, or "topup:<id>"
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="SET NULL")),
+    Column("provider", String(48), nullable=False),
+    Column("payee", String(64), nullable=False),  # payTo
+    Column("network", String(64), nullable=False),  # CAIP-2
+    Column("asset", String(64), nullable=False),  # the token's mint
+    Column("amount_atomic", BigInteger, nullable=False),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("payer", String(64), nullable=False),
+    # the payer's own signature in the transaction (deterministic): finds it on chain
+    Column("payer_signature", String(100), nullable=False, unique=True),
+    Column("tx_signature", String(100), unique=True),  # once settled: billed once per signature
+    Column("blockhash", String(64), nullable=False),
+    Column("resource", String(500)),
+    Column("state", String(16), nullable=False),  # signed | settled | failed | unconfirmed
+    Column("billed", Boolean, nullable=False, default=False, server_default=false()),
+    # paid, and then the answer failed: billed, and shown as such
+    Column("flagged", Boolean, nullable=False, default=False, server_default=false()),
+    Column("note", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("settled_at", UTCDateTime),
+    CheckConstraint("amount_atomic > 0", name="amount_positive"),
+    CheckConstraint("state IN ('signed', 'settled', 'failed', 'unconfirmed')", name="state_known"),
+    Index("ix_payments_state", "state"),
+    Index("ix_payments_created", "created_at"),
+    Index("ix_payments_request", "request_id"),
 )
 
 settings = Table(
