@@ -14,7 +14,16 @@ from contextlib import contextmanager
 import click
 
 from aiwallet import __version__
-from aiwallet.cli_commands import apps, audit, catalog, consent, prefs, providers, requests
+from aiwallet.cli_commands import (
+    apps,
+    audit,
+    catalog,
+    consent,
+    prefs,
+    providers,
+    requests,
+    wallet,
+)
 from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state, term
 from aiwallet.domain.errors import WalletError
 from aiwallet.paths import resolve_data_dir
@@ -176,6 +185,7 @@ cli.add_command(consent.receipts_group)
 cli.add_command(catalog.group)
 cli.add_command(audit.group)
 cli.add_command(prefs.group)
+cli.add_command(wallet.group)
 
 
 @contextmanager

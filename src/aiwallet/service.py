@@ -41,6 +41,7 @@ from aiwallet.store.consent import ConsentRules
 from aiwallet.store.db import Database, open_database
 from aiwallet.store.grants import issue_app
 from aiwallet.store.ledger import Ledger, Requests
+from aiwallet.store.payments import Payments
 from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.reports import Reports
 from aiwallet.store.settings import Settings
@@ -52,6 +53,7 @@ from aiwallet.vault.select import VaultStatus
 if TYPE_CHECKING:
     from aiwallet.engine.port import WalletPort
     from aiwallet.engine.server import Engine
+    from aiwallet.solana_account import SolanaAccount
 
 WALLET_ID_SETTING = "wallet_id"
 SIGNING_KEY_SECRET = "wallet:receipt-signing-key"  # noqa: S105 - a vault entry name
@@ -67,10 +69,11 @@ class ProviderInfo:
     base_url: str
     key_hint: str | None
     last_test_ok: bool | None
+    prepaid: bool = False
 
     @classmethod
     def of(cls, r: ProviderRecord) -> ProviderInfo:
-        return cls(r.name, r.kind, r.base_url, r.key_hint, r.last_test_ok)
+        return cls(r.name, r.kind, r.base_url, r.key_hint, r.last_test_ok, r.prepaid)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,7 @@ class ProviderInfo:
             "base_url": self.base_url,
             "key_hint": self.key_hint,
             "last_test_ok": self.last_test_ok,
+            "prepaid": self.prepaid,
         }
 
 
@@ -108,6 +112,7 @@ class Wallet:
         self.reports = Reports(db)
         self.audit = AuditLog(db)
         self.consent_rules = ConsentRules(db)
+        self.payments = Payments(db)
         self._engine: Engine | None = None  # this process's engine, once new_engine built it
         self.wallet_id: str = self.settings.get_or_create(
             WALLET_ID_SETTING, lambda: secrets.token_hex(8)
@@ -129,6 +134,13 @@ class Wallet:
         self.db.dispose()
 
     # -- environment ------------------------------------------------------------------------
+    @cached_property
+    def solana(self) -> SolanaAccount:
+        """The user's Solana wallet: key, network, balances, x402 payments and top-ups."""
+        from aiwallet.solana_account import SolanaAccount
+
+        return SolanaAccount(self)
+
     @cached_property
     def vault(self) -> Vault:
         return open_vault(
@@ -206,9 +218,13 @@ class Wallet:
         api_key: str | None,
         base_url: str | None = None,
         replace: bool = False,
+        prepaid: bool = False,
     ) -> ProviderInfo:
-        """Store the key in the vault and the provider (never its key) in the database."""
+        """Store the key in the vault and the provider (never its key) in the database.
+        ``prepaid``: an x402 router paid ahead by top-ups (its key comes with the first)."""
         pkind, url = self.check_new_provider(name, kind=kind, base_url=base_url, replace=replace)
+        if prepaid and not pkind.x402:
+            raise InvalidInput("only an x402 router can be prepaid")
         if pkind.needs_key and not api_key:
             raise InvalidInput(f"a {pkind.label} provider needs an API key")
         ref = secret_name(name) if api_key else None
@@ -221,6 +237,7 @@ class Wallet:
             secret_ref=ref,
             key_hint=key_hint(api_key) if api_key else None,
             replace=replace,
+            options={"prepaid": True} if prepaid else None,
         )
         self.notify_engine()
         return ProviderInfo.of(record)

@@ -37,6 +37,11 @@ def group() -> None:
     help="Read the key from this environment variable (else stdin, else a hidden prompt).",
 )
 @click.option("--replace", is_flag=True, help="Replace the key of an existing provider (rotate).")
+@click.option(
+    "--prepaid",
+    is_flag=True,
+    help="An x402 router paid ahead: top it up with 'aiwallet wallet topup NAME AMOUNT'.",
+)
 @json_option
 @pass_state
 def add(
@@ -46,6 +51,7 @@ def add(
     base_url: str | None,
     api_key_env: str | None,
     replace: bool,
+    prepaid: bool,
     as_json: bool,
 ) -> None:
     """Add a provider NAME and store its key in the secret store."""
@@ -55,7 +61,7 @@ def add(
     )
     key = read_secret(api_key_env, f"{pkind.label} API key") if pkind.needs_key else None
     info = state.wallet.add_provider(
-        name, kind=kind_id, api_key=key, base_url=base_url, replace=replace
+        name, kind=kind_id, api_key=key, base_url=base_url, replace=replace, prepaid=prepaid
     )
     if as_json:
         emit_json(info.to_json())
