@@ -118,7 +118,7 @@ def atomic_to_nano(atomic: int, decimals: int = USDC_DECIMALS) -> int:
         raise InvalidInput("an amount cannot be negative")
     if not 0 <= decimals <= 9:
         raise InvalidInput(f"a token with {decimals} decimals cannot be counted in nano-dollars")
-    return atomic * 10 ** (9 - decimals)
+    return int(atomic * 10 ** (9 - decimals))
 
 
 def nano_to_atomic(nano: int, decimals: int = USDC_DECIMALS) -> int:
@@ -129,7 +129,7 @@ def nano_to_atomic(nano: int, decimals: int = USDC_DECIMALS) -> int:
             f"{Decimal(nano).scaleb(-9)} USD is not a whole number of the token's smallest "
             f"unit ({Decimal(1).scaleb(-decimals)})"
         )
-    return nano // step
+    return int(nano // step)
 
 
 def format_atomic(atomic: int, decimals: int) -> str:
