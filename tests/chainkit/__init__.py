@@ -1,0 +1,1 @@
+"""A real offline Solana + x402 test kit (filled in below)."""
