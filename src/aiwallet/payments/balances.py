@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from solana.rpc.async_api import AsyncClient
-from solana.rpc.types import TokenAccountOpts
+from solana.rpc.models import TokenAccountOpts
 from solders.pubkey import Pubkey
 
 from aiwallet.domain.chains import Network
