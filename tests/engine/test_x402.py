@@ -12,7 +12,6 @@ import openai
 import pytest
 from x402.schemas import PaymentRequirements
 
-from chainkit.fixtures import chain  # noqa: F401
 from engine.conftest import cli
 from engine.test_consent import pending, wait_pending
 from engine.x402rig import ANTHROPIC_MODEL, OPENAI_MODEL, make_pay_rig
