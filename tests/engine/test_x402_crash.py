@@ -4,6 +4,7 @@ payer's signature), and one that never landed is not billed (refunded once the c
 can no longer land). Checked against the chain's balances."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -39,15 +40,13 @@ def _prepare(tmp_path, kit) -> tuple[DataDir, str, object]:
 
 
 def _call(port: int, key: str) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):  # the engine was killed under it
         httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             json={"model": OPENAI_MODEL, "messages": [{"role": "user", "content": "x"}]},
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         )
-    except httpx.HTTPError:
-        pass  # the engine was killed under it
 
 
 def _kill(proc) -> None:
