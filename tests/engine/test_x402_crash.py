@@ -126,3 +126,29 @@ def _ledger(w: Wallet) -> list[dict]:
 
     with w.db.read() as conn:
         return [dict(r) for r in conn.execute(select(t.ledger)).mappings()]
+
+
+def test_a_reservation_left_before_any_payment_is_released_not_billed(tmp_path, chain):
+    """The engine stopped after reserving for an x402 router and before signing: the router
+    serves nothing unpaid, so the restart releases it instead of billing its worst case."""
+    from datetime import UTC, datetime
+
+    from aiwallet.store.records import SpendEntry
+
+    data_dir, _key, _payer = _prepare(tmp_path, chain)
+    w = Wallet.open(data_dir)
+    app = w.apps.get("paid")
+    budget = w.budgets.app_budget(app.id)
+    w.budgets.reserve(
+        [budget.id], 7_000_000, at=datetime.now(UTC), tz=w.timezone, request_id="awreq_cut",
+        app_id=app.id, priced=SpendEntry("router", "router-model", "x402:router/m", None, "x"),
+    )  # fmt: skip
+    w.close()
+    w, engine = _restart_in_process(data_dir)
+    try:
+        assert w.budgets.open_reservations() == []
+        assert _ledger(w) == []
+        assert w.budgets.state(budget, datetime.now(UTC), w.timezone).spent_nano == 0
+    finally:
+        engine.stop()
+        w.close()
