@@ -103,13 +103,14 @@ def when(ts: datetime | None, now: datetime | None = None) -> str:
 def mono_font() -> QFont:
     """The system's fixed-width font (addresses, signatures), at the UI's size."""
     font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    font.setStyleHint(QFont.StyleHint.Monospace)
     font.setPointSizeF(QGuiApplication.font().pointSizeF())
     return font
 
 
 def money_badge(real_money: bool) -> QLabel:
-    """A badge saying whether a network's money is real: red "REAL MONEY", or a quiet
-    "test money"."""
+    """A red "REAL MONEY" badge, shown only for a network whose money is real (a test
+    network's line already says "test money")."""
     badge = label("REAL MONEY" if real_money else "test money")
     set_money_badge(badge, real_money)
     return badge
@@ -128,6 +129,7 @@ def set_money_badge(badge: QLabel, real_money: bool) -> None:
     )
     badge.style().unpolish(badge)
     badge.style().polish(badge)
+    badge.setVisible(real_money)
 
 
 TOOLTIP_LIMIT = 2000  # characters of a full text shown in a tooltip

@@ -294,7 +294,6 @@ class OverviewPage(Page):
         net = status.network
         self.solana_network.setText(network_line(net))
         set_money_badge(self.solana_badge, net.real_money)
-        self.solana_badge.setVisible(net.real_money)
         reading = self.controller.solana
         if self._solana_reading_fits(reading):
             assert reading is not None
