@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontInfo
 from PySide6.QtWidgets import QLabel, QPushButton
 
-from aiwallet.domain.chains import DEVNET, MAINNET
+from aiwallet.domain.chains import DEVNET, MAINNET, network
 from aiwallet.gui import texts
 from aiwallet.gui.prompt import ConsentPrompt
 from aiwallet.gui.qr import QUIET, QrCode, qr_modules, qr_pixmap
@@ -114,6 +114,10 @@ def test_a_custom_rpc_url_is_shown_by_its_host_only(qtbot):
     prompt, _ = _prompt(qtbot, payment_request(network_label=label))
     assert prompt.network.text() == "Solana devnet via rpc.example (test money)"
     assert not [t for t in _texts(prompt) if "s3cr3t" in t or "api-key" in t]
+    # as the engine says it (Network.describe names the host itself)
+    net = network("devnet", "https://rpc.example:8899/key/s3cr3t")
+    prompt, _ = _prompt(qtbot, payment_request(network_label=net.describe()))
+    assert prompt.network.text() == "Solana devnet via rpc.example:8899 (test money)"
 
 
 def test_the_buttons_say_what_they_do_and_none_is_the_default(qtbot):

@@ -569,10 +569,10 @@ def _payment_amount(held: dict[str, Any]) -> str:
 
 
 def _network_text(held: dict[str, Any]) -> str:
-    """The engine's line for the network, a custom RPC URL cut to its host (it may hold a
-    key)."""
+    """The engine's line for the network (``Network.describe()``), a custom RPC named by its
+    host only (a URL may hold a key: one is cut to its host here too)."""
     text = shown(held.get("network_label") or held.get("network") or "unknown network", 160)
-    return re.sub(r" via (\S+)", lambda m: f" via {rpc_host(m.group(1))}", text)
+    return re.sub(r" via (\S+://\S+)", lambda m: f" via {rpc_host(m.group(1))}", text)
 
 
 def _any_model_text(served: list[str], count: int) -> str:

@@ -49,11 +49,9 @@ def rpc_host(url: str) -> str:
 
 
 def network_line(net: Network) -> str:
-    """``Network.describe()``, with a custom RPC URL cut to its host (it may hold a key)."""
-    text = net.describe()
-    if net.custom_rpc:
-        text = text.replace(net.rpc_url, rpc_host(net.rpc_url))
-    return text
+    """``Network.describe()``: the cluster, a custom RPC by its host only, and whether it is
+    real money."""
+    return net.describe()
 
 
 def short(text: str, keep: int = 6) -> str:
@@ -147,9 +145,9 @@ def read_solana(wallet: Wallet, *, timeout_s: float = READ_TIMEOUT_S) -> SolanaR
             found = solana.balances_blocking(timeout_s=timeout_s)
         except Exception as exc:  # the RPC client's own failure: said, never raised into Qt
             found, detail = None, type(exc).__name__
-            problem = f"could not read: {rpc_host(net.rpc)}"
+            problem = f"could not read: {net.rpc_host}"
         if found is not None and found.problem:
-            problem, detail = f"could not read: {rpc_host(net.rpc)}", str(found.problem)
+            problem, detail = f"could not read: {net.rpc_host}", str(found.problem)
         elif found is not None:
             sol = int(found.sol_lamports)
             tokens = tuple(

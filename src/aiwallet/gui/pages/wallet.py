@@ -334,7 +334,7 @@ class WalletPage(Page):
             self.custom_rpc.setChecked(net.custom_rpc)
             self.rpc_url.clear()
             self.rpc_url.setPlaceholderText(
-                f"{rpc_host(net.rpc_url)} (kept; type a URL to change it)"
+                f"{net.rpc_host} (kept; type a URL to change it)"
                 if net.custom_rpc
                 else "https://…"
             )
@@ -428,7 +428,7 @@ class WalletPage(Page):
                 line = label(f"{shown(t.name, 20)}  {t.amount}", "mono")
                 line.setToolTip(tooltip_text(f"mint {t.mint}"))
                 self.token_box.addWidget(line)
-        host = rpc_host(reading.network.rpc)
+        host = reading.network.rpc_host
         self.balance_note.setText(
             "" if problem else f"read from {host} at {when(datetime.now(UTC))}"
         )
