@@ -135,5 +135,5 @@ async def _signatures_of(rpc: AsyncClient, tx_id: Signature) -> tuple[list[Signa
 def _parse(parse: Any, text: str, what: str) -> Any:
     try:
         return parse(text)
-    except (ValueError, TypeError):
+    except Exception:  # ValueError, or solders' own ParseHashError (not a ValueError)
         raise InvalidInput(f"not a Solana {what}") from None

@@ -119,7 +119,7 @@ class Requirement:
             raise PaymentProblem(
                 "x402_bad_amount",
                 f"the router asks an amount that is not a positive whole number of atomic "
-                f"units: {rpcfail.clean(self.amount, 40)!r}",
+                f"units: {rpcfail.clean(self.amount, 24)!r}",
             )
         return int(self.amount)
 
