@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import threading
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -31,11 +32,8 @@ from x402.mechanisms.svm import KeypairSigner
 from x402.mechanisms.svm.exact import register_exact_svm_client
 
 from chainkit import ChainKit
-from chainkit.fixtures import chain
 from chainkit.router import evm_accept, solana_accept
 from chainkit.rpc import LAMPORTS_PER_SIGNATURE
-
-__all__ = ["chain"]
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 MESSAGES = {
@@ -182,7 +180,7 @@ def test_prepaid_top_up_and_billing_from_the_balance(chain: ChainKit) -> None:
     assert answer.status_code == 200
     usage = answer.json()["usage"]
     cost = chain.router.cost_atomic(usage["prompt_tokens"], usage["completion_tokens"])
-    assert usage["cost"] == f"{cost / 10**6:.6f}".rstrip("0")
+    assert Decimal(usage["cost"]) == Decimal(cost).scaleb(-6)
     balance = httpx.get(chain.router.url + "/v1/balance", headers=auth).json()
     assert balance["amount"] == str(201_000 - cost)
 

@@ -41,6 +41,7 @@ from typing import Any
 from solders.account import Account
 from solders.account_decoder import UiTokenAmount
 from solders.hash import Hash
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.message import Message, MessageV0, from_bytes_versioned
@@ -120,17 +121,22 @@ class RpcError(Exception):
         return err
 
 
+AUTO = object()  # Fault.data: what a node sends with that code
+
+
 @dataclass
 class Fault:
     code: int = -32005
     message: str = "Node is unhealthy"
     http_status: int | None = None  # answer this HTTP status instead (e.g. 429, 503)
-    data: Any = None  # the error's data (-32005 gets the node's {"numSlotsBehind": null})
+    # The error's data. AUTO: a -32005 gets the node's {"numSlotsBehind": null} (solders
+    # *panics* parsing a -32005 without it: pass None to send exactly that), others none.
+    data: Any = AUTO
 
     def error(self) -> RpcError:
         data = self.data
-        if data is None and self.code == -32005:
-            data = {"numSlotsBehind": None}  # solders panics parsing a -32005 without it
+        if data is AUTO:
+            data = {"numSlotsBehind": None} if self.code == -32005 else None
         return RpcError(self.code, self.message, data)
 
 
@@ -180,6 +186,7 @@ class SolanaRpcServer:
         self._faults: dict[str, list[Fault]] = {}
         self._holds: dict[str, _Hold] = {}
         self._mint_authorities: dict[Pubkey, Keypair] = {}
+        self._setup_count = 0
         self._faucet = Keypair()
         self.svm.set_account(
             self._faucet.pubkey(), Account(FAUCET_LAMPORTS, b"", Pubkey.default(), False)
@@ -321,7 +328,7 @@ class SolanaRpcServer:
         code: int = -32005,
         message: str = "Node is unhealthy",
         http_status: int | None = None,
-        data: Any = None,
+        data: Any = AUTO,
     ) -> None:
         """The next ``n`` calls of ``method`` ("*" for any) answer a JSON-RPC error (or the
         HTTP status ``http_status``) instead of their result."""
@@ -354,7 +361,11 @@ class SolanaRpcServer:
         return self._send_setup(self._faucet, [ix])
 
     def _send_setup(self, payer: Keypair, ixs: list[Any]) -> str:
-        msg = MessageV0.try_compile(payer.pubkey(), ixs, [], self.svm.latest_blockhash())
+        # a memo numbering each setup transaction: two identical ones (the same funding twice)
+        # would otherwise be one transaction, and the second "already processed"
+        self._setup_count += 1
+        memo = Instruction(MEMO_PROGRAM_ID, f"chainkit setup {self._setup_count}".encode(), [])
+        msg = MessageV0.try_compile(payer.pubkey(), [*ixs, memo], [], self.svm.latest_blockhash())
         tx = VersionedTransaction(msg, [payer])
         sig, record, err = self._land(tx, via_rpc=False)
         if record is None or not record.ok:

@@ -197,7 +197,7 @@ def test_providers_page_never_shows_a_key(desk, qtbot):
 
 def test_settings_are_saved_and_validated(desk, qtbot):
     window = desk.app.window
-    window.show_page(4)
+    window.show_page(window.pages.index(window.settings))
     page = window.settings
     qtbot.waitUntil(lambda: page.loads >= 1, timeout=10_000)
     assert page.thresholds.text() == "80, 100"
@@ -234,7 +234,7 @@ def test_settings_start_at_login_writes_the_autostart_entry(desk, qtbot, tmp_pat
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     entry = tmp_path / "config" / "autostart" / "aiwallet.desktop"
     window = desk.app.window
-    window.show_page(4)
+    window.show_page(window.pages.index(window.settings))
     page = window.settings
     qtbot.waitUntil(lambda: page.loads >= 1, timeout=10_000)
     assert not page.login.isChecked()
@@ -250,7 +250,7 @@ def test_settings_start_at_login_writes_the_autostart_entry(desk, qtbot, tmp_pat
 
 def test_settings_verifies_the_audit_log(desk, qtbot):
     window = desk.app.window
-    window.show_page(4)
+    window.show_page(window.pages.index(window.settings))
     page = window.settings
     qtbot.waitUntil(lambda: page.loads >= 1, timeout=10_000)
     assert "aiwallet" in page.about.text() and "models from" in page.about.text()

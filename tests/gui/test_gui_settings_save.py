@@ -26,7 +26,7 @@ def test_changing_one_setting_writes_one_audit_entry(desk, qtbot, monkeypatch):
 
     monkeypatch.setattr(wallet, "set_prefs", spy)
     window = desk.app.window
-    window.show_page(4)
+    window.show_page(window.pages.index(window.settings))
     page = window.settings
     qtbot.waitUntil(lambda: page.loads >= 1, timeout=10_000)
     before = _settings_rows(wallet)

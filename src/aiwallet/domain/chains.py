@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiwallet.domain.errors import InvalidInput
 
@@ -39,13 +39,27 @@ class Network:
         return bool(self.rpc_url) and self.rpc_url != self.default_rpc_url
 
     @property
+    def rpc_host(self) -> str:
+        """The RPC's host (and port): all of its URL that may be shown or logged. An RPC URL
+        can carry an API key in its path, query string or userinfo."""
+        parts = urlsplit(self.rpc)
+        host = parts.hostname or "unknown host"
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return f"{host}:{port}" if port else host
+
+    @property
     def names(self) -> frozenset[str]:
         """Every name an x402 requirement may use for this network."""
         return frozenset({self.caip2, self.v1_name})
 
     def describe(self) -> str:
         """One line for a screen or a terminal: which network, and whether it is real money."""
-        where = f" via {self.rpc_url}" if self.custom_rpc else ""
+        where = f" via {self.rpc_host}" if self.custom_rpc else ""
         money = "REAL MONEY" if self.real_money else "test money"
         return f"Solana {self.label}{where} ({money})"
 
@@ -116,20 +130,25 @@ def atomic_to_nano(atomic: int, decimals: int = USDC_DECIMALS) -> int:
     """A USD stablecoin amount in atomic units → nano-dollars, exactly (decimals ≤ 9)."""
     if atomic < 0:
         raise InvalidInput("an amount cannot be negative")
-    if not 0 <= decimals <= 9:
-        raise InvalidInput(f"a token with {decimals} decimals cannot be counted in nano-dollars")
-    return int(atomic * 10 ** (9 - decimals))
+    return atomic * _nano_step(decimals)
 
 
 def nano_to_atomic(nano: int, decimals: int = USDC_DECIMALS) -> int:
     """Nano-dollars → atomic units of a USD stablecoin; refused when not a whole unit."""
-    step = 10 ** (9 - decimals)
+    step = _nano_step(decimals)
     if nano < 0 or nano % step:
         raise InvalidInput(
             f"{Decimal(nano).scaleb(-9)} USD is not a whole number of the token's smallest "
             f"unit ({Decimal(1).scaleb(-decimals)})"
         )
     return int(nano // step)
+
+
+def _nano_step(decimals: int) -> int:
+    """Nano-dollars in one atomic unit of a token with ``decimals`` (0 to 9)."""
+    if not 0 <= decimals <= 9:
+        raise InvalidInput(f"a token with {decimals} decimals cannot be counted in nano-dollars")
+    return int(10 ** (9 - decimals))
 
 
 def format_atomic(atomic: int, decimals: int) -> str:

@@ -63,8 +63,11 @@ class DesktopApp:
 
     def _prompt_notice(self, request: dict[str, Any]) -> None:
         if self.tray is not None:
+            payment = request.get("kind") == "payment"
             self.notifier.notify(
-                "consent", texts.PROMPT_TITLE, f"{request.get('app_name')} is asking"
+                "consent",
+                texts.PROMPT_PAYMENT_TITLE if payment else texts.PROMPT_TITLE,
+                f"{request.get('app_name')} is asking",
             )
 
     def _answer(self, request_id: str, answer: Answer) -> None:
@@ -73,6 +76,8 @@ class DesktopApp:
             always = bool(answer.get("always"))
             scope = str(answer.get("scope", "script"))
             c.spawn(c.deny(request_id, always=always, scope=scope), "Denying")
+        elif answer["action"] == "pay":  # an x402 payment: this once, or this payee always
+            c.spawn(c.pay(request_id, always=bool(answer.get("always"))), "Paying")
         else:
             once = answer["action"] == "once"
             c.spawn(

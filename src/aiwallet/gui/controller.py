@@ -27,6 +27,7 @@ from aiwallet.domain.providers import Balance
 from aiwallet.domain.windows import describe_until
 from aiwallet.gui import texts
 from aiwallet.gui.bridge import EngineBridge, dispatch
+from aiwallet.gui.solana_view import SolanaReading, payment_notice, read_solana
 from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT
 from aiwallet.service import Wallet
 from aiwallet.summaries import AppSummary, app_summaries
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 REDRAW_MS = 400
 BALANCE_TTL_S = 300.0  # provider balances are re-read at most every five minutes
+SOLANA_TTL_S = 60.0  # the Solana wallet's balances and routers' credit: at most a minute old
 
 
 class Controller(QObject):
@@ -49,6 +51,7 @@ class Controller(QObject):
     notice = Signal(str, str, str)  # kind, title, text
     failed = Signal(str)  # an action failed: what to tell the user
     totals_changed = Signal()  # today's spend (tray tooltip) was re-read
+    solana_changed = Signal()  # the Solana wallet's balances (and routers' credit) were re-read
 
     def __init__(self, wallet: Wallet, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -62,6 +65,9 @@ class Controller(QObject):
         self.balances: dict[str, Balance] = {}
         self._balances_for: tuple[str, ...] | None = None
         self._balances_at = 0.0
+        self.solana: SolanaReading | None = None
+        self._solana_stale = True
+        self._solana_read: asyncio.Future[SolanaReading] | None = None
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="aiwallet-gui")
         self._bridge = EngineBridge(self)
         self._bridge.engine_event.connect(self._on_event)
@@ -133,6 +139,28 @@ class Controller(QObject):
         self._balances_at = time.monotonic()
         found = await self.run(lambda: asyncio.run(wallet.provider_balances()))
         self.balances = {b.provider: b for b in found}
+
+    def solana_stale(self) -> bool:
+        """Whether the Solana balances should be read again: never read, a minute old, or a
+        payment, a new key or another network since."""
+        reading = self.solana
+        return self._solana_stale or reading is None or time.monotonic() - reading.at > SOLANA_TTL_S
+
+    def solana_changed_here(self) -> None:
+        """A key, a network or a payment changed what the chain would say: read it again."""
+        self._solana_stale = True
+
+    async def load_solana(self) -> SolanaReading:
+        """Read the Solana wallet's balances and the prepaid routers' credit on a worker
+        thread (RPC and HTTP, never on the GUI thread); reads asked while one runs share it."""
+        if self._solana_read is None or self._solana_read.done():
+            self._solana_stale = False
+            self._solana_read = asyncio.ensure_future(self.run(read_solana, self.wallet))
+        reading = await asyncio.shield(self._solana_read)
+        if self.solana is None or reading.at >= self.solana.at:
+            self.solana = reading
+            self.solana_changed.emit()
+        return reading
 
     # -- engine lifecycle -------------------------------------------------------------------
     async def start_engine(self, port: int | None = None, **engine_kw: Any) -> None:
@@ -276,6 +304,24 @@ class Controller(QObject):
         )
         self.notice.emit("over_reserved", "A provider billed more than allowed", text)
 
+    def on_event_payment_settled(self, payload: dict[str, Any]) -> None:
+        self._payment_event("payment.settled", payload)
+
+    def on_event_payment_unconfirmed(self, payload: dict[str, Any]) -> None:
+        self._payment_event("payment.unconfirmed", payload)
+
+    def on_event_payment_failed(self, payload: dict[str, Any]) -> None:
+        self._payment_event("payment.failed", payload)
+
+    def _payment_event(self, name: str, payload: dict[str, Any]) -> None:
+        """An x402 payment ended (or the chain told its fate): say so, and re-read the wallet's
+        balances and the pages that show payments."""
+        self.solana_changed_here()
+        notice = payment_notice(name, payload)
+        if notice is not None:
+            self.notice.emit(*notice)
+        self.mark_dirty()
+
     # -- redraws ------------------------------------------------------------------------------
     def mark_dirty(self) -> None:
         """Something changed: pages reload once the timer fires (coalesced)."""
@@ -352,6 +398,13 @@ class Controller(QObject):
             )
         )  # fmt: skip
         return req.to_json()
+
+    async def pay(self, req_id: str, *, always: bool) -> dict[str, Any]:
+        """Let an x402 payment through: this once, or every later one to this payee."""
+        return await self.approve(
+            req_id, budget=None, models=None, lifetime_s=None, once=False,
+            duration="always" if always else "once",
+        )  # fmt: skip
 
     async def deny(self, req_id: str, *, always: bool = False, scope: str = "script") -> None:
         assert self.engine is not None

@@ -1,4 +1,4 @@
-"""The main window: a navigation list and one page per entry (Ctrl+1..5 or the arrow keys
+"""The main window: a navigation list and one page per entry (Ctrl+1..6 or the arrow keys
 in the list), a status bar for results and errors. Closing it hides to the tray when there is
 one."""
 
@@ -25,6 +25,7 @@ from aiwallet.gui.pages.base import Page
 from aiwallet.gui.pages.overview import OverviewPage
 from aiwallet.gui.pages.providers import ProvidersPage
 from aiwallet.gui.pages.settings import SettingsPage
+from aiwallet.gui.pages.wallet import WalletPage
 from aiwallet.gui.widgets import shown
 
 if TYPE_CHECKING:
@@ -61,11 +62,19 @@ class MainWindow(QMainWindow):
         self._activity: ActivityPage | None = None
         self._placeholder = QWidget()
         self.providers = ProvidersPage(controller)
+        self.wallet = WalletPage(controller)
         self.settings = SettingsPage(controller)
         for n, (title, page) in enumerate(
             zip(
                 texts.PAGES,
-                (self.overview, self.apps, self._placeholder, self.providers, self.settings),
+                (
+                    self.overview,
+                    self.apps,
+                    self._placeholder,
+                    self.providers,
+                    self.wallet,
+                    self.settings,
+                ),
                 strict=True,
             ),
             start=1,
@@ -102,7 +111,14 @@ class MainWindow(QMainWindow):
 
     @property
     def pages(self) -> list[Page]:
-        return [self.overview, self.apps, self.activity, self.providers, self.settings]
+        return [
+            self.overview,
+            self.apps,
+            self.activity,
+            self.providers,
+            self.wallet,
+            self.settings,
+        ]
 
     def _switch(self, index: int) -> None:
         if index == ACTIVITY:

@@ -1,5 +1,6 @@
-"""Notifications: budget thresholds, the wallet paused, a provider failing. At most one per
-kind per minute; shown by the tray where there is one, else in the main window's status bar.
+"""Notifications: budget thresholds, the wallet paused, a provider failing, an x402 payment
+settled, failed or left unconfirmed. At most one per kind per minute; shown by the tray
+where there is one, else in the main window's status bar.
 
 A notification may carry a caller's words (an app's name). Desktop notification servers may
 read its body as markup (freedesktop's ``body-markup``: bold, links, images) while others
@@ -22,6 +23,14 @@ COALESCE_S = 60.0
 STATE_KINDS = frozenset({"paused"})
 TITLE_LIMIT = 80
 TEXT_LIMIT = 300
+WARNING_KINDS = (
+    "budget",
+    "upstream",
+    "paused",
+    "over_reserved",
+    "payment_failed",
+    "payment_unconfirmed",
+)
 _LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "&": "＆"})
 
 
@@ -71,7 +80,7 @@ class Notifier(QObject):
         if self.tray is not None and self.tray.isVisible() and self.tray.supportsMessages():
             icon = (
                 QSystemTrayIcon.MessageIcon.Warning
-                if kind.startswith(("budget", "upstream", "paused", "over_reserved"))
+                if kind.startswith(WARNING_KINDS)
                 else QSystemTrayIcon.MessageIcon.Information
             )
             self.tray.showMessage(title, text or title, icon, 8000)

@@ -7,7 +7,10 @@ and duration, editable before approving. Models default to what was asked; "any 
 checkbox naming the models it covers, never a bare ``*``. The duration defaults to "until
 this program exits" for a keyless caller whose process is known, else to what a connect asked
 or one hour: a grant until revoked is a choice, never the default. An expensive request (a
-known app over its ask-before threshold) is let through once or denied.
+known app over its ask-before threshold) is let through once or denied. A payment (an x402
+router asks to be paid by a payee the wallet has not paid before) shows the payee, the
+amount in dollars and USDC, the network (REAL MONEY on mainnet), the resource, provider and
+model, and is paid once or always, or refused once or for good; nothing is the default.
 
 It stays on top; Esc and closing deny once; any interaction stops the countdown; "remember"
 is never pre-checked; a timeout denies once and remembers nothing. Requests queue; one
@@ -17,6 +20,7 @@ from the screen if it was showing.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -35,14 +39,25 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from aiwallet.domain.chains import USDC_DECIMALS, format_atomic
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import format_usd, parse_budget_spec, usd_to_nano
 from aiwallet.gui import texts
 from aiwallet.gui.dialogs import BudgetEditor
-from aiwallet.gui.widgets import CallerLabel, CallerWords, label, shown, tooltip_text
+from aiwallet.gui.solana_view import rpc_host
+from aiwallet.gui.widgets import (
+    CallerLabel,
+    CallerWords,
+    label,
+    money_badge,
+    mono_font,
+    shown,
+    tooltip_text,
+)
 
-Answer = dict[str, Any]  # {"action": "deny"|"once"|"allow", ...}
+Answer = dict[str, Any]  # {"action": "deny"|"once"|"allow"|"pay", ...}
 EXPENSIVE = "expensive"
+PAYMENT = "payment"  # engine/consent.py PAYMENT: an x402 payment to a payee not paid before
 ASKED = "asked"  # the duration choice "the lifetime a connect request asked for"
 # The durations offered, each the engine's ``duration`` (engine/consent.py DURATIONS).
 DURATION_CHOICES = (
@@ -65,8 +80,16 @@ class ConsentPrompt(QDialog):
         self._done = False
         self.kind: str = str(request.get("kind") or "keyless")
         expensive = self.kind == EXPENSIVE
+        payment = self.kind == PAYMENT
+        one_off = expensive or payment  # about one request: no models, budget or duration
         held = request.get("held_request") or None
-        self.setWindowTitle(texts.PROMPT_EXPENSIVE_TITLE if expensive else texts.PROMPT_TITLE)
+        self.setWindowTitle(
+            texts.PROMPT_PAYMENT_TITLE
+            if payment
+            else texts.PROMPT_EXPENSIVE_TITLE
+            if expensive
+            else texts.PROMPT_TITLE
+        )
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
         self.setMinimumWidth(520)
@@ -90,6 +113,8 @@ class ConsentPrompt(QDialog):
                 if (held or {}).get("threshold_of") == "app"
                 else " for the whole wallet",
             )
+        elif payment:
+            wants = texts.PROMPT_PAYMENT
         else:
             wants = texts.PROMPT_WANTS if self.kind == "connect" else texts.PROMPT_KEYLESS
         self.wants = label(wants, wrap=True)
@@ -128,7 +153,12 @@ class ConsentPrompt(QDialog):
             )
         # What the held request would cost at worst: the amount its reservation will hold.
         self.cost: Any = None
-        if held:
+        self.payee: CallerWords | None = None
+        self.network: Any = None
+        self.badge: Any = None
+        if payment:
+            self._payment_rows(facts, held or {})
+        elif held:
             self.cost = label(_cost_line(held), wrap=True)
             bold = self.cost.font()
             bold.setBold(True)
@@ -139,7 +169,7 @@ class ConsentPrompt(QDialog):
         if request.get("purpose"):
             self.purpose = CallerWords(request["purpose"], max_lines=4)
             facts.addRow(label(texts.PROMPT_WHY), self.purpose)
-        elif not expensive:  # a known app's request is not asked why: it was, when connecting
+        elif not one_off:  # a known app's request is not asked why: it was, when connecting
             self.no_purpose = label(texts.PROMPT_NO_PURPOSE, "muted")
             facts.addRow(label(texts.PROMPT_WHY), self.no_purpose)
         lay.addLayout(facts)
@@ -177,7 +207,7 @@ class ConsentPrompt(QDialog):
         asked.addRow(label("Lasts"), self.lifetime)
         self.asked = QWidget()
         self.asked.setLayout(asked)
-        self.asked.setVisible(not expensive)  # one expensive request is let through, once
+        self.asked.setVisible(not one_off)  # one expensive request is let through, once
         lay.addWidget(self.asked)
         self.error = label("", "warning", wrap=True)
         self.error.hide()
@@ -185,7 +215,7 @@ class ConsentPrompt(QDialog):
 
         self.remember = QCheckBox(texts.PROMPT_REMEMBER)
         self.remember.setChecked(False)
-        self.remember.setVisible(not expensive)  # each expensive request is asked on its own
+        self.remember.setVisible(not one_off)  # each expensive request is asked on its own
         lay.addWidget(self.remember)
         # Widening a remembered decision to every script of the interpreter is a choice made
         # here, never the default.
@@ -203,20 +233,35 @@ class ConsentPrompt(QDialog):
         self.deny_button = QPushButton("Deny")
         self.once_button = QPushButton("Allow once")
         self.allow_button = QPushButton("Allow with budget")
+        self.never_button = QPushButton("Never pay this payee")
         self.allow_button.setObjectName("primary")
         if expensive:
             self.allow_button.setText("Allow this request")
             self.once_button.hide()
-        self.deny_button.clicked.connect(self.deny)
-        self.once_button.clicked.connect(self.allow_once)
-        self.allow_button.clicked.connect(self.allow)
+        if payment:
+            # Paying is never the default, and paying for good is never the likeliest click.
+            self.deny_button.setText("Don't pay")
+            self.once_button.setText("Pay once")
+            self.once_button.setObjectName("primary")
+            self.allow_button.setText("Always pay this payee")
+            self.allow_button.setObjectName("")
+            self.deny_button.clicked.connect(self.dont_pay)
+            self.never_button.clicked.connect(self.never_pay)
+            self.once_button.clicked.connect(self.pay_once)
+            self.allow_button.clicked.connect(self.pay_always)
+        else:
+            self.never_button.hide()
+            self.deny_button.clicked.connect(self.deny)
+            self.once_button.clicked.connect(self.allow_once)
+            self.allow_button.clicked.connect(self.allow)
         buttons.addWidget(self.deny_button)
+        buttons.addWidget(self.never_button)
         buttons.addStretch(1)
         buttons.addWidget(self.once_button)
         buttons.addWidget(self.allow_button)
         lay.addLayout(buttons)
         # No default button: Enter must not approve anything by accident.
-        for b in (self.deny_button, self.once_button, self.allow_button):
+        for b in (self.deny_button, self.never_button, self.once_button, self.allow_button):
             b.setAutoDefault(False)
             b.setDefault(False)
 
@@ -229,6 +274,31 @@ class ConsentPrompt(QDialog):
         self._show_countdown()
         for child in self.findChildren(QWidget):
             child.installEventFilter(self)
+
+    def _payment_rows(self, facts: QFormLayout, held: dict[str, Any]) -> None:
+        """What the router asks: the amount, the network (REAL MONEY on mainnet), the payee
+        (its address, in full), and what it is for (resource, provider, model)."""
+        self.cost = label(_payment_amount(held), wrap=True)
+        bold = self.cost.font()
+        bold.setBold(True)
+        self.cost.setFont(bold)
+        facts.addRow(label("Amount"), self.cost)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        self.network = label(_network_text(held))
+        self.badge = money_badge(bool(held.get("real_money")))
+        row.addWidget(self.network)
+        row.addWidget(self.badge)
+        row.addStretch(1)
+        facts.addRow(label("Network"), row)
+        self.payee = CallerWords(held.get("payee") or "unknown", max_lines=2, limit=200)
+        self.payee.setFont(mono_font())
+        facts.addRow(label("Pay to"), self.payee)
+        facts.addRow(label("Provider"), CallerLabel(held.get("provider") or "unknown"))
+        facts.addRow(label("Model"), CallerLabel(held.get("model") or "not named"))
+        if held.get("resource"):
+            resource = CallerLabel(held["resource"], mode=Qt.TextElideMode.ElideMiddle)
+            facts.addRow(label("Resource"), resource)
 
     # -- countdown ----------------------------------------------------------------------------
     def stop_countdown(self) -> None:
@@ -279,6 +349,19 @@ class ConsentPrompt(QDialog):
         self._answer(
             {"action": "deny", "always": self.remember.isChecked(), "scope": self._scope()}
         )
+
+    def dont_pay(self) -> None:
+        self._answer({"action": "deny", "always": False})
+
+    def never_pay(self) -> None:
+        """Refuse this payee for good (a remembered rule, shown in ``aiwallet consent list``)."""
+        self._answer({"action": "deny", "always": True})
+
+    def pay_once(self) -> None:
+        self._answer({"action": "pay", "always": False})
+
+    def pay_always(self) -> None:
+        self._answer({"action": "pay", "always": True})
 
     def allow_once(self) -> None:
         models = self._models()
@@ -474,6 +557,22 @@ def _cost_line(held: dict[str, Any]) -> str:
         model=shown(held.get("model"), 80),
         tokens=f"{tokens:,}" if isinstance(tokens, int) else "?",
     )
+
+
+def _payment_amount(held: dict[str, Any]) -> str:
+    """``$0.01 (0.01 USDC) for this request``, both exact."""
+    try:
+        tokens = f"{format_atomic(int(str(held.get('amount_atomic'))), USDC_DECIMALS)} USDC"
+    except ValueError:
+        tokens = "an unknown amount of USDC"
+    return texts.PROMPT_PAYMENT_AMOUNT.format(usd=_usd(held.get("amount_usd")), usdc=tokens)
+
+
+def _network_text(held: dict[str, Any]) -> str:
+    """The engine's line for the network (``Network.describe()``), a custom RPC named by its
+    host only (a URL may hold a key: one is cut to its host here too)."""
+    text = shown(held.get("network_label") or held.get("network") or "unknown network", 160)
+    return re.sub(r" via (\S+://\S+)", lambda m: f" via {rpc_host(m.group(1))}", text)
 
 
 def _any_model_text(served: list[str], count: int) -> str:

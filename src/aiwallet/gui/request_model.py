@@ -1,24 +1,33 @@
 """The request log as a Qt model: pages of 200 rows read on demand (``fetchMore``), newest
-first, filtered in SQL. Sorting by a column sorts the rows loaded so far (a proxy)."""
+first, filtered in SQL. Sorting by a column sorts the rows loaded so far (a proxy). A request
+paid by x402 says so ("paid (x402)") and names its payment's transaction, read with its page
+(``LogPage.payments``)."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
 from aiwallet.domain.money import format_usd, format_usd_short
 from aiwallet.domain.reports import RequestFilter, RequestRow
 from aiwallet.domain.usage import TokenSource
+from aiwallet.gui.solana_view import X402_SOURCE, short, state_text
 from aiwallet.gui.widgets import shown, tooltip_text, when
 from aiwallet.summaries import refusal_reason
+
+if TYPE_CHECKING:
+    from aiwallet.store.payments import PaymentRecord
 
 Index = QModelIndex | QPersistentModelIndex
 PAGE = 200
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+EXPLORER_ROLE = Qt.ItemDataRole.UserRole + 3  # an x402 row's transaction in the explorer
+PAID = "paid (x402)"
 
 
 class Col(enum.IntEnum):
@@ -36,7 +45,23 @@ class Col(enum.IntEnum):
 HEADERS = ("Time", "App", "Model", "In", "Out", "Cost", "Latency", "Status", "Reason")
 
 
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """A page of the log and, for its rows paid by x402, their payments (by request id)
+    and each payment's explorer link."""
+
+    rows: list[RequestRow]
+    payments: dict[str, PaymentRecord] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+
+
 def status_text(row: RequestRow) -> str:
+    if row.token_source == X402_SOURCE:  # its cost is the payment, not priced tokens
+        if row.status < 400 and not row.error_code:
+            return PAID + (" · stream" if row.stream else "")
+        if row.status < 400:
+            return f"cut off · {row.error_code} · {PAID}"
+        return f"{row.status} {row.error_code or ''}".strip() + f" · {PAID}"
     if row.status < 400 and row.error_code:
         return f"cut off · {row.error_code} (billed {row.token_source or 'estimated'})"
     if row.status < 400:
@@ -47,23 +72,33 @@ def status_text(row: RequestRow) -> str:
     return f"{row.status} {row.error_code or ''}".strip()
 
 
-def reason_text(row: RequestRow) -> str:
+def reason_text(row: RequestRow, payment: PaymentRecord | None = None) -> str:
     """Why a request was refused or cut off (the code's line in the table of codes); empty
-    for one that went well."""
-    if not row.error_code:
-        return ""
-    return refusal_reason(row.error_code) or row.error_code
+    for one that went well. A paid request adds its payment's transaction."""
+    parts = []
+    if row.error_code:
+        parts.append(refusal_reason(row.error_code) or row.error_code)
+    if payment is not None:
+        if payment.tx_signature:
+            parts.append(f"transaction {short(payment.tx_signature)}")
+        else:
+            parts.append(f"payment {state_text(payment)}")
+    elif row.token_source == X402_SOURCE:
+        parts.append("paid by x402")
+    return " · ".join(parts)
 
 
 class RequestLogModel(QAbstractTableModel):
     page_loaded = Signal(int)  # rows now loaded
 
     def __init__(
-        self, load: Callable[[RequestFilter, tuple[datetime, str] | None], Awaitable[Any]]
+        self, load: Callable[[RequestFilter, tuple[datetime, str] | None], Awaitable[LogPage]]
     ) -> None:
         super().__init__()
         self._load = load  # awaits a page of rows (off the GUI thread)
         self.rows: list[RequestRow] = []
+        self.payments: dict[str, PaymentRecord] = {}
+        self.links: dict[str, str] = {}
         self.filter = RequestFilter()
         self._more = True
         self._loading = False
@@ -73,11 +108,13 @@ class RequestLogModel(QAbstractTableModel):
         """Show the first page for filter ``f``."""
         self._loading = True
         try:
-            rows = await self._load(f, None)
+            page = await self._load(f, None)
         finally:
             self._loading = False
+        rows = page.rows
         self.beginResetModel()
         self.filter, self.rows, self.now = f, list(rows), datetime.now(UTC)
+        self.payments, self.links = dict(page.payments), dict(page.links)
         self._more = len(rows) == PAGE
         self.endResetModel()
         self.page_loaded.emit(len(self.rows))
@@ -88,9 +125,12 @@ class RequestLogModel(QAbstractTableModel):
         self._loading = True
         try:
             last = self.rows[-1]
-            rows = await self._load(self.filter, (last.ts, last.id))
+            page = await self._load(self.filter, (last.ts, last.id))
         finally:
             self._loading = False
+        rows = page.rows
+        self.payments.update(page.payments)
+        self.links.update(page.links)
         if rows:
             start = len(self.rows)
             self.beginInsertRows(QModelIndex(), start, start + len(rows) - 1)
@@ -136,12 +176,23 @@ class RequestLogModel(QAbstractTableModel):
             Col.LATENCY,
         ):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        payment = self.payments.get(row.id)
+        if role == EXPLORER_ROLE:
+            return self.links.get(row.id)
         if (
             role == Qt.ItemDataRole.ToolTipRole
             and col in (Col.STATUS, Col.REASON)
-            and row.error_code
+            and (row.error_code or payment is not None)
         ):
-            return tooltip_text(f"{status_text(row)}: {reason_text(row)}")
+            tip = f"{status_text(row)}: {reason_text(row, payment)}"
+            if payment is not None:
+                tip += (
+                    f" · {format_usd(payment.amount_nano, places=None)} to {payment.payee}"
+                    f" · transaction {payment.tx_signature or 'not yet known'}"
+                )
+                if row.id in self.links:
+                    tip += " (double-click to open it in the explorer)"
+            return tooltip_text(tip)
         if role == Qt.ItemDataRole.ToolTipRole:
             exact = format_usd(row.cost_nano, places=None)
             return tooltip_text(
@@ -166,4 +217,4 @@ class RequestLogModel(QAbstractTableModel):
             return f"{row.latency_ms:,} ms" if row.latency_ms is not None else "–"
         if col is Col.STATUS:
             return shown(status_text(row))
-        return shown(reason_text(row), 300)
+        return shown(reason_text(row, payment), 300)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 APP_TITLE = "aiwallet"
-PAGES = ("Overview", "Apps", "Activity", "Providers and keys", "Settings")
+PAGES = ("Overview", "Apps", "Activity", "Providers and keys", "Wallet", "Settings")
 
 PAUSE_ALL = "Pause all AI spending"
 RESUME_ALL = "Resume AI spending"
@@ -96,4 +96,45 @@ NOTIFY_UPSTREAM = "Provider {provider} is failing ({code}); apps get errors unti
 NOTIFY_OVER_RESERVED = (
     "Provider {provider} billed {cost} for one request, more than the {reserved} its limits "
     "allowed; the Activity page marks it over_reserved"
+)
+
+PROMPT_PAYMENT_TITLE = "Pay an x402 router?"
+PROMPT_PAYMENT = (
+    "is asking the wallet to pay an x402 router for one request. This payee has not been "
+    "paid before: the wallet pays it only if you say so."
+)
+PROMPT_PAYMENT_AMOUNT = "{usd} ({usdc}) for this request"
+
+WALLET_NO_KEY = (
+    "The wallet pays x402 routers in USDC on Solana, from a key it keeps in its secret store "
+    "(the key never leaves this machine). Create a new one, or import a key you already have."
+)
+WALLET_FUND = "Send USDC (and a little SOL) on {network} to this address to pay x402 routers."
+WALLET_DEVNET_HINT = "Devnet is test money: get test USDC from faucet.circle.com."
+WALLET_MAINNET_CONFIRM = (
+    "Mainnet is REAL MONEY: every x402 payment and top-up from this wallet then spends real "
+    "USDC, which cannot be taken back. Switch to Solana mainnet?"
+)
+WALLET_TOPUP_CONFIRM = (
+    "Pay {amount} of REAL USDC from your wallet to {router} on Solana mainnet now? "
+    "It cannot be taken back."
+)
+WALLET_CAP_NOTE = (
+    "No single x402 payment above this is signed, whatever the budgets allow; each payment "
+    "also counts against the app's and the wallet's budgets."
+)
+WALLET_NO_ROUTERS = (
+    "No prepaid router. Add one with 'aiwallet providers add NAME --kind x402 --prepaid "
+    "--base-url URL'."
+)
+WALLET_NO_TRANSFERS = "No payment yet: x402 payments and top-ups show here."
+OVERVIEW_NO_SOLANA = "No Solana wallet yet: create one on the Wallet page to pay your x402 routers."
+
+NOTIFY_PAID = "Paid {amount} to {provider}"
+NOTIFY_PAID_TEXT = "{usdc} on {network}; transaction {tx}"
+NOTIFY_PAY_FAILED = "A payment to {provider} failed"
+NOTIFY_PAY_FAILED_TEXT = "{amount} was not billed: {reason}"
+NOTIFY_UNCONFIRMED = "A payment to {provider} is not confirmed yet"
+NOTIFY_UNCONFIRMED_TEXT = (
+    "{amount} is billed until the chain tells whether it landed; the wallet keeps checking"
 )

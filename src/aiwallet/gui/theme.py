@@ -87,6 +87,11 @@ def style_sheet(dark: bool) -> str:
     QPlainTextEdit#callerWords {{ background: {words_bg}; border: 1px solid {border};
                                   border-left: 3px solid {WARN}; border-radius: 4px; }}
     QPlainTextEdit#code {{ font-family: "DejaVu Sans Mono", monospace; }}
+    QLabel#mono {{ font-family: "DejaVu Sans Mono", monospace; }}
+    QLabel#realMoney {{ background: {DANGER}; color: white; padding: 2px 8px;
+                        border-radius: 4px; font-weight: 700; }}
+    QLabel#testMoney {{ background: {border}; color: {muted}; padding: 2px 8px;
+                        border-radius: 4px; font-weight: 600; }}
     """
 
 

@@ -19,7 +19,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QGuiApplication, QPainter, QResizeEvent, QTextOption
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QPainter,
+    QResizeEvent,
+    QTextOption,
+)
 from PySide6.QtWidgets import (
     QAbstractButton,
     QFrame,
@@ -90,6 +98,38 @@ def when(ts: datetime | None, now: datetime | None = None) -> str:
     if local.year == today.year:
         return local.strftime("%-d %b %H:%M")
     return local.strftime("%-d %b %Y")
+
+
+def mono_font() -> QFont:
+    """The system's fixed-width font (addresses, signatures), at the UI's size."""
+    font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    font.setStyleHint(QFont.StyleHint.Monospace)
+    font.setPointSizeF(QGuiApplication.font().pointSizeF())
+    return font
+
+
+def money_badge(real_money: bool) -> QLabel:
+    """A red "REAL MONEY" badge, shown only for a network whose money is real (a test
+    network's line already says "test money")."""
+    badge = label("REAL MONEY" if real_money else "test money")
+    set_money_badge(badge, real_money)
+    return badge
+
+
+def set_money_badge(badge: QLabel, real_money: bool) -> None:
+    badge.setText("REAL MONEY" if real_money else "test money")
+    badge.setObjectName("realMoney" if real_money else "testMoney")
+    badge.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+    badge.setToolTip(
+        tooltip_text(
+            "Payments on this network spend real USDC"
+            if real_money
+            else "A test network: its USDC is worth nothing"
+        )
+    )
+    badge.style().unpolish(badge)
+    badge.style().polish(badge)
+    badge.setVisible(real_money)
 
 
 TOOLTIP_LIMIT = 2000  # characters of a full text shown in a tooltip

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, QUrl
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -23,7 +24,8 @@ from aiwallet.domain.windows import CHART_RANGES, bucket_edges, window_for
 from aiwallet.gui.charts import CumulativeChart, StackedSpendChart, bucket_label
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.request_model import SORT_ROLE, RequestLogModel
+from aiwallet.gui.request_model import EXPLORER_ROLE, SORT_ROLE, LogPage, RequestLogModel
+from aiwallet.gui.solana_view import X402_SOURCE, tx_link
 from aiwallet.gui.widgets import Card, label, money, rich_label, shown
 from aiwallet.summaries import plural
 
@@ -154,6 +156,7 @@ class ActivityPage(Page):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         self.table.verticalScrollBar().valueChanged.connect(self._maybe_more)
+        self.table.doubleClicked.connect(self._open_transaction)
         log_card.body.addWidget(self.table)
         self.count = label("", "muted")
         log_card.body.addWidget(self.count)
@@ -175,11 +178,23 @@ class ActivityPage(Page):
             since=datetime.now(UTC) - timedelta(seconds=seconds) if seconds else None,
         )
 
-    async def _load_page(
-        self, f: RequestFilter, before: tuple[datetime, str] | None
-    ) -> list[RequestRow]:
-        reports = self.controller.wallet.reports
-        return await self.controller.run(reports.request_page, f, before=before)
+    async def _load_page(self, f: RequestFilter, before: tuple[datetime, str] | None) -> LogPage:
+        wallet = self.controller.wallet
+
+        def read() -> LogPage:
+            rows = wallet.reports.request_page(f, before=before)
+            return LogPage(rows, *_payments_of(wallet, rows))
+
+        return await self.controller.run(read)
+
+    def open_link(self, url: str) -> None:
+        QDesktopServices.openUrl(QUrl(url))
+
+    def _open_transaction(self, index: QModelIndex) -> None:
+        """Double-clicking a paid request opens its transaction in the explorer."""
+        url = index.data(EXPLORER_ROLE)
+        if isinstance(url, str) and url:
+            self.open_link(url)
 
     def _filters_changed(self) -> None:
         self.controller.spawn(self.log.reset(self.current_filter()), "Loading requests")
@@ -299,6 +314,22 @@ class ActivityPage(Page):
             found = combo.findData(current)
             combo.setCurrentIndex(found if found >= 0 else 0)
             combo.blockSignals(False)
+
+
+def _payments_of(wallet: Any, rows: list[RequestRow]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The payments of the rows paid by x402, by request id, and their explorer links
+    (blocking: SQL; a page holds at most 200 rows)."""
+    paid = [r.id for r in rows if r.token_source == X402_SOURCE]
+    if not paid:
+        return {}, {}
+    payments: dict[str, Any] = {}
+    for request_id in paid:
+        found = wallet.payments.for_request(request_id)
+        if found:
+            payments[request_id] = found[-1]  # the last one made for it
+    net = wallet.solana.network()
+    links = {rid: url for rid, p in payments.items() if (url := tx_link(p, net)) is not None}
+    return payments, links
 
 
 def _edges_over(unit: str, start: datetime, end: datetime, tz: Any) -> list[datetime]:

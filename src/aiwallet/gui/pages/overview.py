@@ -1,10 +1,12 @@
-"""Overview: spend today / this week / this month, the wallet budget, balances, and where
-to point an app; until the first spend, three first steps (each marked when done)."""
+"""Overview: spend today / this week / this month, the wallet budget, balances (the providers'
+credit, and the Solana wallet's USDC and SOL with its network), and where to point an app;
+until the first spend, three first steps (each marked when done)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -18,14 +20,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from aiwallet.domain.chains import format_sol
 from aiwallet.domain.money import BudgetSpec
-from aiwallet.domain.providers import KINDS_WITH_BALANCE
+from aiwallet.domain.providers import KINDS, KINDS_WITH_BALANCE
 from aiwallet.domain.reports import RequestFilter
 from aiwallet.domain.windows import describe_until
 from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import BudgetDialog
 from aiwallet.gui.pages.base import Page
+from aiwallet.gui.solana_view import SolanaReading, network_line
 from aiwallet.gui.widgets import (
     OK_COLOUR,
     Card,
@@ -33,8 +37,11 @@ from aiwallet.gui.widgets import (
     html_text,
     label,
     money,
+    money_badge,
     rich_label,
+    set_money_badge,
     shown,
+    tooltip_text,
 )
 from aiwallet.service import ProviderInfo, Wallet
 from aiwallet.summaries import (
@@ -45,6 +52,9 @@ from aiwallet.summaries import (
     overview,
     plural,
 )
+
+if TYPE_CHECKING:
+    from aiwallet.solana_account import SolanaStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +180,28 @@ class OverviewPage(Page):
         grid.addWidget(top, 0, 1)
 
         balances = Card("Providers and balances")
+        # The Solana wallet (x402 payments): its USDC and SOL, on which network.
+        self.solana_box = QWidget()
+        solana_lay = QVBoxLayout(self.solana_box)
+        solana_lay.setContentsMargins(0, 0, 0, 6)
+        solana_lay.setSpacing(2)
+        solana_head = QHBoxLayout()
+        self.solana_title = rich_label("<b>Solana wallet</b>")
+        self.solana_badge = money_badge(False)
+        solana_head.addWidget(self.solana_title)
+        solana_head.addWidget(self.solana_badge)
+        solana_head.addStretch(1)
+        solana_lay.addLayout(solana_head)
+        self.solana_network = label("", "muted", wrap=True)
+        solana_lay.addWidget(self.solana_network)
+        self.solana_text = rich_label("", wrap=True)  # figures only: the app's own words
+        solana_lay.addWidget(self.solana_text)
+        self.solana_box.hide()
+        balances.body.addWidget(self.solana_box)
+        self.solana_hint = label(texts.OVERVIEW_NO_SOLANA, "muted", wrap=True)
+        self.solana_hint.hide()
+        balances.body.addWidget(self.solana_hint)
+        self.solana_status: SolanaStatus | None = None
         self.balances_list = rich_label("", wrap=True)  # names and problems escaped
         balances.body.addWidget(self.balances_list)
         self.balances_note = label(texts.BALANCES_NOTE, "muted", wrap=True)
@@ -220,30 +252,82 @@ class OverviewPage(Page):
         self.body.addStretch(1)
 
         self.wallet_budget: BudgetSpec | None = None
+        self.providers: list[ProviderInfo] = []
         controller.paused_changed.connect(self._show_paused)
         controller.engine_changed.connect(self._show_engine)
+        controller.solana_changed.connect(self._show_solana_reading)
         self._show_engine()
         self._show_paused(controller.paused)
 
     # -- data -------------------------------------------------------------------------------
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        ov, providers, by_app, steps, apps = await self.controller.run(
+        ov, providers, by_app, steps, apps, solana = await self.controller.run(
             lambda: (
                 overview(wallet),
                 wallet.list_providers(),
                 month_by_app(wallet),
                 FirstSteps.of(wallet),
                 app_summaries(wallet),
+                wallet.solana.status(),
             )
         )
         self.steps.show_steps(steps)
         self.show_overview(ov, providers)
+        self.show_solana(solana, providers)
         now = datetime.now(UTC)
         outlooks = {a.name: budget_outlook(a.budget, a.burn_nano_per_hour, now) for a in apps}
         self.show_top_apps(by_app, ov.month_nano, outlooks)
         if self.controller.balances_stale(providers):
             self.controller.spawn(self._load_balances(providers), "Reading balances")
+
+    def show_solana(self, status: SolanaStatus, providers: list[ProviderInfo]) -> None:
+        """The Solana wallet's line: nothing without a key (a hint when an x402 router is
+        set up), else its network and what the last reading said."""
+        self.solana_status = status
+        keyed = status.address is not None
+        self.solana_box.setVisible(keyed)
+        x402 = any(KINDS[p.kind].x402 for p in providers if p.kind in KINDS)
+        self.solana_hint.setVisible(not keyed and x402)
+        if not keyed:
+            return
+        net = status.network
+        self.solana_network.setText(network_line(net))
+        set_money_badge(self.solana_badge, net.real_money)
+        reading = self.controller.solana
+        if self._solana_reading_fits(reading):
+            assert reading is not None
+            self._show_solana_figures(reading)
+        else:
+            self.solana_text.setText("reading the balances…")
+        if self.controller.solana_stale() or not self._solana_reading_fits(reading):
+            self.controller.spawn(self.controller.load_solana(), "Reading the Solana wallet")
+
+    def _solana_reading_fits(self, reading: SolanaReading | None) -> bool:
+        st = self.solana_status
+        return (
+            st is not None
+            and reading is not None
+            and reading.address == st.address
+            and reading.network == st.network
+        )
+
+    def _show_solana_reading(self) -> None:
+        reading = self.controller.solana
+        if reading is not None and self._solana_reading_fits(reading):
+            self._show_solana_figures(reading)
+        self.show_providers(self.providers)
+
+    def _show_solana_figures(self, reading: SolanaReading) -> None:
+        if reading.problem or reading.sol_lamports is None:
+            self.solana_text.setText(f"balances unknown: {html_text(reading.problem or '?')}")
+            self.solana_text.setToolTip(tooltip_text(reading.detail) if reading.detail else "")
+            return
+        token = reading.usdc
+        amount = token.amount if token is not None else "0"
+        sol = format_sol(reading.sol_lamports)
+        self.solana_text.setText(f"<b>{html_text(amount)} USDC</b> · {html_text(sol)}")
+        self.solana_text.setToolTip("")
 
     async def _load_balances(self, providers: list[ProviderInfo]) -> None:
         await self.controller.load_balances()
@@ -315,6 +399,7 @@ class OverviewPage(Page):
         self._show_paused(self.controller.paused)
 
     def show_providers(self, providers: list[ProviderInfo]) -> None:
+        self.providers = providers
         if not providers:
             self.balances_list.setText(
                 "No provider key yet. Add one under <b>Providers and keys</b>."
@@ -322,8 +407,21 @@ class OverviewPage(Page):
             self.balances_note.hide()
             return
         balances = self.controller.balances
+        reading = self.controller.solana
         lines = []
         for p in providers:
+            kind = KINDS.get(p.kind)
+            if kind is not None and kind.x402:  # paid in USDC from the Solana wallet
+                line = f"<b>{html_text(p.name)}</b> · x402 router"
+                credit = reading.credits.get(p.name) if reading is not None else None
+                if p.prepaid and credit is not None:
+                    line += f"<br>&nbsp;&nbsp;prepaid credit: <b>{html_text(credit.text)}</b>"
+                elif p.prepaid:
+                    line += "<br>&nbsp;&nbsp;prepaid: credit not read yet"
+                else:
+                    line += "<br>&nbsp;&nbsp;paid per request from the Solana wallet"
+                lines.append(line)
+                continue
             test = {True: "key works", False: "key FAILED its test", None: "not tested"}[
                 p.last_test_ok
             ]
@@ -339,7 +437,12 @@ class OverviewPage(Page):
                 line += f"<br>&nbsp;&nbsp;no credit limit on this key; used {used}"
             lines.append(line)
         self.balances_list.setText("<br>".join(lines))
-        self.balances_note.setVisible(any(p.kind not in KINDS_WITH_BALANCE for p in providers))
+        self.balances_note.setVisible(
+            any(
+                p.kind not in KINDS_WITH_BALANCE and not (p.kind in KINDS and KINDS[p.kind].x402)
+                for p in providers
+            )
+        )
 
     def _show_engine(self) -> None:
         url = self.controller.url
