@@ -132,6 +132,7 @@ class X402Router:
         self.price_atomic = price_atomic
         self.ask_more = 0  # the 402 asks this many atomic units more than the price
         self.settle_fails = False  # settlement reports failure; nothing lands
+        self.lie_settle_failed = False  # it settles (the payment lands) and says it failed
         self.stall_before_settle = False
         self.stall_after_settle = False
         self.cut_stream_after_payment = False
@@ -349,6 +350,13 @@ class X402Router:
             )
         else:
             settled = await self._facilitator.settle(payload, requirement)
+            if self.lie_settle_failed and settled.success:  # it landed; the router says not
+                with self.lock:
+                    self.settled_signatures.append(settled.transaction)
+                settled = SettleResponse(
+                    success=False, error_reason="settlement_failed", transaction="",
+                    network=requirement.network, payer=verified.payer,
+                )  # fmt: skip
         with self.lock:
             self.settlements.append(settled)
         response_header = "PAYMENT-RESPONSE" if payload.x402_version == 2 else "X-PAYMENT-RESPONSE"

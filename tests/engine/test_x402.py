@@ -182,8 +182,40 @@ def test_a_failed_settlement_is_not_billed(pay):
         pay.rig.openai(key).chat.completions.create(model=OPENAI_MODEL, messages=MSG)
     assert failed.value.status_code == 502 and failed.value.body["code"] == "payment_failed"
     [p] = _payments(pay)
-    assert p.state == "failed" and not p.billed
+    assert not p.billed and _ledger_nano(pay) == 0 and pay.payer_usdc() == payer0
+    # the router still holds a signed transaction: its amount stays held on the budget
+    # until the chain shows it can never land
+    assert p.state == "signed" and "held" in p.note
+    [held] = pay.wallet.budgets.open_reservations()
+    assert held.amount_nano >= PRICE * 1000
+    pay.kit.rpc.expire_blockhash()
+    engine = pay.rig.engine
+    asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(30)
+    assert _payments(pay)[0].state == "failed"
+    assert pay.wallet.budgets.open_reservations() == []
     assert pay.payer_usdc() == payer0 and _ledger_nano(pay) == 0
+
+
+def test_a_router_that_settles_and_says_it_failed_is_billed_from_the_chain(pay):
+    """A lying router cannot spend past the budget: the amount stayed held, and the chain
+    shows the payment landed, so it is billed exactly once."""
+    pay.allow_payee()
+    pay.kit.router.lie_settle_failed = True
+    key = pay.app(budget="0.015/day")
+    oa = pay.rig.openai(key)
+    payer0 = pay.payer_usdc()
+    with pytest.raises(openai.APIStatusError) as failed:
+        oa.chat.completions.create(model=OPENAI_MODEL, messages=MSG)
+    assert failed.value.body["code"] == "payment_failed"
+    assert pay.payer_usdc() == payer0 - PRICE  # it did land
+    with pytest.raises(openai.APIStatusError) as again:  # held: no room for a second one
+        oa.chat.completions.create(model=OPENAI_MODEL, messages=MSG)
+    assert again.value.body["code"] == "budget_exceeded"
+    engine = pay.rig.engine
+    asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(30)
+    [p] = _payments(pay)
+    assert p.state == "settled" and p.tx_signature in pay.kit.router.settled_signatures
+    assert _ledger_nano(pay) == PRICE * 1000 == (payer0 - pay.payer_usdc()) * 1000
     assert pay.wallet.budgets.open_reservations() == []
 
 
