@@ -12,6 +12,7 @@ import openai
 import pytest
 from x402.schemas import PaymentRequirements
 
+from aiwallet.upstreams.client import Timeouts
 from engine.conftest import cli
 from engine.test_consent import pending, wait_pending
 from engine.x402rig import ANTHROPIC_MODEL, OPENAI_MODEL, make_pay_rig
@@ -273,11 +274,14 @@ def test_a_secret_key_never_reaches_the_app_even_when_the_router_echoes(pay):
 
 
 def test_200_racing_requests_pay_at_most_the_budget_on_chain(tmp_path, fake, chain):
-    """200 concurrent calls against a $0.01 app budget, each asked $0.0001: at most 100 are
-    paid, the chain moved at most $0.01, and exactly what the ledger billed."""
+    """200 concurrent calls against a $0.01 app budget, each asked $0.0001: the chain moves
+    exactly $0.01 (the budget used to the last payment, never past it), and exactly what the
+    ledger billed."""
     fake.reset()
     chain.router.price_atomic = 100
-    pr = make_pay_rig(tmp_path, fake, chain)
+    # a loaded machine may answer slowly: a paid call that timed out is billed as
+    # unconfirmed and settled from the chain below, so the totals hold either way
+    pr = make_pay_rig(tmp_path, fake, chain, timeouts=Timeouts(connect_s=10, read_s=60))
     try:
         pr.allow_payee()
         key = pr.app(budget="0.01/day")
@@ -298,13 +302,15 @@ def test_200_racing_requests_pay_at_most_the_budget_on_chain(tmp_path, fake, cha
             return await asyncio.gather(*(one() for _ in range(200)))
 
         codes = asyncio.run(race())
-        ok = codes.count(200)
-        assert set(codes) <= {200, 402}
+        assert set(codes) <= {200, 402, 504}, codes
+        engine = pr.rig.engine
+        asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(60)
         paid_on_chain = pr.payee_usdc() - payee0
         assert payer0 - pr.payer_usdc() == paid_on_chain
-        assert paid_on_chain == ok * 100 <= 10_000
+        assert paid_on_chain == 10_000  # $0.01: to the last payment, and not one more
         assert _ledger_nano(pr) == paid_on_chain * 1000
-        assert ok == 100  # the budget is used to the last payment, not under-used
+        assert codes.count(200) <= 100 <= codes.count(200) + codes.count(504)
+        assert {p.state for p in _payments(pr)} == {"settled"}
         assert pr.wallet.budgets.open_reservations() == []
     finally:
         pr.close()
