@@ -123,7 +123,12 @@ def test_a_custom_rpc_url_is_shown_by_its_host_only(qtbot):
 def test_the_buttons_say_what_they_do_and_none_is_the_default(qtbot):
     prompt, _ = _prompt(qtbot, payment_request())
     buttons = {b.text(): b for b in prompt.findChildren(QPushButton) if b.isVisibleTo(prompt)}
-    assert set(buttons) == {"Don't pay", "Never pay this payee", "Pay once", "Always pay this payee"}
+    assert set(buttons) == {
+        "Don't pay",
+        "Never pay this payee",
+        "Pay once",
+        "Always pay this payee",
+    }
     assert not any(b.isDefault() or b.autoDefault() for b in buttons.values())
     assert buttons["Always pay this payee"].objectName() != "primary"
 
@@ -176,9 +181,7 @@ def test_a_payees_and_routers_words_are_shown_as_characters(qtbot):
     )
     assert prompt.payee is not None
     assert prompt.payee.toPlainText() == "<b>Verified</b>⏎Pay\\u202eto"
-    assert all(
-        lab.textFormat() == Qt.TextFormat.PlainText for lab in prompt.findChildren(QLabel)
-    )
+    assert all(lab.textFormat() == Qt.TextFormat.PlainText for lab in prompt.findChildren(QLabel))
     words = [w.toPlainText() for w in prompt.findChildren(CallerWords)]
     assert "<b>Verified</b>⏎Pay\\u202eto" in words
     assert "<i>p</i>" in _texts(prompt) and "<a href=x>r</a>" in _texts(prompt)

@@ -44,8 +44,8 @@ from aiwallet.gui.solana_view import (
     WalletFacts,
     kind_text,
     network_line,
+    public,
     read_facts,
-    rpc_host,
     short,
     state_text,
     tx_link,
@@ -321,9 +321,11 @@ class WalletPage(Page):
             self.address.setText(facts.address)
             if self.qr.text != facts.address:
                 self.qr.set_text(facts.address)
-            url = html.escape(net.address_url(facts.address), quote=True)
-            self.explorer.setText(f'<a href="{url}">Open in the explorer</a>')
-            self.explorer.setToolTip(tooltip_text(net.address_url(facts.address)))
+            link = public(net).address_url(facts.address)
+            self.explorer.setText(
+                f'<a href="{html.escape(link, quote=True)}">Open in the explorer</a>'
+            )
+            self.explorer.setToolTip(tooltip_text(link))
             hint = texts.WALLET_FUND.format(network=f"Solana {net.label}")
             if not net.real_money:
                 hint += " " + texts.WALLET_DEVNET_HINT
@@ -334,9 +336,7 @@ class WalletPage(Page):
             self.custom_rpc.setChecked(net.custom_rpc)
             self.rpc_url.clear()
             self.rpc_url.setPlaceholderText(
-                f"{net.rpc_host} (kept; type a URL to change it)"
-                if net.custom_rpc
-                else "https://…"
+                f"{net.rpc_host} (kept; type a URL to change it)" if net.custom_rpc else "https://…"
             )
         if not self.cap.isModified():
             self.cap.setText(format_usd(facts.cap_nano, places=None))
@@ -368,8 +368,6 @@ class WalletPage(Page):
                 row.show_credit(reading.credits.get(name))
 
     def show_payments(self, payments: list[PaymentRecord]) -> None:
-        assert self.facts is not None
-        net = self.facts.network
         self.table.setRowCount(len(payments))
         for r, p in enumerate(payments):
             cells = (
@@ -395,7 +393,7 @@ class WalletPage(Page):
                     )
                 self.table.setItem(r, c, item)
             self.table.setItem(r, TX_COLUMN, QTableWidgetItem(""))
-            self.table.setCellWidget(r, TX_COLUMN, _tx_cell(p, tx_link(p, net)))
+            self.table.setCellWidget(r, TX_COLUMN, _tx_cell(p, tx_link(p)))
         self.no_transfers.setVisible(not payments)
 
     def _solana_read(self) -> None:
