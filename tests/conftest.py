@@ -12,7 +12,7 @@ from fakeupstream import FakeUpstream
 from pgserver import PgServer, start_pg_server
 
 # After the session, fail it if a provider key landed in any file (tests/leakscan.py).
-pytest_plugins = ["leakscan"]
+pytest_plugins = ["leakscan", "chainkit.fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -95,6 +95,17 @@ def approve(
         emit_json(result)
         return
     answer = result["answer"]
+    if result.get("kind") == "payment":
+        held = result.get("held_request") or {}
+        click.echo(
+            f"Approved paying {term(held.get('payee', '?'))} for {term(result['app_name'])}"
+            + (
+                ": every payment to this payee from now on"
+                if answer.get("remembered")
+                else ": this payment only"
+            )
+        )
+        return
     click.echo(
         f"Approved {term(result['app_name'])} as app {term(repr(answer['app']))}: models "
         f"{term(', '.join(answer['models']))}, budget {term(answer['budget'] or 'none')}"

@@ -70,12 +70,10 @@ class Network:
         return self._explorer(f"address/{quote(address, safe='')}")
 
     def _explorer(self, path: str) -> str:
+        """The public explorer's page on this cluster. A custom RPC URL is never put in the
+        link (it may carry an API key, and the page would send it to the explorer)."""
         base = f"https://explorer.solana.com/{path}"
-        if self.id == "mainnet" and not self.custom_rpc:
-            return base
-        if self.custom_rpc:
-            return f"{base}?cluster=custom&customUrl={quote(self.rpc_url, safe='')}"
-        return f"{base}?cluster={self.id}"
+        return base if self.id == "mainnet" else f"{base}?cluster={self.id}"
 
 
 MAINNET = Network(
@@ -141,7 +139,7 @@ def nano_to_atomic(nano: int, decimals: int = USDC_DECIMALS) -> int:
             f"{Decimal(nano).scaleb(-9)} USD is not a whole number of the token's smallest "
             f"unit ({Decimal(1).scaleb(-decimals)})"
         )
-    return nano // step
+    return int(nano // step)
 
 
 def _nano_step(decimals: int) -> int:

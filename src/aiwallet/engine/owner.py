@@ -170,6 +170,8 @@ class RequestOwner:
                 lambda conn: state.requests.record_in(conn, record),
                 lambda _: Committed(record),
             )
+        if call.payment is not None and call.payment.billable:
+            return self._plan_paid(ending, res)  # whatever the answer: the payment was made
         if ending.usage is None:
             record = self._record(ending, cost=0)
             return (
@@ -177,8 +179,6 @@ class RequestOwner:
                 lambda freed: Committed(record if freed else None),
             )
         assert call.route is not None
-        if call.payment is not None and call.payment.billable:
-            return self._plan_paid(ending, res)
         route, usage = call.route, ending.usage
         priced = cost_of(usage, route.row).nano
         reported = usage.reported_cost_nano if route.provider.prepaid else None

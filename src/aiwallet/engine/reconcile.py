@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
+from aiwallet.domain.providers import provider_kind
 from aiwallet.engine.events import EventBus
 from aiwallet.engine.payflow import payment_event
 from aiwallet.engine.state import EngineState
@@ -44,6 +45,7 @@ class Round:
     failed: list[str] = field(default_factory=list)
     unconfirmed: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)  # x402 reservations nothing paid
 
 
 class Reconciler:
@@ -83,6 +85,8 @@ class Reconciler:
     async def run_once(self, *, at_start: bool = False) -> Round:
         state = self.state
         done = Round()
+        if at_start:
+            done.released = await state.db(self._release_unpaid)
         open_payments = await state.db(state.port.payments.open)
         if not open_payments:
             return done
@@ -102,6 +106,27 @@ class Reconciler:
                     f"payment.{outcome}", payment_event(payment, outcome, lookup.tx_signature)
                 )
         return done
+
+    def _release_unpaid(self) -> list[str]:
+        """Open reservations for a per-request x402 router with no payment signed: such a
+        router serves nothing unpaid, so nothing can be owed (the engine stopped between
+        reserving and signing); released rather than billed at their worst case."""
+        port = self.state.port
+        routers = {
+            p.name for p in port.providers.list() if provider_kind(p.kind).x402 and not p.prepaid
+        }
+        released: list[str] = []
+        for res in port.budgets.open_reservations():
+            if res.provider not in routers or port.payments.for_request(res.request_id):
+                continue
+            with port.db.begin() as conn:
+                if port.budgets.release_in(conn, res.id):
+                    append_audit(
+                        conn, "engine", "reservation.recover", f"reservation:{res.id}",
+                        {"request_id": res.request_id, "outcome": "released: nothing was paid"},
+                    )  # fmt: skip
+                    released.append(res.id)
+        return released
 
     def _apply(self, payment: PaymentRecord, lookup: Lookup, at_start: bool) -> str:
         """One payment's new state from what the chain said (blocking: one transaction)."""

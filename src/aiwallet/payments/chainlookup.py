@@ -1,139 +1,89 @@
-"""Did a signed x402 payment land? Asked of the chain, not of the router.
+"""Finding a signed x402 payment on chain after the fact, by the payer's own signature.
 
-After a crash, a cut connection or a router that answered 402 after settling, the wallet
-holds a :class:`~aiwallet.payments.x402pay.SignedPayment` and needs to know whether its money
-moved. The transaction's id is the facilitator's fee-payer signature, which the wallet never
-sees; the wallet's own signature is in the transaction too (Ed25519 is deterministic), so
-:func:`find_payment` walks the payer's recent transactions (``getSignaturesForAddress``,
-newest first, a bounded number of pages) and reads each (``getTransaction``) until one
-carries that signature.
-
-The answer (:class:`Lookup`):
-
-* ``landed``: found; ``tx_signature`` is its id, ``succeeded`` whether it ran without error
-  (a failed one landed too: its fee was paid, no token moved);
-* ``pending``: not found, and its blockhash is still valid: it may still land;
-* ``never``: not found, and its blockhash is no longer valid: it can never land. The blockhash
-  is asked about *before* the history is read, so a transaction landing between the two
-  questions is never called ``never``;
-* ``unknown``: the RPC failed; ``problem`` says how (naming it by host only).
+The payer signs its slot of the transaction with Ed25519 (deterministic), so its signature
+is known before the router adds the fee payer's; the payer's recent transactions are read
+(``getSignaturesForAddress``) and the one holding that signature is the payment.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
-from typing import Any, Literal, cast
 
+import httpx
 from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Confirmed
-from solana.rpc.core import RPCException
-from solana.rpc.providers.async_http import AsyncHTTPProvider
 from solders.hash import Hash
 from solders.pubkey import Pubkey
-from solders.rpc.responses import IsBlockhashValidResp
 from solders.signature import Signature
 
 from aiwallet.domain.chains import Network
-from aiwallet.domain.errors import InvalidInput
-from aiwallet.payments import rpcfail
 
-PAGE_SIZE = 25  # signatures per getSignaturesForAddress page
-MAX_PAGES = 4  # at most this many pages (100 transactions) are searched
-PARALLEL_READS = 5  # getTransaction calls in flight at once
-
-State = Literal["landed", "pending", "never", "unknown"]
+PAGE = 100
+MAX_PAGES = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    state: State
-    tx_signature: str | None = None  # landed: the transaction id
-    succeeded: bool | None = None  # landed: whether it ran without error
-    problem: str | None = None  # unknown: what failed
-
-
-class _IsBlockhashValid:
-    """The JSON-RPC request ``isBlockhashValid``: solana-py 0.39 has no method for it (and
-    solders no request class), so it goes through solana-py's own HTTP provider."""
-
-    def __init__(self, blockhash: Hash) -> None:
-        self.blockhash = blockhash
-
-    def to_json(self) -> str:
-        params = [str(self.blockhash), {"commitment": "confirmed"}]
-        return json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": "isBlockhashValid", "params": params}
-        )
+    state: str  # "landed" | "pending" | "never" | "unknown"
+    tx_signature: str | None = None
+    succeeded: bool = False
+    problem: str | None = None
 
 
 async def find_payment(
     net: Network, payer_address: str, payer_signature: str, blockhash: str, timeout: float = 10
 ) -> Lookup:
-    """Where the payment signed by ``payer_address`` (its signature ``payer_signature``, made
-    over a transaction with ``blockhash``) stands on ``net``. Never raises for an RPC failure
-    (``unknown``); :class:`InvalidInput` for arguments that are not Solana values."""
-    payer = _parse(Pubkey.from_string, payer_address, "address")
-    wanted = _parse(Signature.from_string, payer_signature, "signature")
-    recent = _parse(Hash.from_string, blockhash, "blockhash")
     try:
-        async with asyncio.timeout(timeout):
-            valid = await _blockhash_valid(net, recent, timeout)
-            async with AsyncClient(net.rpc, commitment=Confirmed, timeout=timeout) as rpc:
-                found = await _search(rpc, payer, wanted)
-    except BaseException as exc:
-        if not rpcfail.is_failure(exc):
-            raise
-        return Lookup("unknown", problem=rpcfail.describe(exc, net, timeout))
-    if found is not None:
-        tx_id, ok = found
-        return Lookup("landed", tx_signature=tx_id, succeeded=ok)
-    return Lookup("pending") if valid else Lookup("never")
+        return await asyncio.wait_for(
+            _find(net, payer_address, payer_signature, blockhash, timeout), timeout * 2
+        )
+    except Exception as exc:
+        return Lookup("unknown", problem=type(exc).__name__)
 
 
-async def _blockhash_valid(net: Network, blockhash: Hash, timeout: float) -> bool:
-    provider = AsyncHTTPProvider(net.rpc, timeout=timeout)
-    try:
-        raw = await provider.make_request_unparsed(cast(Any, _IsBlockhashValid(blockhash)))
-    finally:
-        await provider.close()
-    parsed = IsBlockhashValidResp.from_json(raw)
-    if not isinstance(parsed, IsBlockhashValidResp):
-        raise RPCException(parsed)
-    return bool(parsed.value)
+async def _find(
+    net: Network, payer_address: str, payer_signature: str, blockhash: str, timeout: float
+) -> Lookup:
+    payer = Pubkey.from_string(payer_address)
+    ours = Signature.from_string(payer_signature)
+    async with AsyncClient(net.rpc, timeout=timeout) as client:
+        before: Signature | None = None
+        for _ in range(MAX_PAGES):
+            page = (await client.get_signatures_for_address(payer, before=before, limit=PAGE)).value
+            for entry in page:
+                tx = (
+                    await client.get_transaction(
+                        entry.signature, encoding="base64", max_supported_transaction_version=0
+                    )
+                ).value
+                if tx is None:
+                    continue
+                sent = tx.transaction.transaction
+                signatures = list(getattr(sent, "signatures", []))
+                if ours in signatures:
+                    meta = tx.transaction.meta
+                    ok = meta is None or meta.err is None
+                    return Lookup("landed", str(entry.signature), ok)
+            if len(page) < PAGE:
+                break
+            before = page[-1].signature
+    valid = await _blockhash_valid(net.rpc, blockhash, timeout)
+    return Lookup("pending" if valid else "never")
 
 
-async def _search(rpc: AsyncClient, payer: Pubkey, wanted: Signature) -> tuple[str, bool] | None:
-    before: Signature | None = None
-    for _page in range(MAX_PAGES):
-        page = (await rpc.get_signatures_for_address(payer, before=before, limit=PAGE_SIZE)).value
-        ids = [entry.signature for entry in page]
-        for start in range(0, len(ids), PARALLEL_READS):
-            chunk = ids[start : start + PARALLEL_READS]
-            reads = await asyncio.gather(*(_signatures_of(rpc, s) for s in chunk))
-            for tx_id, (signatures, ok) in zip(chunk, reads, strict=True):
-                if wanted in signatures:
-                    return str(tx_id), ok
-        if len(ids) < PAGE_SIZE:
-            return None
-        before = ids[-1]
-    return None
-
-
-async def _signatures_of(rpc: AsyncClient, tx_id: Signature) -> tuple[list[Signature], bool]:
-    got = await rpc.get_transaction(tx_id, encoding="base64", max_supported_transaction_version=0)
-    if got.value is None:
-        return [], False
-    encoded = got.value.transaction
-    tx = encoded.transaction
-    signatures = list(tx.signatures)
-    ok = encoded.meta is not None and encoded.meta.err is None
-    return signatures, ok
-
-
-def _parse(parse: Any, text: str, what: str) -> Any:
-    try:
-        return parse(text)
-    except Exception:  # ValueError, or solders' own ParseHashError (not a ValueError)
-        raise InvalidInput(f"not a Solana {what}") from None
+async def _blockhash_valid(rpc: str, blockhash: str, timeout: float) -> bool:
+    """``isBlockhashValid`` (solana-py has no call for it): may it still land?"""
+    Hash.from_string(blockhash)  # a malformed one is refused before it is sent
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "isBlockhashValid",
+        "params": [blockhash, {"commitment": "processed"}],
+    }
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        resp = await http.post(rpc, json=body)
+    resp.raise_for_status()
+    value = resp.json()["result"]["value"]
+    if not isinstance(value, bool):
+        raise ValueError("isBlockhashValid answered no boolean")
+    return value

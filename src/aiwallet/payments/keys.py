@@ -1,36 +1,24 @@
-"""The wallet's Solana key: one Ed25519 keypair, kept in the vault as base58 text.
+"""The wallet's Solana keypair: created here, or imported as a base58 secret (64-byte keypair
+or 32-byte seed) or as a Solana CLI keypair file (a JSON list of 64 numbers).
 
-:meth:`SolanaKey.from_text` reads the forms people have a key in: the base58 64-byte secret
-key wallets export (Phantom, Solflare, ``solana-keygen`` ``--outfile`` converted), a base58
-32-byte seed, or the content of a Solana CLI keypair file (a JSON array of 64 numbers). A
-64-byte form holds the public key too; it must be the one the secret half makes.
-
-The secret never shows itself: not in ``repr``, ``str``, an error message or a pickle.
+The vault keeps it as base58 of the 64 bytes (entry :data:`VAULT_NAME`). Nothing here ever
+puts the secret in a message, ``repr`` or exception.
 """
 
 from __future__ import annotations
 
 import json
 
+import base58
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 from aiwallet.domain.errors import InvalidInput
 
-VAULT_NAME = "solana:wallet"  # the vault entry that holds SolanaKey.secret_text()
-
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(_B58)}
-_MAX_TEXT = 4096  # a keypair file is under 300 characters; anything far longer is not one
-
-_FORMS = (
-    "a Solana secret key is 64 bytes (or a 32-byte seed) written in base58, or the JSON array "
-    "of 64 numbers a Solana CLI keypair file holds"
-)
+VAULT_NAME = "solana:wallet"
 
 
 class SolanaKey:
-    """One Solana keypair. ``address`` is public; ``secret_text()`` is for the vault only."""
-
     __slots__ = ("_keypair",)
 
     def __init__(self, keypair: Keypair) -> None:
@@ -42,84 +30,74 @@ class SolanaKey:
 
     @classmethod
     def from_text(cls, text: str) -> SolanaKey:
-        """Read a key in any of the forms above; :class:`InvalidInput` (which never quotes the
-        text) when it is none of them."""
-        if not isinstance(text, str):
-            raise InvalidInput(f"not a Solana key: {_FORMS}")
-        text = text.strip()
-        if not text or len(text) > _MAX_TEXT:
-            raise InvalidInput(f"not a Solana key: {_FORMS}")
-        raw = _from_json_array(text) if text.startswith("[") else _from_base58(text)
-        if len(raw) == 32:
-            return cls(Keypair.from_seed(raw))
-        if len(raw) != 64:
-            raise InvalidInput(f"not a Solana key: it is {len(raw)} bytes long; {_FORMS}")
-        derived = Keypair.from_seed(raw[:32])
-        if bytes(derived.pubkey()) != raw[32:]:
+        """A base58 secret (64-byte keypair or 32-byte seed) or a keypair file's JSON."""
+        raw = text.strip()
+        if not raw:
+            raise InvalidInput("no Solana secret key was given")
+        if raw.startswith("["):
+            return cls(_from_json(raw))
+        try:
+            data = base58.b58decode(raw)
+        except ValueError:
             raise InvalidInput(
-                "this Solana key is damaged: its public half is not the public key its secret "
-                "half makes (a truncated or edited copy?)"
-            )
-        return cls(derived)
+                "this is not a Solana secret key: expected base58 text or a keypair file's "
+                "JSON list of 64 numbers"
+            ) from None
+        return cls(_from_bytes(data))
 
     @property
     def address(self) -> str:
-        """The base58 public key: the wallet's address."""
         return str(self._keypair.pubkey())
 
     @property
     def keypair(self) -> Keypair:
-        """The solders keypair, for signing (the SDK signer takes one)."""
         return self._keypair
 
     def secret_text(self) -> str:
-        """The base58 64-byte secret key: what the vault stores under :data:`VAULT_NAME`."""
-        return _b58encode(bytes(self._keypair))
+        """What the vault stores: base58 of the 64-byte keypair."""
+        return base58.b58encode(bytes(self._keypair)).decode()
 
     def __repr__(self) -> str:
-        return f"SolanaKey(address={self.address!r})"
+        return f"SolanaKey({self.address})"
 
     __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SolanaKey) and bytes(other._keypair) == bytes(self._keypair)
-
-    def __hash__(self) -> int:
-        return hash(self.address)
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a SolanaKey cannot be pickled")
 
 
-def _from_json_array(text: str) -> bytes:
+def _from_json(raw: str) -> Keypair:
     try:
-        values = json.loads(text)
+        values = json.loads(raw)
     except ValueError:
-        raise InvalidInput(f"not a Solana key: the JSON does not parse; {_FORMS}") from None
-    if not isinstance(values, list) or not all(type(v) is int and 0 <= v <= 255 for v in values):
-        raise InvalidInput(f"not a Solana key: the JSON is not a list of bytes; {_FORMS}")
-    return bytes(values)
+        raise InvalidInput("the keypair file is not valid JSON") from None
+    if (
+        not isinstance(values, list)
+        or len(values) != 64
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 256 for v in values)
+    ):
+        raise InvalidInput("a Solana keypair file holds a JSON list of 64 numbers from 0 to 255")
+    return _from_bytes(bytes(values))
 
 
-def _from_base58(text: str) -> bytes:
-    n = 0
-    for c in text:
-        digit = _B58_INDEX.get(c)
-        if digit is None:
-            raise InvalidInput(f"not a Solana key: it has characters base58 does not use; {_FORMS}")
-        n = n * 58 + digit
-    zeros = len(text) - len(text.lstrip("1"))
-    return b"\0" * zeros + (n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b"")
+def _from_bytes(data: bytes) -> Keypair:
+    if len(data) == 32:
+        return Keypair.from_seed(data)
+    if len(data) != 64:
+        raise InvalidInput(
+            f"a Solana secret key is 64 bytes (or a 32-byte seed), not {len(data)} bytes"
+        )
+    seeded = Keypair.from_seed(data[:32])
+    if bytes(seeded.pubkey()) != data[32:]:
+        raise InvalidInput(
+            "this keypair's public half does not belong to its secret half; it is damaged"
+        )
+    return seeded
 
 
-def _b58encode(data: bytes) -> str:
-    n = int.from_bytes(data, "big")
-    out: list[str] = []
-    while n:
-        n, r = divmod(n, 58)
-        out.append(_B58[r])
-    zeros = len(data) - len(data.lstrip(b"\0"))
-    return "1" * zeros + "".join(reversed(out))
+def check_address(text: str) -> str:
+    """A base58 Solana address (a public key), or a clear error."""
+    try:
+        return str(Pubkey.from_string(text.strip()))
+    except ValueError:
+        raise InvalidInput(f"{text[:60]!r} is not a Solana address") from None

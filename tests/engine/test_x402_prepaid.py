@@ -1,0 +1,60 @@
+"""A prepaid x402 router: topped up by an x402 payment of the amount the user chose (counted
+against the wallet-wide budget, checked on chain), its credit shown, and requests billed from
+the router's own reported cost, which is what its credit went down by."""
+
+import json
+
+from aiwallet.domain.money import parse_budget_spec, usd_string
+from engine.conftest import cli
+from engine.x402rig import make_pay_rig
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def test_top_up_then_requests_billed_from_the_credit(tmp_path, fake, chain, capsys):
+    fake.reset()
+    pr = make_pay_rig(tmp_path, fake, chain)
+    try:
+        w = pr.wallet
+        code, _, err = cli(
+            capsys, pr.rig, "providers", "add", "credit", "--kind", "x402", "--prepaid",
+            "--base-url", chain.router.url + "/v1",
+        )  # fmt: skip
+        assert code == 0, err
+        w.budgets.set_budget(parse_budget_spec("0.50/day"))
+        payer0, payee0 = pr.payer_usdc(), pr.payee_usdc()
+        code, _, err = cli(capsys, pr.rig, "wallet", "topup", "credit", "1.00")
+        assert code != 0 and "budget" in err  # $1 is over the wallet's $0.50 a day
+        assert pr.payer_usdc() == payer0 and w.payments.recent(5) == []
+        code, out, err = cli(capsys, pr.rig, "wallet", "topup", "credit", "0.40", "--json")
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["payment"]["state"] == "settled"
+        assert result["router_balance_atomic"] == 400_000
+        assert pr.payer_usdc() == payer0 - 400_000 and pr.payee_usdc() == payee0 + 400_000
+        [topup] = [r for r in pr.rig.ledger_rows() if r["kind"] == "topup"]
+        assert topup["amount_nano"] == 400_000_000 and topup["token_source"] == "x402"
+        state = w.budgets.state(w.budgets.wallet_budget(), topup["ts"], w.timezone)
+        assert state.spent_nano == 400_000_000
+        # the key the router issued is in the vault, and the engine uses it
+        assert w.providers.get("credit").secret_ref is not None
+        key = pr.app("reader")
+        resp = pr.rig.openai(key).chat.completions.with_raw_response.create(
+            model="credit/gpt-4.1", messages=MSG, max_tokens=50
+        )
+        assert resp.parse().choices[0].message.content
+        code, out, err = cli(capsys, pr.rig, "wallet", "credit", "credit", "--json")
+        assert code == 0, err
+        left = json.loads(out)["amount_atomic"]
+        spent_atomic = 400_000 - left
+        assert spent_atomic > 0
+        [spend] = [
+            r for r in pr.rig.ledger_rows() if r["kind"] == "spend" and r["provider"] == "credit"
+        ]
+        assert spend["token_source"] == "provider_cost"
+        assert spend["amount_nano"] == spent_atomic * 1000  # what the router's credit went down
+        assert "catalog's price" in spend["note"]
+        assert resp.headers["x-aiwallet-cost-usd"] == usd_string(spend["amount_nano"])
+        assert pr.payer_usdc() == payer0 - 400_000  # the request paid nothing more on chain
+    finally:
+        pr.close()
