@@ -8,6 +8,7 @@ kit is on the path: ``shotkit.child_env`` puts ``tests/`` there)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -63,13 +64,11 @@ def pay_history(wallet: Wallet, kit: Any, url: str) -> None:
     client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
 
     def ask() -> None:
-        try:
+        with contextlib.suppress(openai.APIStatusError):  # the failed settlement: refused
             client.chat.completions.create(
                 model=f"{ROUTER}/gpt-4o-mini",
                 messages=[{"role": "user", "content": "Summarise this week's papers"}],
             )
-        except openai.APIStatusError:
-            pass
 
     for _ in range(2):
         ask()

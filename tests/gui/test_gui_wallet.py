@@ -98,18 +98,6 @@ def _open_wallet(tmp_path, kit: ChainKit) -> Wallet:
     return wallet
 
 
-@pytest.fixture(autouse=True)
-def _requirement_resource(monkeypatch):
-    """engine/payflow.py reads ``Requirement.resource``; payments/x402pay.py names it
-    ``resource_url``. Until the two agree, the tests give the engine the name it reads."""
-    from aiwallet.payments.x402pay import Requirement
-
-    if not hasattr(Requirement, "resource"):
-        monkeypatch.setattr(
-            Requirement, "resource", property(lambda r: r.resource_url), raising=False
-        )
-
-
 @pytest.fixture
 def paydesk(qtbot, qloop, tmp_path):
     with ChainKit(price_atomic=PRICE) as kit:
