@@ -12,7 +12,7 @@ import contextlib
 import threading
 from typing import Any
 
-from aiwallet.domain.chains import MAINNET
+from aiwallet.domain.chains import DEVNET, MAINNET, Network
 from aiwallet.domain.money import parse_budget_spec, usd_to_nano
 from aiwallet.service import Wallet
 
@@ -22,26 +22,25 @@ PRICE = 10_000  # $0.01 a request
 FUNDS = 12_500_000  # the wallet's USDC: $12.50
 
 
-def start_chain() -> Any:
-    """A running ``ChainKit`` (stop it with ``.stop()``)."""
+def start_chain(network: Network | None = None) -> Any:
+    """A running ``ChainKit`` on devnet or ``network`` (stop it with ``.stop()``)."""
     from chainkit import ChainKit
 
-    return ChainKit(price_atomic=PRICE).start()
+    return ChainKit(network=network or DEVNET, price_atomic=PRICE).start()
 
 
 def prepare(wallet: Wallet, kit: Any, *, routers: bool = True) -> str:
-    """Fund a key on the kit's chain, import it, point the wallet at the kit's RPC (devnet)
-    and add the routers; the payer's address."""
+    """Fund a key on the kit's chain, import it, point the wallet at the kit's RPC (on the
+    kit's network) and add the routers (at the kit's router); the payer's address."""
     payer = kit.new_payer(sol=25_000_000, usdc_atomic=FUNDS)
     wallet.solana.import_key(str(payer), replace=True)
-    wallet.solana.set_network("devnet", kit.rpc.url)
+    wallet.solana.set_network(kit.network.id, kit.rpc.url)
     if routers:
         for name, prepaid in ((ROUTER, False), (PREPAID, True)):
-            if wallet.providers.find(name) is None:
-                wallet.add_provider(
-                    name, kind="x402", api_key=None, base_url=kit.router.url + "/v1",
-                    prepaid=prepaid,
-                )  # fmt: skip
+            wallet.add_provider(
+                name, kind="x402", api_key=None, base_url=kit.router.url + "/v1",
+                prepaid=prepaid, replace=wallet.providers.find(name) is not None,
+            )  # fmt: skip
     return str(payer.pubkey())
 
 

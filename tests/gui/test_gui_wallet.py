@@ -404,7 +404,7 @@ def test_dont_pay_refuses_once_and_a_failed_settlement_is_notified(paydesk, qtbo
     qtbot.waitUntil(lambda: any(k == "payment_failed" for k, _, _ in d.notices), timeout=10_000)
     _, title, text = next(n for n in d.notices if n[0] == "payment_failed")
     assert title == "A payment to router failed"
-    assert text.startswith("$0.01 was not billed: ")
+    assert text.startswith("$0.01 was not billed; ")
     assert d.kit.usdc(payer) == FUNDS
     page = d.page
     d.show(page, qtbot)

@@ -76,6 +76,7 @@ HEADERS = ("When", "For", "Provider", "Amount", "State", "Transaction")
 TX_COLUMN = 5
 NETWORKS = (("Devnet (test money)", "devnet"), ("Mainnet (REAL MONEY)", "mainnet"))
 REREAD_MS = int(SOLANA_TTL_S * 1000)
+SIDE_WIDTH = 400
 
 
 class RouterRow(QWidget):
@@ -126,12 +127,15 @@ class WalletPage(Page):
         self.key_card = Card("Your Solana wallet")
         self._build_no_key()
         self._build_key()
-        top.addWidget(self.key_card, 3)
-        side = QVBoxLayout()
+        top.addWidget(self.key_card, 1)
+        side_box = QWidget()
+        side_box.setFixedWidth(SIDE_WIDTH)  # the key card takes what is left, on any network
+        side = QVBoxLayout(side_box)
+        side.setContentsMargins(0, 0, 0, 0)
         side.setSpacing(12)
         side.addWidget(self._build_network_card())
         side.addWidget(self._build_routers_card(), 1)
-        top.addLayout(side, 2)
+        top.addWidget(side_box)
         self.body.addLayout(top)
         self.body.addWidget(self._build_transfers(), 1)
 
@@ -336,7 +340,7 @@ class WalletPage(Page):
             self.custom_rpc.setChecked(net.custom_rpc)
             self.rpc_url.clear()
             self.rpc_url.setPlaceholderText(
-                f"{net.rpc_host} (kept; type a URL to change it)" if net.custom_rpc else "https://…"
+                f"{net.rpc_host} (kept)" if net.custom_rpc else "https://…"
             )
         if not self.cap.isModified():
             self.cap.setText(format_usd(facts.cap_nano, places=None))
