@@ -4,7 +4,7 @@ requests), under Xvfb when there is no display, in light and dark palettes and a
 200 % scale; writes PNGs to a folder. The Wallet page is photographed on a real chain (the
 test kit's LiteSVM, facilitator and x402 router, ``walletkit.py``) after real payments made
 through the engine: on devnet (``wallet-devnet-*``), then on mainnet (``wallet-mainnet-*``:
-the REAL MONEY badge).
+the REAL MONEY badge); ``activity-x402-*`` shows those requests in the log.
 
     python scripts/screenshots.py [OUT_DIR] [--rows 3000] [--themes light,dark] [--scales 1,2]
 
@@ -129,6 +129,17 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
             await asyncio.sleep(0.6)
             shot = "wallet-devnet" if name == "wallet" else name
             desk.window.grab().save(str(out / f"{shot}-{suffix}.png"))
+            if name == "activity":  # the paid requests: "paid (x402)" and their transactions
+                activity = desk.window.activity
+                activity.status_filter.setCurrentIndex(0)
+                combo = activity.app_filter
+                before = activity.loads
+                combo.setCurrentIndex(combo.findText(walletkit.AGENT))
+                while activity.loads <= before:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.6)
+                desk.window.grab().save(str(out / f"activity-x402-{suffix}.png"))
+                combo.setCurrentIndex(0)
             if name == "wallet":  # the same key on mainnet: real money, said in red
                 walletkit.to_mainnet(wallet, kit, payer)
                 desk.controller.solana_changed_here()

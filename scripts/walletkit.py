@@ -20,6 +20,7 @@ ROUTER = "x402-router"  # paid per request
 PREPAID = "credit-router"  # paid ahead by top-ups
 PRICE = 10_000  # $0.01 a request
 FUNDS = 12_500_000  # the wallet's USDC: $12.50
+AGENT = "research-agent"  # the app that pays
 
 
 def start_chain(network: Network | None = None) -> Any:
@@ -55,11 +56,9 @@ def pay_history(wallet: Wallet, kit: Any, url: str) -> None:
     paid requests, one the router failed to settle, and a top-up of the prepaid router."""
     import openai
 
-    name = "research-agent"
-    if not any(a.name == name for a in wallet.apps.list()):
-        _, key = wallet.create_app(name, budget=parse_budget_spec("5/day"))
-    else:
-        _, key = wallet.create_app(name + "-2", budget=parse_budget_spec("5/day"))
+    taken = {a.name for a in wallet.apps.list()}
+    name = AGENT if AGENT not in taken else f"{AGENT}-2"
+    _, key = wallet.create_app(name, budget=parse_budget_spec("5/day"))
     client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
 
     def ask() -> None:
