@@ -115,6 +115,8 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
         await asyncio.to_thread(walletkit.pay_history, wallet, kit, desk.controller.engine.url)
         desk.controller.solana_changed_here()
         desk.controller.mark_dirty()
+        await asyncio.sleep(0.5)  # the payments' notices are in: not on every picture
+        desk.window.statusBar().clearMessage()
         for i, name in enumerate(PAGES):
             page = desk.window.pages[i]
             desk.window.show_page(i)

@@ -526,3 +526,23 @@ def test_the_overview_shows_the_wallets_usdc_only_with_a_key(paydesk, qtbot):
     assert overview.solana_network.text() == d.wallet.solana.network().describe()
     assert not overview.solana_badge.isVisible()
     assert "paid per request from the Solana wallet" in overview.balances_list.text()
+
+
+def test_the_provider_dialog_offers_prepaid_for_an_x402_router(qtbot):
+    from aiwallet.gui.dialogs import ProviderDialog
+
+    dialog = ProviderDialog(None)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.prepaid.isVisible()  # openai: no such thing
+    dialog.kind.setCurrentIndex(dialog.kind.findData("x402"))
+    assert dialog.prepaid.isVisible() and not dialog.prepaid.isChecked()
+    assert not dialog.prepaid_chosen()
+    assert dialog.key.placeholderText() == "none needed (leave it empty)"
+    dialog.prepaid.setChecked(True)
+    assert dialog.prepaid_chosen()
+    dialog.kind.setCurrentIndex(dialog.kind.findData("openai"))
+    assert not dialog.prepaid.isVisible() and not dialog.prepaid_chosen()
+    rotate = ProviderDialog("credit")
+    qtbot.addWidget(rotate)
+    assert rotate.prepaid.parent() is None and not rotate.prepaid_chosen()
