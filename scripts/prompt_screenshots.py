@@ -5,7 +5,10 @@
 - ``prompt-keyless``: ``python research_agent.py`` calling without a key, with an
   ``x-aiwallet-purpose`` (the prompt shows the held request's model and worst case);
 - ``prompt-connect``: an app connecting for any model (named, never a bare ``*``);
-- ``prompt-expensive``: an app's request over its ask-before threshold.
+- ``prompt-expensive``: an app's request over its ask-before threshold;
+- ``prompt-payment``: an app's request to an x402 router the wallet has not paid before, on
+  a real chain (the test kit's LiteSVM, facilitator and router, ``walletkit.py``), devnet;
+  ``prompt-payment-mainnet``: the same on mainnet (REAL MONEY).
 
 The wallet has an OpenAI provider whose address answers nothing: every prompt is denied, so
 no request is forwarded. Under Xvfb when there is no display; light and dark; writes
@@ -27,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import walletkit
 from shotkit import child_env, x_display
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +60,8 @@ c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key=os.environ.get("APP_KEY"
                   max_retries=0,
                   default_headers={"x-aiwallet-purpose": sys.argv[2]} if sys.argv[2:] else None)
 try:
-    c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    c.chat.completions.create(model=os.environ.get("MODEL", "gpt-4o-mini"),
+                              messages=[{"role": "user", "content": "hi"}])
 except openai.APIStatusError as e:
     print(e.status_code, flush=True)
 sys.stdin.read()
@@ -70,7 +75,7 @@ r = httpx.post(sys.argv[1] + "/wallet/v1/connect", timeout=10,
 print(r.status_code, flush=True)
 sys.stdin.read()
 """
-KINDS = ("hostile", "keyless", "connect", "expensive")
+KINDS = ("hostile", "keyless", "connect", "expensive", "payment", "payment-mainnet")
 
 
 def _child(out: Path, data: Path, theme: str) -> None:
@@ -146,6 +151,19 @@ def _child(out: Path, data: Path, theme: str) -> None:
         await snap("connect", [py, "-c", CONNECT_ANY, url])
         # the app's key in its environment, not on its command line (which the prompt shows)
         await snap("expensive", [py, str(agent), url], env=dict(os.environ, APP_KEY=key))
+        # an x402 router on a real chain, asked of a payee the wallet has not paid before
+        _, agent_key = wallet.create_app("research-agent", budget=parse_budget_spec("5/day"))
+        paying = dict(os.environ, APP_KEY=agent_key, MODEL=f"{walletkit.ROUTER}/gpt-4o-mini")
+        from aiwallet.domain.chains import MAINNET
+
+        for kind, network in (("payment", None), ("payment-mainnet", MAINNET)):
+            kit = await asyncio.to_thread(walletkit.start_chain, network)
+            try:
+                await asyncio.to_thread(walletkit.prepare, wallet, kit)
+                await desk.controller.on_engine(engine.reload())  # the key, network, routers
+                await snap(kind, [py, str(agent), url], env=paying)
+            finally:
+                await asyncio.to_thread(kit.stop)
         app.quit()
 
     QTimer.singleShot(0, lambda: asyncio.ensure_future(shoot()))

@@ -1,7 +1,10 @@
 """Screenshots of every page and of a consent prompt, for looking at the app and for the
 README. Starts the real app (engine included) on a seeded data dir (several apps, a month of
 requests), under Xvfb when there is no display, in light and dark palettes and at 100 % and
-200 % scale; writes PNGs to a folder.
+200 % scale; writes PNGs to a folder. The Wallet page is photographed on a real chain (the
+test kit's LiteSVM, facilitator and x402 router, ``walletkit.py``) after real payments made
+through the engine: on devnet (``wallet-devnet-*``), then on mainnet (``wallet-mainnet-*``:
+the REAL MONEY badge); ``activity-x402-*`` shows those requests in the log.
 
     python scripts/screenshots.py [OUT_DIR] [--rows 3000] [--themes light,dark] [--scales 1,2]
 
@@ -17,10 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import walletkit
 from shotkit import child_env, x_display
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ("overview", "apps", "activity", "providers", "settings")
+PAGES = ("overview", "apps", "activity", "providers", "wallet", "settings")
 
 
 def _free_port(wanted: int) -> int:
@@ -95,11 +99,24 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
     desk = DesktopApp(wallet, use_tray=False)
     desk.window.resize(1280, 820)
     suffix = f"{theme}-{scale}x"
+    kit = walletkit.start_chain()
+    payer = walletkit.prepare(wallet, kit)
+    walletkit.allow_payee(wallet, kit)
+
+    async def settled(page: object, before: int) -> None:
+        while page.readings <= before:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
 
     async def shoot() -> None:
         desk.start(port=_free_port(8402))
         while desk.controller.engine is None and desk.controller.engine_error is None:
             await asyncio.sleep(0.05)
+        assert desk.controller.engine is not None, desk.controller.engine_error
+        await asyncio.to_thread(walletkit.pay_history, wallet, kit, desk.controller.engine.url)
+        desk.controller.solana_changed_here()
+        desk.controller.mark_dirty()
+        await asyncio.sleep(0.5)  # the payments' notices are in: not on every picture
+        desk.window.statusBar().clearMessage()
         for i, name in enumerate(PAGES):
             page = desk.window.pages[i]
             desk.window.show_page(i)
@@ -108,8 +125,33 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
             if name == "activity":  # the log's refusals, each with its reason
                 combo = desk.window.activity.status_filter
                 combo.setCurrentIndex(combo.findData("error"))
+            if name == "wallet":
+                page.reload()
+                await settled(page, 0)
             await asyncio.sleep(0.6)
-            desk.window.grab().save(str(out / f"{name}-{suffix}.png"))
+            shot = "wallet-devnet" if name == "wallet" else name
+            desk.window.grab().save(str(out / f"{shot}-{suffix}.png"))
+            if name == "activity":  # the paid requests: "paid (x402)" and their transactions
+                activity = desk.window.activity
+                activity.status_filter.setCurrentIndex(0)
+                combo = activity.app_filter
+                before = activity.loads
+                combo.setCurrentIndex(combo.findText(walletkit.AGENT))
+                while activity.loads <= before:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.6)
+                desk.window.grab().save(str(out / f"activity-x402-{suffix}.png"))
+                combo.setCurrentIndex(0)
+            if name == "wallet":  # the same key on mainnet: real money, said in red
+                walletkit.to_mainnet(wallet, kit, payer)
+                desk.controller.solana_changed_here()
+                before = page.readings
+                page.reload()
+                await settled(page, before)
+                await asyncio.sleep(0.6)
+                desk.window.grab().save(str(out / f"wallet-mainnet-{suffix}.png"))
+                wallet.solana.set_network("devnet", kit.rpc.url)
+                desk.controller.solana_changed_here()
         desk.window.show_page(0)
         desk.controller.on_event_consent_requested(
             {
@@ -158,6 +200,7 @@ def _child(out: Path, data: Path, theme: str, scale: str) -> None:
         loop.run_forever()
     desk.shutdown()
     wallet.close()
+    kit.stop()
 
 
 def main() -> None:
@@ -187,8 +230,11 @@ def main() -> None:
         with x_display(env, "2800x1900x24"):
             for theme in args.themes.split(","):
                 for scale in args.scales.split(","):
+                    # each variant on a copy: its payments are its own chain's
+                    copy = work / f"wallet-{theme}-{scale}"
+                    shutil.copytree(data, copy)
                     subprocess.run(
-                        [sys.executable, __file__, "--child", str(out), str(data), theme, scale],
+                        [sys.executable, __file__, "--child", str(out), str(copy), theme, scale],
                         env=dict(env, AIWALLET_THEME=theme, QT_SCALE_FACTOR=scale), check=True,
                         timeout=180,
                     )  # fmt: skip

@@ -218,3 +218,23 @@ def test_the_qr_code_is_segnos_matrix_crisp_black_on_white(qtbot):
     widget.set_text(PAYEE)
     assert widget.width() == widget.height() == 168
     assert not widget.image.pixmap().isNull()
+
+
+def test_a_two_line_command_does_not_run_into_the_rows_below(qtbot):
+    """A caller's words wrap once their box has its width; the prompt then grows, so the
+    rows do not overlap."""
+    request = payment_request()
+    request["process"]["cmdline"] = [
+        "/work/main/.venv/bin/python",
+        "/tmp/aiwallet-prompt-shots-77v1b1x0/light/research_agent.py",
+        "http://127.0.0.1:37797",
+    ]
+    prompt, _ = _prompt(qtbot, request)
+    prompt.show()
+    qtbot.waitExposed(prompt)
+    assert prompt.command is not None
+    qtbot.waitUntil(lambda: prompt.command.lines_shown() == 2, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: prompt.command.geometry().bottom() < prompt.cost.geometry().top(), timeout=5_000
+    )
+    assert prompt.payee.geometry().bottom() < prompt.findChildren(CallerLabel)[-1].geometry().top()

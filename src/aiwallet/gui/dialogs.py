@@ -208,14 +208,18 @@ class ProviderDialog(QDialog):
             self.kind.addItem(kind.label, kind.id)
         self.base_url = QLineEdit()
         self.kind.currentIndexChanged.connect(self._kind_changed)
-        self._kind_changed()
         self.key = QLineEdit()
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key.setPlaceholderText("paste the API key")
+        # An x402 router is paid per request, or ahead by top-ups (the Wallet page): prepaid.
+        self.prepaid = QCheckBox("Prepaid: paid ahead by top-ups from the Wallet page")
+        self.prepaid.setChecked(False)
         if rotate is None:
             form.addRow(label("Name"), self.name)
             form.addRow(label("Kind"), self.kind)
             form.addRow(label("Base URL"), self.base_url)
+            form.addRow(label(""), self.prepaid)
+        self._kind_changed()
         form.addRow(label("API key"), self.key)
         form.addRow(label("The key goes to the secret store and is never shown again."))
         buttons = QDialogButtonBox(
@@ -225,12 +229,22 @@ class ProviderDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def prepaid_chosen(self) -> bool:
+        kind = KINDS.get(str(self.kind.currentData()))
+        return kind is not None and kind.x402 and self.prepaid.isChecked()
+
     def _kind_changed(self) -> None:
         """The placeholder says what an empty Base URL means for this kind: its default
-        address, or that this kind needs one."""
+        address, or that this kind needs one; "prepaid" is offered for an x402 router, and
+        a key is asked only of a kind that needs one."""
         kind = KINDS.get(str(self.kind.currentData()))
         if kind is None:
             return
+        if self.prepaid.parent() is not None:  # in the form: adding, not rotating a key
+            self.prepaid.setVisible(kind.x402)
+        self.key.setPlaceholderText(
+            "paste the API key" if kind.needs_key else "none needed (leave it empty)"
+        )
         if kind.default_base_url is None:
             example = "https://llm.example" + ("/v1" if kind.wire is WireFormat.OPENAI else "")
             self.base_url.setPlaceholderText(f"required, like {example}")

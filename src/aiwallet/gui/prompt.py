@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QKeyEvent
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -299,6 +299,23 @@ class ConsentPrompt(QDialog):
         if held.get("resource"):
             resource = CallerLabel(held["resource"], mode=Qt.TextElideMode.ElideMiddle)
             facts.addRow(label("Resource"), resource)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        QTimer.singleShot(0, lambda: self._fit_height(3))
+
+    def _fit_height(self, tries: int) -> None:
+        """Tall enough for every row at this width. A caller's words wrap only once their box
+        has its width, and a top-level window does not grow for a row that did (the rows
+        would overlap), so the height is set from the layout's height for this width."""
+        lay = self.layout()
+        if lay is None or self._done:
+            return
+        needed = lay.totalHeightForWidth(self.width())
+        if needed > self.height():
+            self.resize(self.width(), needed)
+            if tries > 1:
+                QTimer.singleShot(0, lambda: self._fit_height(tries - 1))
 
     # -- countdown ----------------------------------------------------------------------------
     def stop_countdown(self) -> None:

@@ -9,7 +9,7 @@ An RPC URL may carry an API key in its path or query, so a screen names only its
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -72,17 +72,20 @@ def kind_text(p: PaymentRecord) -> str:
     return "top-up" if p.kind == "topup" else "request"
 
 
-def explorer_network(name: str, current: Network) -> Network | None:
-    """The network a payment was made on (its CAIP-2 or v1 name), for its explorer link:
-    the wallet's own when it is that cluster (its custom RPC included), else the public one."""
-    named = network_named(name)
-    if named is None:
-        return None
-    return current if named.id == current.id else named
+def explorer_network(name: str) -> Network | None:
+    """The cluster a payment was made on (its CAIP-2 or v1 name), for its explorer link.
+    Links name the public cluster, never a custom RPC URL: the explorer would be handed the
+    URL (``customUrl=``), and an RPC URL may carry an API key."""
+    return network_named(name)
 
 
-def tx_link(p: PaymentRecord, current: Network) -> str | None:
-    net = explorer_network(p.network, current)
+def public(net: Network) -> Network:
+    """``net`` without its custom RPC (see :func:`explorer_network`)."""
+    return replace(net, rpc_url="")
+
+
+def tx_link(p: PaymentRecord) -> str | None:
+    net = explorer_network(p.network)
     if net is None or not p.tx_signature:
         return None
     return net.tx_url(p.tx_signature)

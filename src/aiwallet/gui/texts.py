@@ -133,7 +133,7 @@ OVERVIEW_NO_SOLANA = "No Solana wallet yet: create one on the Wallet page to pay
 NOTIFY_PAID = "Paid {amount} to {provider}"
 NOTIFY_PAID_TEXT = "{usdc} on {network}; transaction {tx}"
 NOTIFY_PAY_FAILED = "A payment to {provider} failed"
-NOTIFY_PAY_FAILED_TEXT = "{amount} was not billed: {reason}"
+NOTIFY_PAY_FAILED_TEXT = "{amount} was not billed; {reason}"
 NOTIFY_UNCONFIRMED = "A payment to {provider} is not confirmed yet"
 NOTIFY_UNCONFIRMED_TEXT = (
     "{amount} is billed until the chain tells whether it landed; the wallet keeps checking"

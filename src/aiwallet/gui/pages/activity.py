@@ -327,8 +327,7 @@ def _payments_of(wallet: Any, rows: list[RequestRow]) -> tuple[dict[str, Any], d
         found = wallet.payments.for_request(request_id)
         if found:
             payments[request_id] = found[-1]  # the last one made for it
-    net = wallet.solana.network()
-    links = {rid: url for rid, p in payments.items() if (url := tx_link(p, net)) is not None}
+    links = {rid: url for rid, p in payments.items() if (url := tx_link(p)) is not None}
     return payments, links
 
 

@@ -369,7 +369,9 @@ class OverviewPage(Page):
             self.top_apps.addWidget(row)
         if len(by_app) > 5:
             rest = sum(n for _, n in by_app[5:])
-            self.top_apps.addWidget(label(f"{len(by_app) - 5} more apps · {money(rest)}", "muted"))
+            self.top_apps.addWidget(
+                label(f"{plural(len(by_app) - 5, 'more app')} · {money(rest)}", "muted")
+            )
 
     def show_overview(self, ov: Overview, providers: list[ProviderInfo]) -> None:
         self.wallet_budget = ov.wallet_budget.spec if ov.wallet_budget else None

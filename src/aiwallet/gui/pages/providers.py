@@ -91,7 +91,8 @@ class ProvidersPage(Page):
         self.table.setRowCount(len(providers))
         for row, p in enumerate(providers):
             test = {True: "passed", False: "FAILED", None: "not tested"}[p.last_test_ok]
-            for col, text in enumerate((p.name, p.kind, p.base_url, p.key_hint or "no key", test)):
+            kind = f"{p.kind} (prepaid)" if p.prepaid else p.kind
+            for col, text in enumerate((p.name, kind, p.base_url, p.key_hint or "no key", test)):
                 item = QTableWidgetItem(shown(text))
                 item.setToolTip(tooltip_text(text))
                 self.table.setItem(row, col, item)
@@ -122,6 +123,7 @@ class ProvidersPage(Page):
                     kind=dialog.kind.currentData(),
                     api_key=dialog.key.text() or None,
                     base_url=dialog.base_url.text().strip() or None,
+                    prepaid=dialog.prepaid_chosen(),
                 ),
                 "Adding the provider",
             )

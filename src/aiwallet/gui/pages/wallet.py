@@ -44,6 +44,7 @@ from aiwallet.gui.solana_view import (
     WalletFacts,
     kind_text,
     network_line,
+    public,
     read_facts,
     short,
     state_text,
@@ -75,6 +76,7 @@ HEADERS = ("When", "For", "Provider", "Amount", "State", "Transaction")
 TX_COLUMN = 5
 NETWORKS = (("Devnet (test money)", "devnet"), ("Mainnet (REAL MONEY)", "mainnet"))
 REREAD_MS = int(SOLANA_TTL_S * 1000)
+SIDE_WIDTH = 400
 
 
 class RouterRow(QWidget):
@@ -125,12 +127,15 @@ class WalletPage(Page):
         self.key_card = Card("Your Solana wallet")
         self._build_no_key()
         self._build_key()
-        top.addWidget(self.key_card, 3)
-        side = QVBoxLayout()
+        top.addWidget(self.key_card, 1)
+        side_box = QWidget()
+        side_box.setFixedWidth(SIDE_WIDTH)  # the key card takes what is left, on any network
+        side = QVBoxLayout(side_box)
+        side.setContentsMargins(0, 0, 0, 0)
         side.setSpacing(12)
         side.addWidget(self._build_network_card())
         side.addWidget(self._build_routers_card(), 1)
-        top.addLayout(side, 2)
+        top.addWidget(side_box)
         self.body.addLayout(top)
         self.body.addWidget(self._build_transfers(), 1)
 
@@ -320,9 +325,11 @@ class WalletPage(Page):
             self.address.setText(facts.address)
             if self.qr.text != facts.address:
                 self.qr.set_text(facts.address)
-            url = html.escape(net.address_url(facts.address), quote=True)
-            self.explorer.setText(f'<a href="{url}">Open in the explorer</a>')
-            self.explorer.setToolTip(tooltip_text(net.address_url(facts.address)))
+            link = public(net).address_url(facts.address)
+            self.explorer.setText(
+                f'<a href="{html.escape(link, quote=True)}">Open in the explorer</a>'
+            )
+            self.explorer.setToolTip(tooltip_text(link))
             hint = texts.WALLET_FUND.format(network=f"Solana {net.label}")
             if not net.real_money:
                 hint += " " + texts.WALLET_DEVNET_HINT
@@ -333,7 +340,7 @@ class WalletPage(Page):
             self.custom_rpc.setChecked(net.custom_rpc)
             self.rpc_url.clear()
             self.rpc_url.setPlaceholderText(
-                f"{net.rpc_host} (kept; type a URL to change it)" if net.custom_rpc else "https://…"
+                f"{net.rpc_host} (kept)" if net.custom_rpc else "https://…"
             )
         if not self.cap.isModified():
             self.cap.setText(format_usd(facts.cap_nano, places=None))
@@ -365,8 +372,6 @@ class WalletPage(Page):
                 row.show_credit(reading.credits.get(name))
 
     def show_payments(self, payments: list[PaymentRecord]) -> None:
-        assert self.facts is not None
-        net = self.facts.network
         self.table.setRowCount(len(payments))
         for r, p in enumerate(payments):
             cells = (
@@ -392,7 +397,7 @@ class WalletPage(Page):
                     )
                 self.table.setItem(r, c, item)
             self.table.setItem(r, TX_COLUMN, QTableWidgetItem(""))
-            self.table.setCellWidget(r, TX_COLUMN, _tx_cell(p, tx_link(p, net)))
+            self.table.setCellWidget(r, TX_COLUMN, _tx_cell(p, tx_link(p)))
         self.no_transfers.setVisible(not payments)
 
     def _solana_read(self) -> None:
