@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from dataclasses import replace
 
 import httpx
@@ -375,3 +376,29 @@ def test_a_prepaid_top_up_signed_by_the_wallet(chain: ChainKit) -> None:
     assert chain.router.account_for(str(kp.pubkey())).balance_atomic == 300_000  # type: ignore[union-attr]
     assert chain.usdc(kp) == 200_000
     assert ask(chain, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_one_payer_signs_from_several_threads(chain: ChainKit) -> None:
+    kp = chain.new_payer(usdc_atomic=100_000)
+    payer = Payer(SolanaKey(kp), chain.network)
+    offers = []
+    for price in (1_000, 2_000, 3_000, 4_000):
+        chain.router.price_atomic = price
+        offers.append(offer_of(ask(chain)))
+    results: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def one(offer: Offer) -> None:
+        req = choose(offer, chain.network)
+        assert req is not None
+        signed = payer.sign(offer, req)
+        sent = json.loads(base64.b64decode(signed.header_value))["accepted"]["amount"]
+        with lock:
+            results[req.amount_atomic] = signed.amount_atomic if sent == req.amount else -1
+
+    workers = [threading.Thread(target=one, args=(o,)) for o in offers]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(20)
+    assert results == {1_000: 1_000, 2_000: 2_000, 3_000: 3_000, 4_000: 4_000}

@@ -24,6 +24,7 @@ import base64
 import binascii
 import json
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -262,11 +263,15 @@ def choose(offer: Offer, net: Network) -> Requirement | None:
 # -- paying -------------------------------------------------------------------------------------
 class Payer:
     """Signs x402 payments with the wallet's key on one network. **Blocking**: :meth:`sign`
-    reads the chain (the mint, a recent blockhash) with solana-py's synchronous client."""
+    reads the chain (the mint once, then a recent blockhash each time) with solana-py's
+    synchronous client, which the SDK builds (10 s timeout a call). One ``Payer`` may sign
+    from several threads at once."""
 
     def __init__(self, key: SolanaKey, net: Network) -> None:
         self._key = key
         self._net = net
+        self._target = threading.local()  # the requirement this thread's sign() pays
+        self._client = self._make_client()
 
     def sign(self, offer: Offer, requirement: Requirement) -> SignedPayment:
         """Build and sign the payment of exactly ``requirement`` (one of ``offer``'s, as
@@ -283,15 +288,17 @@ class Payer:
             raise PaymentProblem(
                 "x402_not_offered", f"this wallet pays only USDC on {self._net.describe()}"
             )
-        client = self._client(requirement.sdk)
+        self._target.requirement = requirement.sdk
         try:
-            payload = client.create_payment_payload(offer.sdk)
+            payload = self._client.create_payment_payload(offer.sdk)
         except BaseException as exc:
             if not rpcfail.is_failure(exc):
                 raise
             raise PaymentProblem(
                 "x402_build_failed", f"the payment could not be built: {self._why_build(exc)}"
             ) from None
+        finally:
+            self._target.requirement = None
         tx = _transaction_of(payload)
         self._check_payload(payload, requirement)
         signature = _check_transaction(tx, requirement, amount, self._key.keypair)
@@ -309,16 +316,17 @@ class Payer:
             payer=self._key.address,
         )
 
-    def _client(self, target: PaymentRequirements | PaymentRequirementsV1) -> x402ClientSync:
-        def exactly_this(
+    def _make_client(self) -> x402ClientSync:
+        def exactly_the_checked_one(
             version: int, reqs: list[PaymentRequirements | PaymentRequirementsV1]
         ) -> PaymentRequirements | PaymentRequirementsV1:
+            target = id(getattr(self._target, "requirement", None))
             for req in reqs:
-                if req is target:
+                if id(req) == target:  # that very object, not an equal one
                     return req
             raise NoMatchingRequirementsError("the checked requirement is not payable here")
 
-        client = x402ClientSync(payment_requirements_selector=exactly_this)
+        client = x402ClientSync(payment_requirements_selector=exactly_the_checked_one)
         # The SDK's own spend controls (default: known assets only, at most $1 a payment)
         # would silently refuse what the wallet's own budget and consent already allowed.
         client.set_spend_controls(False)
