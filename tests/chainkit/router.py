@@ -331,7 +331,11 @@ class X402Router:
                 request, api, amount, "the payment does not match what is asked" + echo
             )
         assert self._facilitator is not None
-        verified = await self._facilitator.verify(payload, requirement)
+        try:
+            verified = await self._facilitator.verify(payload, requirement)
+        except Exception:  # the facilitator is down or refused the request outright
+            self._count("facilitator_failed")
+            return _provider_error(api, 502, "the payment facilitator failed", "upstream_error")
         if not verified.is_valid:
             self._count("verify_failed")
             reason = verified.invalid_reason or "invalid payment"
@@ -349,7 +353,11 @@ class X402Router:
                 payer=verified.payer,
             )
         else:
-            settled = await self._facilitator.settle(payload, requirement)
+            try:
+                settled = await self._facilitator.settle(payload, requirement)
+            except Exception:
+                self._count("facilitator_failed")
+                return _provider_error(api, 502, "the payment facilitator failed", "upstream_error")
             if self.lie_settle_failed and settled.success:  # it landed; the router says not
                 with self.lock:
                     self.settled_signatures.append(settled.transaction)
