@@ -302,15 +302,21 @@ def test_200_racing_requests_pay_at_most_the_budget_on_chain(tmp_path, fake, cha
             return await asyncio.gather(*(one() for _ in range(200)))
 
         codes = asyncio.run(race())
-        assert set(codes) <= {200, 402, 504}, codes
+        # 402: the budget could not cover it; 502/504: the router's facilitator failed, or
+        # the call timed out, after the payment was signed (billed as unconfirmed until the
+        # chain tells)
+        assert set(codes) <= {200, 402, 502, 504}, codes
+        pr.kit.rpc.expire_blockhash()  # whatever has not landed now never will
         engine = pr.rig.engine
         asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(60)
         paid_on_chain = pr.payee_usdc() - payee0
         assert payer0 - pr.payer_usdc() == paid_on_chain
-        assert paid_on_chain == 10_000  # $0.01: to the last payment, and not one more
-        assert _ledger_nano(pr) == paid_on_chain * 1000
-        assert codes.count(200) <= 100 <= codes.count(200) + codes.count(504)
-        assert {p.state for p in _payments(pr)} == {"settled"}
+        assert paid_on_chain <= 10_000  # never past $0.01
+        assert paid_on_chain >= codes.count(200) * 100  # every served call was paid
+        assert _ledger_nano(pr) == paid_on_chain * 1000  # and the ledger says exactly that
+        if not set(codes) & {502, 504}:
+            assert paid_on_chain == 10_000  # the budget used to the last payment
+        assert {p.state for p in _payments(pr)} <= {"settled", "failed"}
         assert pr.wallet.budgets.open_reservations() == []
     finally:
         pr.close()
