@@ -11,7 +11,9 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from solders.hash import Hash
 from solders.keypair import Keypair
+from solders.signature import Signature
 
 from aiwallet.domain.chains import DEVNET, MAINNET, network
 from aiwallet.domain.errors import InvalidInput
@@ -165,3 +167,19 @@ def test_a_prepaid_top_up_header_decodes_as_the_sdk_writes_it(chain):
     signed = Payer(SolanaKey(payer), chain.network).sign(offer, choose(offer, chain.network))
     decoded = json.loads(base64.b64decode(signed.header_value))
     assert decoded["x402Version"] == 2 and decoded["accepted"]["amount"] == "50000"
+
+
+def test_an_rpc_error_that_makes_solders_panic_is_a_problem_not_a_crash(chain):
+    """solders panics (a BaseException) parsing a -32005 error without data: the balances
+    and the chain look-up say the RPC failed instead of letting it through."""
+    payer = chain.new_payer(usdc_atomic=10)
+    chain.rpc.fail_next("getBalance", 1, code=-32005, message="node is behind")
+    got = asyncio.run(read_balances(chain.network, str(payer.pubkey()), [DEVNET.usdc_mint]))
+    assert got.problem is not None and "127.0.0.1" in got.problem
+    chain.rpc.fail_next("getSignaturesForAddress", 1, code=-32005, message="node is behind")
+    key = SolanaKey(payer)
+    found = asyncio.run(
+        find_payment(chain.network, key.address, str(Signature.default()), str(Hash.default()))
+    )
+    assert found.state == "unknown"
+    assert chain.rpc.calls["getSignaturesForAddress"] >= 1  # it got as far as asking

@@ -56,7 +56,9 @@ async def read_balances(
     """The balances of ``owner`` (a mint it holds no account for counts 0)."""
     try:
         return await asyncio.wait_for(_read(net, owner, mints, timeout), timeout)
-    except Exception as exc:  # RPC down, refused, malformed: said, never raised at the page
+    except BaseException as exc:  # solders panics (a BaseException) on some RPC errors
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+            raise
         what = "did not answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
         return WalletBalances(0, {}, f"the Solana RPC at {rpc_host(net.rpc)} failed ({what})")
 

@@ -37,7 +37,9 @@ async def find_payment(
         return await asyncio.wait_for(
             _find(net, payer_address, payer_signature, blockhash, timeout), timeout * 2
         )
-    except Exception as exc:
+    except BaseException as exc:  # solders panics (a BaseException) on some RPC errors
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+            raise
         return Lookup("unknown", problem=type(exc).__name__)
 
 
