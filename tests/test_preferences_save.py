@@ -20,6 +20,9 @@ from aiwallet.preferences import (
     NOTIFY_UPSTREAM,
     PORT,
     PROMPT_TIMEOUT_S,
+    SOLANA_NETWORK,
+    SOLANA_RPC_URL,
+    X402_MAX_PAYMENT_USD,
     Pref,
 )
 from aiwallet.service import Wallet
@@ -97,6 +100,9 @@ def _values(**changes: Any) -> dict[Pref[Any], Any]:
         NOTIFY_UPSTREAM: False,
         MIN_CLAMPED_OUTPUT_TOKENS: 64,
         ASK_OVER_USD: "0.250000000",
+        SOLANA_NETWORK: "mainnet",
+        SOLANA_RPC_URL: "http://127.0.0.1:8899",
+        X402_MAX_PAYMENT_USD: "2.000000000",
         **{p: 10 + i for i, p in enumerate(EXTRA)},
     }
     by_key = {p.key: p for p in EIGHT}
@@ -113,24 +119,27 @@ def test_saving_eight_with_two_changed_writes_two_audit_entries_in_one_transacti
         "notify_upstream_failures": False,
         "min_clamped_output_tokens": 64,
         "ask_over_usd": "0.250000000",
+        "solana_network": "mainnet",
+        "solana_rpc_url": "http://127.0.0.1:8899",
+        "x402_max_payment_usd": "2.000000000",
         **{p.key: 10 + i for i, p in enumerate(EXTRA)},
     }
     assert (watch.writes, watch.notified) == (1, 1)
     watch.reset()
     seq = _last_seq(wallet)
 
-    changed = wallet.set_prefs(_values(prompt_timeout_s=45, test_extra_1=77))
+    changed = wallet.set_prefs(_values(prompt_timeout_s=45, x402_max_payment_usd="0.77"))
 
-    assert changed == {"prompt_timeout_s": 45, "test_extra_1": 77}
+    assert changed == {"prompt_timeout_s": 45, "x402_max_payment_usd": "0.770000000"}
     new = _new_entries(wallet, seq)
     assert [(e.actor, e.action, e.subject, e.details) for e in new] == [
         ("user", "settings.set", "setting:prompt_timeout_s", {"value": 45}),
-        ("user", "settings.set", "setting:test_extra_1", {"value": 77}),
+        ("user", "settings.set", "setting:x402_max_payment_usd", {"value": "0.770000000"}),
     ]
     assert watch.writes == 1  # both rows, both settings: one transaction
     assert watch.notified == 1
     assert wallet.pref(PROMPT_TIMEOUT_S) == 45
-    assert wallet.pref(EXTRA[1]) == 77
+    assert wallet.pref(X402_MAX_PAYMENT_USD) == "0.770000000"
     assert wallet.pref(NOTIFY_THRESHOLDS) == (50, 100)
     assert wallet.verify_audit().ok
 
@@ -159,7 +168,9 @@ def test_an_invalid_value_among_valid_ones_writes_nothing(wallet, watch):
     before = {p.key: wallet.pref(p) for p in EIGHT}
 
     with pytest.raises(InvalidInput, match=r"^Budget notifications at: .*percentage"):
-        wallet.set_prefs(_values(port=8600, notify_thresholds=(50, 150), test_extra_1=5))
+        wallet.set_prefs(
+            _values(port=8600, notify_thresholds=(50, 150), x402_max_payment_usd="0.05")
+        )
     with pytest.raises(InvalidInput, match=r"^Loopback port: "):
         wallet.set_prefs(_values(prompt_timeout_s=30, port=80))
 

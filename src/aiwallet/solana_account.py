@@ -30,7 +30,7 @@ from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound, Walle
 from aiwallet.domain.money import format_usd
 from aiwallet.domain.providers import provider_kind
 from aiwallet.payments.balances import WalletBalances, read_balances
-from aiwallet.payments.keys import VAULT_NAME, SolanaKey
+from aiwallet.payments.keys import VAULT_NAME, SolanaKey, check_address
 from aiwallet.payments.x402pay import (
     Payer,
     PaymentProblem,
@@ -153,8 +153,6 @@ class SolanaAccount:
         return net
 
     def set_tokens(self, mints: Sequence[str]) -> tuple[str, ...]:
-        from aiwallet.payments.keys import check_address
-
         clean = tuple(dict.fromkeys(check_address(m) for m in mints))
         if len(clean) > MAX_TOKENS:
             raise InvalidInput(f"the Wallet page shows at most {MAX_TOKENS} tokens")

@@ -469,3 +469,39 @@ def _wait(predicate) -> None:
     from waiting import wait_until
 
     wait_until(predicate, timeout_s=10, what="the condition")
+
+
+def test_the_rpc_answers_the_other_methods_solana_py_asks(chain: ChainKit) -> None:
+    payer = chain.new_payer(sol=10**9, usdc_atomic=7)
+
+    async def go() -> None:
+        async with AsyncClient(chain.rpc.url, timeout=5) as rpc:
+            assert await rpc.is_connected()
+            assert (await rpc.get_version()).value.solana_core.endswith("litesvm")
+            assert (await rpc.get_slot()).value == (await rpc.get_block_height()).value == 0
+            rent = (await rpc.get_minimum_balance_for_rent_exemption(165)).value
+            assert rent == chain.rpc.svm.minimum_balance_for_rent_exemption(165)
+            fresh = Keypair().pubkey()
+            sig = (await rpc.request_airdrop(fresh, 5 * 10**9)).value
+            assert (await rpc.get_signature_statuses([sig])).value[0] is not None
+            accounts = (await rpc.get_multiple_accounts([fresh, Pubkey.default()])).value
+            assert accounts[0] is not None and accounts[0].lamports == 5 * 10**9
+            latest = (await rpc.get_latest_blockhash()).value
+            msg = MessageV0.try_compile(payer.pubkey(), [], [], latest.blockhash)
+            assert (await rpc.get_fee_for_message(msg)).value == LAMPORTS_PER_SIGNATURE
+
+    asyncio.run(go())
+    unknown = httpx.post(chain.rpc.url, json={"jsonrpc": "2.0", "id": 7, "method": "getFoo"})
+    assert unknown.json() == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32601, "message": "Method not found"},
+        "id": 7,
+    }
+    batch = httpx.post(
+        chain.rpc.url,
+        json=[
+            {"jsonrpc": "2.0", "id": 1, "method": "getBalance", "params": [str(payer.pubkey())]},
+            {"jsonrpc": "2.0", "id": 2, "method": "getSlot"},
+        ],
+    ).json()
+    assert [r["id"] for r in batch] == [1, 2] and batch[0]["result"]["value"] == 10**9

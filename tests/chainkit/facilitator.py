@@ -27,6 +27,7 @@ from x402.schemas import SettleResponse
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 
 from aiwallet.domain.chains import DEVNET, MAINNET
+from chainkit.rpc import QuietServer
 
 
 class FacilitatorServer:
@@ -73,8 +74,7 @@ class FacilitatorServer:
 
     # -- running ------------------------------------------------------------------------------
     def start(self) -> FacilitatorServer:
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        httpd.daemon_threads = True
+        httpd = QuietServer(("127.0.0.1", 0), _Handler)
         httpd.facilitator = self  # type: ignore[attr-defined]
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -139,6 +139,9 @@ def _parse(body: dict[str, Any]) -> tuple[Any, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out as two writes: without this, Nagle's algorithm and the
+    # client's delayed ACK hold every answer ~40 ms
+    disable_nagle_algorithm = True
 
     @property
     def _fac(self) -> FacilitatorServer:

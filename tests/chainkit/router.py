@@ -132,6 +132,7 @@ class X402Router:
         self.price_atomic = price_atomic
         self.ask_more = 0  # the 402 asks this many atomic units more than the price
         self.settle_fails = False  # settlement reports failure; nothing lands
+        self.lie_settle_failed = False  # it settles (the payment lands) and says it failed
         self.stall_before_settle = False
         self.stall_after_settle = False
         self.cut_stream_after_payment = False
@@ -330,7 +331,11 @@ class X402Router:
                 request, api, amount, "the payment does not match what is asked" + echo
             )
         assert self._facilitator is not None
-        verified = await self._facilitator.verify(payload, requirement)
+        try:
+            verified = await self._facilitator.verify(payload, requirement)
+        except Exception:  # the facilitator is down or refused the request outright
+            self._count("facilitator_failed")
+            return _provider_error(api, 502, "the payment facilitator failed", "upstream_error")
         if not verified.is_valid:
             self._count("verify_failed")
             reason = verified.invalid_reason or "invalid payment"
@@ -348,7 +353,18 @@ class X402Router:
                 payer=verified.payer,
             )
         else:
-            settled = await self._facilitator.settle(payload, requirement)
+            try:
+                settled = await self._facilitator.settle(payload, requirement)
+            except Exception:
+                self._count("facilitator_failed")
+                return _provider_error(api, 502, "the payment facilitator failed", "upstream_error")
+            if self.lie_settle_failed and settled.success:  # it landed; the router says not
+                with self.lock:
+                    self.settled_signatures.append(settled.transaction)
+                settled = SettleResponse(
+                    success=False, error_reason="settlement_failed", transaction="",
+                    network=requirement.network, payer=verified.payer,
+                )  # fmt: skip
         with self.lock:
             self.settlements.append(settled)
         response_header = "PAYMENT-RESPONSE" if payload.x402_version == 2 else "X-PAYMENT-RESPONSE"

@@ -12,6 +12,7 @@ import openai
 import pytest
 from x402.schemas import PaymentRequirements
 
+from aiwallet.upstreams.client import Timeouts
 from engine.conftest import cli
 from engine.test_consent import pending, wait_pending
 from engine.x402rig import ANTHROPIC_MODEL, OPENAI_MODEL, make_pay_rig
@@ -182,8 +183,40 @@ def test_a_failed_settlement_is_not_billed(pay):
         pay.rig.openai(key).chat.completions.create(model=OPENAI_MODEL, messages=MSG)
     assert failed.value.status_code == 502 and failed.value.body["code"] == "payment_failed"
     [p] = _payments(pay)
-    assert p.state == "failed" and not p.billed
+    assert not p.billed and _ledger_nano(pay) == 0 and pay.payer_usdc() == payer0
+    # the router still holds a signed transaction: its amount stays held on the budget
+    # until the chain shows it can never land
+    assert p.state == "signed" and "held" in p.note
+    [held] = pay.wallet.budgets.open_reservations()
+    assert held.amount_nano >= PRICE * 1000
+    pay.kit.rpc.expire_blockhash()
+    engine = pay.rig.engine
+    asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(30)
+    assert _payments(pay)[0].state == "failed"
+    assert pay.wallet.budgets.open_reservations() == []
     assert pay.payer_usdc() == payer0 and _ledger_nano(pay) == 0
+
+
+def test_a_router_that_settles_and_says_it_failed_is_billed_from_the_chain(pay):
+    """A lying router cannot spend past the budget: the amount stayed held, and the chain
+    shows the payment landed, so it is billed exactly once."""
+    pay.allow_payee()
+    pay.kit.router.lie_settle_failed = True
+    key = pay.app(budget="0.015/day")
+    oa = pay.rig.openai(key)
+    payer0 = pay.payer_usdc()
+    with pytest.raises(openai.APIStatusError) as failed:
+        oa.chat.completions.create(model=OPENAI_MODEL, messages=MSG)
+    assert failed.value.body["code"] == "payment_failed"
+    assert pay.payer_usdc() == payer0 - PRICE  # it did land
+    with pytest.raises(openai.APIStatusError) as again:  # held: no room for a second one
+        oa.chat.completions.create(model=OPENAI_MODEL, messages=MSG)
+    assert again.value.body["code"] == "budget_exceeded"
+    engine = pay.rig.engine
+    asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(30)
+    [p] = _payments(pay)
+    assert p.state == "settled" and p.tx_signature in pay.kit.router.settled_signatures
+    assert _ledger_nano(pay) == PRICE * 1000 == (payer0 - pay.payer_usdc()) * 1000
     assert pay.wallet.budgets.open_reservations() == []
 
 
@@ -241,11 +274,14 @@ def test_a_secret_key_never_reaches_the_app_even_when_the_router_echoes(pay):
 
 
 def test_200_racing_requests_pay_at_most_the_budget_on_chain(tmp_path, fake, chain):
-    """200 concurrent calls against a $0.01 app budget, each asked $0.0001: at most 100 are
-    paid, the chain moved at most $0.01, and exactly what the ledger billed."""
+    """200 concurrent calls against a $0.01 app budget, each asked $0.0001: the chain moves
+    exactly $0.01 (the budget used to the last payment, never past it), and exactly what the
+    ledger billed."""
     fake.reset()
     chain.router.price_atomic = 100
-    pr = make_pay_rig(tmp_path, fake, chain)
+    # a loaded machine may answer slowly: a paid call that timed out is billed as
+    # unconfirmed and settled from the chain below, so the totals hold either way
+    pr = make_pay_rig(tmp_path, fake, chain, timeouts=Timeouts(connect_s=10, read_s=60))
     try:
         pr.allow_payee()
         key = pr.app(budget="0.01/day")
@@ -266,13 +302,15 @@ def test_200_racing_requests_pay_at_most_the_budget_on_chain(tmp_path, fake, cha
             return await asyncio.gather(*(one() for _ in range(200)))
 
         codes = asyncio.run(race())
-        ok = codes.count(200)
-        assert set(codes) <= {200, 402}
+        assert set(codes) <= {200, 402, 504}, codes
+        engine = pr.rig.engine
+        asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(60)
         paid_on_chain = pr.payee_usdc() - payee0
         assert payer0 - pr.payer_usdc() == paid_on_chain
-        assert paid_on_chain == ok * 100 <= 10_000
+        assert paid_on_chain == 10_000  # $0.01: to the last payment, and not one more
         assert _ledger_nano(pr) == paid_on_chain * 1000
-        assert ok == 100  # the budget is used to the last payment, not under-used
+        assert codes.count(200) <= 100 <= codes.count(200) + codes.count(504)
+        assert {p.state for p in _payments(pr)} == {"settled"}
         assert pr.wallet.budgets.open_reservations() == []
     finally:
         pr.close()

@@ -8,6 +8,7 @@ Overview's line for the wallet."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import dataclass, field
@@ -409,8 +410,14 @@ def test_dont_pay_refuses_once_and_a_failed_settlement_is_notified(paydesk, qtbo
     page = d.page
     d.show(page, qtbot)
     qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=10_000)
-    assert page.table.item(0, 4).text() == "failed (not billed)"
+    assert page.table.item(0, 4).text().startswith("held (not billed")
+    # the chain says it can never land: released, and shown as failed
+    d.kit.rpc.expire_blockhash()
+    engine = d.app.controller.engine
+    asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(30)
+    qtbot.waitUntil(lambda: page.table.item(0, 4).text() == "failed (not billed)", timeout=10_000)
     assert page.table.cellWidget(0, 5).text() == "none"
+    assert d.wallet.budgets.open_reservations() == []
 
 
 def test_an_answer_that_failed_after_payment_is_flagged(paydesk, qtbot):

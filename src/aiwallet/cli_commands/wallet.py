@@ -196,3 +196,21 @@ def credit(state: Context, provider: str, as_json: bool) -> None:
     atomic = found.get("amount_atomic")
     shown = f"{format_atomic(atomic, USDC_DECIMALS)} USDC" if isinstance(atomic, int) else "?"
     click.echo(f"{term(provider)}: {shown}")
+
+
+@group.command("tokens")
+@click.option("--add", "add", multiple=True, metavar="MINT", help="Show this SPL token too.")
+@click.option("--remove", "remove", multiple=True, metavar="MINT", help="Stop showing it.")
+@json_option
+@pass_state
+def tokens(state: Context, add: tuple[str, ...], remove: tuple[str, ...], as_json: bool) -> None:
+    """The SPL tokens shown beside SOL and USDC (balances and the Wallet page)."""
+    solana = state.wallet.solana
+    if add or remove:
+        kept = [m for m in solana.status().tokens if m not in set(remove)]
+        solana.set_tokens([*kept, *add])
+    shown = solana.status().tokens
+    if as_json:
+        emit_json(list(shown))
+        return
+    click.echo("\n".join(shown) if shown else "No tokens added (SOL and USDC are always shown).")

@@ -172,6 +172,14 @@ class RequestOwner:
             )
         if call.payment is not None and call.payment.billable:
             return self._plan_paid(ending, res)  # whatever the answer: the payment was made
+        if call.payment is not None and call.payment.outcome == "held":
+            # the router said it did not settle: nothing billed, the amount stays reserved
+            # until the chain tells (engine/reconcile.py releases or bills it)
+            held = self._record(ending, cost=0)
+            return (
+                lambda conn: state.requests.record_in(conn, held),
+                lambda _: Committed(held),
+            )
         if ending.usage is None:
             record = self._record(ending, cost=0)
             return (

@@ -10,7 +10,9 @@ written (``signed``) before the paid retry leaves, so that a crash at any later 
 leaves a record the next start looks for on chain. The router's settlement answer decides:
 
 - settled (``PAYMENT-RESPONSE`` success with a transaction): billed, exactly its amount;
-- refused (a settlement failure, or 402 again): ``failed``, never billed;
+- refused (a settlement failure, or 402 again): not billed, but its amount stays held on the
+  budgets until the chain shows it can no longer land (then ``failed``, released), since the
+  router still holds a signed transaction it could send;
 - no word (no settlement header, or the connection broke): billed at its amount as
   ``unconfirmed`` until the chain tells (engine/reconcile.py settles or refunds it).
 
@@ -63,7 +65,7 @@ class PaidCall:
     """The payment made for one call, and what became of it."""
 
     record: PaymentRecord
-    outcome: str = "signed"  # signed | settled | failed | unconfirmed
+    outcome: str = "signed"  # signed | settled | held | unconfirmed
     tx_signature: str | None = None
 
     @property
@@ -171,19 +173,26 @@ class PaymentFlow:
         if settlement is not None and settlement.success and settlement.transaction:
             paid.outcome, paid.tx_signature = "settled", settlement.transaction
         elif (settlement is not None and not settlement.success) or answer.status == 402:
-            paid.outcome = "failed"
-            reason = settlement.error_reason if settlement is not None else None
+            # The router says it did not settle. It holds a signed transaction and its fee
+            # payer could still send it, so the amount stays held on the budgets (the
+            # reservation stays open) until the chain shows it landed (billed) or can no
+            # longer land (released, the payment failed): a router that lies about failing
+            # cannot spend past the budget.
+            paid.outcome = "held"
+            reason = (settlement.error_reason if settlement is not None else None) or "no reason"
             answer.release()
-            note = f"the router did not settle it ({(reason or 'no reason given')[:100]})"
-            await self.state.write(
-                lambda conn: payments.finish_in(conn, record.id, "failed", note=note)
+            note = (
+                f"the router said it did not settle it ({reason[:100]}); held until the chain "
+                "shows it can no longer land"
             )
-            self.events.emit("payment.failed", {**_event(record), "reason": note})
+            await self.state.write(lambda conn: payments.annotate_in(conn, record.id, note))
+            self.events.emit("payment.held", {**_event(record), "reason": note})
             raise ProxyError(
                 "payment_failed",
                 f"provider {name!r} did not settle the payment of "
-                f"{format_usd(amount_nano, places=None)} ({(reason or 'no reason given')[:100]});"
-                " it was not billed; try again",
+                f"{format_usd(amount_nano, places=None)} ({reason[:100]}); it is not billed "
+                "(the amount stays held on the budget until the chain shows it never landed); "
+                "try again",
             )
         else:
             paid.outcome = "unconfirmed"  # no word: billed at its amount until the chain tells

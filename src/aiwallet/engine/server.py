@@ -231,7 +231,7 @@ class Engine:
         log.info("engine listening on %s:%s", self.host, self.port)
 
     def _on_payment_event(self, name: str, payload: dict[str, Any]) -> None:
-        if name == "payment.unconfirmed" and self.reconciler is not None:
+        if name in ("payment.unconfirmed", "payment.held") and self.reconciler is not None:
             self.reconciler.poke()  # ask the chain now rather than at the next round
 
     async def _shutdown(self) -> None:

@@ -329,6 +329,11 @@ class Controller(QObject):
     def on_event_payment_failed(self, payload: dict[str, Any]) -> None:
         self._payment_event("payment.failed", payload)
 
+    def on_event_payment_held(self, payload: dict[str, Any]) -> None:
+        """The router said it did not settle: not billed, the amount held until the chain
+        tells (said now, as a failure the user should know of)."""
+        self._payment_event("payment.held", payload)
+
     def _payment_event(self, name: str, payload: dict[str, Any]) -> None:
         """An x402 payment ended (or the chain told its fate): say so, and re-read the wallet's
         balances and the pages that show payments."""

@@ -32,10 +32,12 @@ X402_SOURCE = "x402"  # a request log row's token_source when its cost is an x40
 PAYMENTS_SHOWN = 50
 STATES = {
     "signed": "signed, sending",
+    "held": "held (not billed; the router said it failed, the chain will tell)",
     "settled": "settled",
     "failed": "failed (not billed)",
     "unconfirmed": "unconfirmed (billed until the chain tells)",
 }
+HELD_NOTE = "held until the chain"  # engine/payflow.py's note on a payment the router refused
 READ_TIMEOUT_S = 10.0
 UNIT = atomic_to_nano(1)  # nano-dollars in one atomic unit of USDC
 
@@ -64,7 +66,8 @@ def usdc(atomic: int) -> str:
 
 
 def state_text(p: PaymentRecord) -> str:
-    text = STATES.get(p.state, p.state)
+    held = p.state == "signed" and HELD_NOTE in (p.note or "")
+    text = STATES["held"] if held else STATES.get(p.state, p.state)
     return text + (" · answer failed" if p.flagged else "")
 
 
@@ -205,7 +208,7 @@ def payment_notice(name: str, payload: dict[str, object]) -> tuple[str, str, str
                 usdc=paid, network=where, tx=short(str(tx)) if tx else "not yet known"
             ),
         )
-    if name == "payment.failed":
+    if name in ("payment.failed", "payment.held"):
         reason = str(payload.get("reason") or "it never landed on chain")
         return (
             "payment_failed",

@@ -113,6 +113,13 @@ class Payments:
         )
         return _record(row) if row is not None else None
 
+    def annotate_in(self, conn: Connection, payment_id: str, note: str) -> None:
+        """Say something about an open payment without changing its state."""
+        c = t.payments.c
+        conn.execute(
+            update(t.payments).where(c.id == payment_id, c.state.in_(OPEN_STATES)).values(note=note)
+        )
+
     def add(self, payment: PaymentRecord) -> None:
         with self.db.begin() as conn:
             self.add_in(conn, payment)
