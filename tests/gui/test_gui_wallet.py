@@ -477,6 +477,8 @@ def test_a_prepaid_router_is_topped_up_and_shows_its_credit(paydesk, qtbot):
     assert row.credit.text() == "no credit yet"
     assert row.topup.isEnabled()
     page.start_top_up("credit", usd_to_nano("0.05"))
+    assert not row.topup.isEnabled() and row.result.text() == "Paying $0.05…"
+    page.start_top_up("credit", usd_to_nano("0.05"))  # one at a time: this one is dropped
     qtbot.waitUntil(lambda: row.result.text().startswith("Paid"), timeout=30_000)
     assert row.result.text() == "Paid $0.05 (settled); its credit is now 0.05 USDC."
     assert row.credit.text() == "0.05 USDC credit"

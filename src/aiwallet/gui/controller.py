@@ -40,6 +40,7 @@ T = TypeVar("T")
 REDRAW_MS = 400
 BALANCE_TTL_S = 300.0  # provider balances are re-read at most every five minutes
 SOLANA_TTL_S = 60.0  # the Solana wallet's balances and routers' credit: at most a minute old
+SOLANA_REREADS = 3  # a read overtaken by a change is read again, this many times at most
 
 
 class Controller(QObject):
@@ -67,7 +68,9 @@ class Controller(QObject):
         self._balances_at = 0.0
         self.solana: SolanaReading | None = None
         self._solana_stale = True
-        self._solana_read: asyncio.Future[SolanaReading] | None = None
+        self._solana_read: asyncio.Task[SolanaReading] | None = None
+        self._solana_gen = 0  # changes told (solana_changed_here)
+        self._solana_read_gen = 0  # the change the read under way began after
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="aiwallet-gui")
         self._bridge = EngineBridge(self)
         self._bridge.engine_event.connect(self._on_event)
@@ -147,17 +150,30 @@ class Controller(QObject):
         return self._solana_stale or reading is None or time.monotonic() - reading.at > SOLANA_TTL_S
 
     def solana_changed_here(self) -> None:
-        """A key, a network or a payment changed what the chain would say: read it again."""
+        """A key, a network or a payment changed what the chain would say: read it again (a
+        read already under way is not shown: it may have started before the change)."""
         self._solana_stale = True
+        self._solana_gen += 1
 
     async def load_solana(self) -> SolanaReading:
         """Read the Solana wallet's balances and the prepaid routers' credit on a worker
-        thread (RPC and HTTP, never on the GUI thread); reads asked while one runs share it."""
-        if self._solana_read is None or self._solana_read.done():
-            self._solana_stale = False
-            self._solana_read = asyncio.ensure_future(self.run(read_solana, self.wallet))
-        reading = await asyncio.shield(self._solana_read)
-        if self.solana is None or reading.at >= self.solana.at:
+        thread (RPC and HTTP, never on the GUI thread); reads asked while one runs share it.
+        A read that began before the last change is read again (a few times at most), so an
+        older reading never replaces what a payment or a top-up just told."""
+        reading: SolanaReading | None = None
+        for _ in range(SOLANA_REREADS):
+            if self._solana_read is None or self._solana_read.done():
+                self._solana_stale = False
+                task = asyncio.ensure_future(self.run(read_solana, self.wallet))
+                self._tasks.add(task)  # cancelled by stop() like every other
+                task.add_done_callback(self._tasks.discard)
+                self._solana_read, self._solana_read_gen = task, self._solana_gen
+            began = self._solana_read_gen
+            reading = await asyncio.shield(self._solana_read)
+            if began == self._solana_gen:
+                break
+        assert reading is not None
+        if self.solana is None or reading.at > self.solana.at:  # each reading shown once
             self.solana = reading
             self.solana_changed.emit()
         return reading

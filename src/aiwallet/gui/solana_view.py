@@ -32,7 +32,7 @@ X402_SOURCE = "x402"  # a request log row's token_source when its cost is an x40
 PAYMENTS_SHOWN = 50
 STATES = {
     "signed": "signed, sending",
-    "held": "held (not billed; the router said it failed, the chain will tell)",
+    "held": "held (not billed; the chain will tell)",  # the router said it failed: see its note
     "settled": "settled",
     "failed": "failed (not billed)",
     "unconfirmed": "unconfirmed (billed until the chain tells)",

@@ -121,6 +121,7 @@ class WalletPage(Page):
         self.readings = 0  # readings shown (tests wait on it)
         self.routers: dict[str, RouterRow] = {}
         self.import_dialog: ImportKeyDialog | None = None
+        self.topping: set[str] = set()  # routers with a top-up under way
 
         top = QHBoxLayout()
         top.setSpacing(12)
@@ -364,9 +365,10 @@ class WalletPage(Page):
                 self.routers[p.name] = row
         self.no_routers.setVisible(not routers)
         keyed = self.facts is not None and self.facts.address is not None
-        reading = self.controller.solana
+        # A reading from before the last change (a top-up, a payment) is not shown again.
+        reading = None if self.controller.solana_stale() else self.controller.solana
         for name, row in self.routers.items():
-            row.topup.setEnabled(keyed)
+            row.topup.setEnabled(keyed and name not in self.topping)
             row.topup.setToolTip("" if keyed else tooltip_text("Create or import a wallet first"))
             if reading is not None:
                 row.show_credit(reading.credits.get(name))
@@ -463,6 +465,8 @@ class WalletPage(Page):
         self._key_changed()
 
     def _import(self) -> None:
+        if self.import_dialog is not None:  # the one before, done with
+            self.import_dialog.deleteLater()
         dialog = ImportKeyDialog(self)
         dialog.submitted.connect(
             lambda text: self.controller.spawn(self._imported(dialog, text), "Importing the key")
@@ -552,6 +556,9 @@ class WalletPage(Page):
             self.start_top_up(name, dialog.amount_nano)
 
     def start_top_up(self, name: str, amount_nano: int) -> None:
+        if name in self.topping:
+            return
+        self.topping.add(name)
         row = self.routers.get(name)
         if row is not None:
             row.topup.setEnabled(False)
@@ -569,6 +576,7 @@ class WalletPage(Page):
                 row.result.setText(shown(exc, 300))
             return
         finally:
+            self.topping.discard(name)
             if row is not None:
                 row.topup.setEnabled(True)
             self.controller.solana_changed_here()
