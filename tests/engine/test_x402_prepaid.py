@@ -56,5 +56,13 @@ def test_top_up_then_requests_billed_from_the_credit(tmp_path, fake, chain, caps
         assert "catalog's price" in spend["note"]
         assert resp.headers["x-aiwallet-cost-usd"] == usd_string(spend["amount_nano"])
         assert pr.payer_usdc() == payer0 - 400_000  # the request paid nothing more on chain
+        # the wallet-wide budget counted the money once, at the top-up; the app's budget
+        # counts what the app used of the credit
+        state = w.budgets.state(w.budgets.wallet_budget(), topup["ts"], w.timezone)
+        assert state.spent_nano == 400_000_000
+        app_budget = w.budgets.app_budget(w.apps.get("reader").id)
+        assert (
+            w.budgets.state(app_budget, topup["ts"], w.timezone).spent_nano == spend["amount_nano"]
+        )
     finally:
         pr.close()

@@ -39,6 +39,7 @@ from aiwallet.engine.routing import scope_allows
 from aiwallet.engine.state import AppContext, EngineState
 from aiwallet.engine.tokens import PREFIX as SESSION_PREFIX
 from aiwallet.engine.tokens import SessionTokens
+from aiwallet.store.budgets import WALLET as WALLET_SCOPE
 from aiwallet.store.budgets import BudgetRefused
 from aiwallet.store.records import Reservation, SpendEntry
 from aiwallet.upstreams.client import client_headers, upstream_headers, upstream_url
@@ -349,16 +350,21 @@ class Proxy:
         priced = SpendEntry(
             route.provider.name, route.upstream_model, route.row.ref, None, "estimated"
         )
+        held = call.ctx.budgets if call.ctx else ()
+        if route.provider.prepaid:
+            # paid for at the top-up, which the wallet-wide budget counted: the app's own
+            # budget counts what it uses of the credit
+            held = tuple(b for b in held if b.scope != WALLET_SCOPE)
         return await self.state.write(
             lambda conn: budgets.reserve_in(
                 conn,
-                call.ctx.budget_ids if call.ctx else (),
+                tuple(b.id for b in held),
                 amount,
                 at=call.ts,
                 tz=tz,
                 request_id=call.request_id,
                 app_id=call.ctx.app.id if call.ctx else None,
-                known=call.ctx.budgets if call.ctx else None,
+                known=held,
                 priced=priced,
             )
         )
