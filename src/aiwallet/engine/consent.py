@@ -386,7 +386,9 @@ class ConsentManager:
                 req.done.wait(), timeout=max(0.0, req.deadline - time.monotonic())
             )
         except TimeoutError:
-            pass
+            # the deadline passed: expired now, whether or not the expiry timer (scheduled
+            # at the same moment) has run yet, so every waiter reads one outcome
+            self._expire(req.id)
         except asyncio.CancelledError:
             if req.waiters == 1 and req.state == "pending":
                 self._finish(req, "cancelled", {})  # the client left: withdraw the prompt
