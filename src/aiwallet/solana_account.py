@@ -27,7 +27,7 @@ from aiwallet.domain.chains import (
 )
 from aiwallet.domain.chains import network as solana_network
 from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound, WalletError
-from aiwallet.domain.money import format_usd
+from aiwallet.domain.money import format_usd, usd_to_nano
 from aiwallet.domain.providers import provider_kind
 from aiwallet.payments.balances import WalletBalances, read_balances
 from aiwallet.payments.keys import VAULT_NAME, SolanaKey, check_address
@@ -42,6 +42,7 @@ from aiwallet.preferences import SOLANA_NETWORK, SOLANA_RPC_URL, X402_MAX_PAYMEN
 from aiwallet.preferences import read as read_pref
 from aiwallet.store.budgets import BudgetRefused
 from aiwallet.store.payments import PaymentRecord, bill_in, open_reservation_of
+from aiwallet.store.providers import ProviderRecord
 from aiwallet.upstreams.client import upstream_url
 from aiwallet.vault import key_hint
 
@@ -73,7 +74,7 @@ class SolanaStatus:
             "network_label": n.describe(),
             "caip2": n.caip2,
             "real_money": n.real_money,
-            "rpc_host": rpc_host(n.rpc),
+            "rpc_host": n.rpc_host,
             "usdc_mint": n.usdc_mint,
             "max_payment_usd": format_usd(self.cap_nano, places=None),
             "tokens": list(self.tokens),
@@ -93,11 +94,6 @@ class TopupResult:
         }
 
 
-def rpc_host(url: str) -> str:
-    """An RPC URL as shown: its host only (a provider's RPC URL may carry an API key)."""
-    return httpx.URL(url).host or "?"
-
-
 class SolanaAccount:
     def __init__(self, wallet: Wallet) -> None:
         self.w = wallet
@@ -115,8 +111,6 @@ class SolanaAccount:
         return solana_network(net, rpc or None)
 
     def cap_nano(self) -> int:
-        from aiwallet.domain.money import usd_to_nano
-
         usd = read_pref(self.w.settings.get(X402_MAX_PAYMENT_USD.key), X402_MAX_PAYMENT_USD)
         return usd_to_nano(usd)
 
@@ -147,7 +141,7 @@ class SolanaAccount:
         s.set(SOLANA_NETWORK.key, net.id)
         s.set(SOLANA_RPC_URL.key, net.rpc_url)
         self.w.audit.append(
-            "user", "solana.network", f"solana:{net.id}", {"rpc_host": rpc_host(net.rpc)}
+            "user", "solana.network", f"solana:{net.id}", {"rpc_host": net.rpc_host}
         )
         self.w.notify_engine()
         return net
@@ -331,7 +325,7 @@ class SolanaAccount:
             key_hint=key_hint(api_key), replace=True, options=record.options,
         )  # fmt: skip
 
-    def _prepaid(self, provider: str) -> tuple[Any, str | None]:
+    def _prepaid(self, provider: str) -> tuple[ProviderRecord, str | None]:
         record = self.w.providers.get(provider)
         if not provider_kind(record.kind).x402 or not record.prepaid:
             raise InvalidInput(

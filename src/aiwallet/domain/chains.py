@@ -40,17 +40,8 @@ class Network:
 
     @property
     def rpc_host(self) -> str:
-        """The RPC's host (and port): all of its URL that may be shown or logged. An RPC URL
-        can carry an API key in its path, query string or userinfo."""
-        parts = urlsplit(self.rpc)
-        host = parts.hostname or "unknown host"
-        if ":" in host:
-            host = f"[{host}]"
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        return f"{host}:{port}" if port else host
+        """The RPC's host (and port): all of its URL that may be shown or logged."""
+        return url_host(self.rpc)
 
     @property
     def names(self) -> frozenset[str]:
@@ -96,6 +87,21 @@ DEVNET = Network(
 )
 NETWORKS = {n.id: n for n in (MAINNET, DEVNET)}
 DEFAULT_NETWORK = "devnet"
+
+
+def url_host(url: str) -> str:
+    """A URL's host (and port): all of it that may be shown or logged. An RPC or router URL
+    can carry an API key in its path, query string or userinfo."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "unknown host"
+        port = parts.port
+    except ValueError:
+        return "unknown host"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
 
 _RPC_RE = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from aiwallet.domain.chains import (
     USDC_DECIMALS,
@@ -19,6 +18,7 @@ from aiwallet.domain.chains import (
     atomic_to_nano,
     format_atomic,
     network_named,
+    url_host,
 )
 from aiwallet.domain.errors import NotFound, WalletError
 from aiwallet.domain.money import format_usd
@@ -44,10 +44,7 @@ UNIT = atomic_to_nano(1)  # nano-dollars in one atomic unit of USDC
 
 def rpc_host(url: str) -> str:
     """An RPC (or router) URL as a screen shows it: its host only."""
-    try:
-        return urlsplit(url).hostname or "?"
-    except ValueError:
-        return "?"
+    return url_host(url)
 
 
 def network_line(net: Network) -> str:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.models import TokenAccountOpts
 from solders.pubkey import Pubkey
@@ -43,13 +42,6 @@ class WalletBalances:
         }
 
 
-def rpc_host(url: str) -> str:
-    try:
-        return httpx.URL(url).host or "?"
-    except (httpx.InvalidURL, TypeError):
-        return "?"
-
-
 async def read_balances(
     net: Network, owner: str, mints: Sequence[str], timeout: float = 10
 ) -> WalletBalances:
@@ -60,7 +52,7 @@ async def read_balances(
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
             raise
         what = "did not answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
-        return WalletBalances(0, {}, f"the Solana RPC at {rpc_host(net.rpc)} failed ({what})")
+        return WalletBalances(0, {}, f"the Solana RPC at {net.rpc_host} failed ({what})")
 
 
 async def _read(net: Network, owner: str, mints: Sequence[str], timeout: float) -> WalletBalances:
