@@ -9,6 +9,7 @@ It writes ``engine.json`` (address, pid, process start time, instance id) and a 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import json
 import logging
@@ -42,6 +43,7 @@ from aiwallet.paths import write_private
 from aiwallet.upstreams.client import Timeouts, make_session
 
 log = logging.getLogger(__name__)
+RELOAD_WAIT_S = 30.0  # how long a reload asked from another thread is waited for
 
 DEFAULT_PORT = 8402
 MAX_BODY = 32 * 1024 * 1024
@@ -281,9 +283,19 @@ class Engine:
         if loop is None or not loop.is_running() or self._proxy is None:
             return False
         future = asyncio.run_coroutine_threadsafe(self.reload(), loop)
-        if not self.in_engine_thread():
-            future.result(30)
-        return True
+        if self.in_engine_thread():
+            return True
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while True:
+            try:
+                future.result(0.05)
+                return True
+            except concurrent.futures.TimeoutError:
+                # the engine stopping meanwhile (its loop no longer runs) never runs it:
+                # nothing to wait for
+                if not loop.is_running() or time.monotonic() > deadline:
+                    future.cancel()
+                    return False
 
     @property
     def url(self) -> str:
