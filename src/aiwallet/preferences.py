@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from aiwallet.domain.chains import Network
 from aiwallet.domain.chains import network as solana_network
 from aiwallet.domain.errors import InvalidInput
-from aiwallet.domain.money import parse_usd, usd_string
+from aiwallet.domain.money import parse_usd, usd_string, usd_to_nano
 
 T = TypeVar("T")
 
@@ -51,12 +52,7 @@ def _usd_or_none(value: Any) -> str | None:
     """A dollar amount kept as its exact string (``0.500000000``), or None (off)."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInput("write the amount in dollars, like 0.50, or leave it empty")
-    nano = parse_usd(str(value))
-    if nano <= 0:
-        raise InvalidInput("the amount must be above $0 (leave it empty to never ask)")
-    return usd_string(nano)
+    return _usd_positive(value, ", or leave it empty", " (leave it empty to never ask)")
 
 
 PORT: Pref[int] = Pref("port", 8402, _int_between(1024, 65535, "the port"), "Loopback port")
@@ -107,12 +103,13 @@ def _rpc_url(value: Any) -> str:
     return solana_network("devnet", value).rpc_url
 
 
-def _usd_positive(value: Any) -> str:
+def _usd_positive(value: Any, or_empty: str = "", to_turn_off: str = "") -> str:
+    """A dollar amount above $0, kept as its exact string (``1.000000000``)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInput("write the amount in dollars, like 1.00")
+        raise InvalidInput(f"write the amount in dollars, like 0.50{or_empty}")
     nano = parse_usd(str(value))
     if nano <= 0:
-        raise InvalidInput("the amount must be above $0")
+        raise InvalidInput(f"the amount must be above $0{to_turn_off}")
     return usd_string(nano)
 
 
@@ -154,3 +151,16 @@ def read(stored: Any, pref: Pref[T]) -> T:
         return pref.check(stored)
     except (InvalidInput, TypeError, ValueError):
         return pref.default
+
+
+def paying_network(stored: Callable[[str], Any]) -> Network:
+    """The Solana network x402 payments are made on, and the RPC URL it is read through
+    (``stored``: a setting's stored value by key)."""
+    net = read(stored(SOLANA_NETWORK.key), SOLANA_NETWORK)
+    rpc = read(stored(SOLANA_RPC_URL.key), SOLANA_RPC_URL)
+    return solana_network(net, rpc or None)
+
+
+def payment_cap_nano(stored: Callable[[str], Any]) -> int:
+    """The largest single x402 payment, in nano-dollars."""
+    return usd_to_nano(read(stored(X402_MAX_PAYMENT_USD.key), X402_MAX_PAYMENT_USD))

@@ -401,18 +401,7 @@ class ConsentManager:
         threshold until the user answers: True to serve it (this once), False when they
         declined or did not answer. ``held`` (app, model, worst case as exact USD, max output
         tokens, threshold) is what the prompt shows. Nothing is reserved while it waits."""
-        req = self._open(
-            kind=EXPENSIVE,
-            app_name=str(held["app"]),
-            purpose=None,
-            models=[str(held["model"])],
-            budget=None,
-            lifetime_s=None,
-            process=await self._peer(request),
-            held_request=held,
-        )
-        await self._hold(req)
-        return req.state == "approved"
+        return await self._ask_once(request, EXPENSIVE, held)
 
     async def payee_decision(self, payee: str) -> str | None:
         """The remembered decision about paying ``payee`` ("allow", "deny", or None)."""
@@ -432,8 +421,13 @@ class ConsentManager:
             ):
                 await self._hold(open_req)
                 return open_req.state == "approved"
+        return await self._ask_once(request, PAYMENT, held)
+
+    async def _ask_once(self, request: web.Request, kind: str, held: dict[str, Any]) -> bool:
+        """Prompt about one held request of a known app (``held``: what the prompt shows)
+        and wait for the answer: True when the user let it through."""
         req = self._open(
-            kind=PAYMENT,
+            kind=kind,
             app_name=str(held["app"]),
             purpose=None,
             models=[str(held["model"])] if held.get("model") else [],

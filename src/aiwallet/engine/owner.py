@@ -70,6 +70,13 @@ def _past(usage: Usage, bound: Bound | None) -> bool:
     )
 
 
+def _left_after(res: Reservation, cost: int) -> int | None:
+    """The least budget left once ``res`` is settled at ``cost`` (None: no budget applies)."""
+    if res.remaining_nano is None:
+        return None
+    return res.remaining_nano + res.amount_nano - cost
+
+
 class RequestOwner:
     def __init__(
         self,
@@ -211,9 +218,7 @@ class RequestOwner:
             token_source=PROVIDER_COST if reported is not None else usage.source.value,
             note=note,
         )
-        remaining = None
-        if res.remaining_nano is not None:
-            remaining = res.remaining_nano + res.amount_nano - cost
+        remaining = _left_after(res, cost)
 
         def settled(ok: bool) -> Committed:
             if not ok:
@@ -261,9 +266,7 @@ class RequestOwner:
             )  # fmt: skip
             return ok
 
-        remaining = None
-        if res.remaining_nano is not None:
-            remaining = res.remaining_nano + res.amount_nano - cost
+        remaining = _left_after(res, cost)
 
         def done(ok: bool) -> Committed:
             if not ok:

@@ -16,7 +16,6 @@ import nacl.signing
 
 from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.chains import Network
-from aiwallet.domain.chains import network as solana_network
 from aiwallet.domain.money import BudgetSpec, usd_to_nano
 from aiwallet.paths import DataDir
 from aiwallet.payments.keys import VAULT_NAME
@@ -26,9 +25,8 @@ from aiwallet.preferences import (
     ORIGINS_SETTING,
     PAUSED_SETTING,
     PROMPT_TIMEOUT_S,
-    SOLANA_NETWORK,
-    SOLANA_RPC_URL,
-    X402_MAX_PAYMENT_USD,
+    paying_network,
+    payment_cap_nano,
 )
 from aiwallet.preferences import read as read_pref
 from aiwallet.store.apps import Apps
@@ -78,13 +76,10 @@ class WalletPort:
 
     def solana_network(self) -> Network:
         """The Solana network the wallet pays on (and the RPC URL it reads it through)."""
-        net = read_pref(self.settings.get(SOLANA_NETWORK.key), SOLANA_NETWORK)
-        rpc = read_pref(self.settings.get(SOLANA_RPC_URL.key), SOLANA_RPC_URL)
-        return solana_network(net, rpc or None)
+        return paying_network(self.settings.get)
 
     def x402_cap_nano(self) -> int:
-        usd = read_pref(self.settings.get(X402_MAX_PAYMENT_USD.key), X402_MAX_PAYMENT_USD)
-        return usd_to_nano(usd)
+        return payment_cap_nano(self.settings.get)
 
     def solana_secret(self) -> str | None:
         """The wallet's Solana secret key as the vault keeps it (blocking: the keyring)."""

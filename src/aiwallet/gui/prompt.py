@@ -39,12 +39,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from aiwallet.domain.chains import USDC_DECIMALS, format_atomic
+from aiwallet.domain.chains import USDC_DECIMALS, format_atomic, url_host
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.money import format_usd, parse_budget_spec, usd_to_nano
 from aiwallet.gui import texts
 from aiwallet.gui.dialogs import BudgetEditor
-from aiwallet.gui.solana_view import rpc_host
 from aiwallet.gui.widgets import (
     CallerLabel,
     CallerWords,
@@ -589,7 +588,7 @@ def _network_text(held: dict[str, Any]) -> str:
     """The engine's line for the network (``Network.describe()``), a custom RPC named by its
     host only (a URL may hold a key: one is cut to its host here too)."""
     text = shown(held.get("network_label") or held.get("network") or "unknown network", 160)
-    return re.sub(r" via (\S+://\S+)", lambda m: f" via {rpc_host(m.group(1))}", text)
+    return re.sub(r" via (\S+://\S+)", lambda m: f" via {url_host(m.group(1))}", text)
 
 
 def _any_model_text(served: list[str], count: int) -> str:
