@@ -27,19 +27,27 @@ from aiwallet.domain.chains import (
 )
 from aiwallet.domain.chains import network as solana_network
 from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound, WalletError
-from aiwallet.domain.money import format_usd, usd_to_nano
+from aiwallet.domain.money import format_usd
 from aiwallet.domain.providers import provider_kind
 from aiwallet.payments.balances import WalletBalances, read_balances
 from aiwallet.payments.keys import VAULT_NAME, SolanaKey, check_address
 from aiwallet.payments.x402pay import (
+    HELD_NOTE,
+    NO_WORD,
+    REFUSED,
     Payer,
     PaymentProblem,
     choose,
+    outcome_of,
     parse_payment_required,
     read_settlement,
 )
-from aiwallet.preferences import SOLANA_NETWORK, SOLANA_RPC_URL, X402_MAX_PAYMENT_USD
-from aiwallet.preferences import read as read_pref
+from aiwallet.preferences import (
+    SOLANA_NETWORK,
+    SOLANA_RPC_URL,
+    paying_network,
+    payment_cap_nano,
+)
 from aiwallet.store.budgets import BudgetRefused
 from aiwallet.store.payments import PaymentRecord, bill_in, open_reservation_of
 from aiwallet.store.providers import ProviderRecord
@@ -105,14 +113,10 @@ class SolanaAccount:
         return SolanaStatus(s.get(ADDRESS_SETTING), self.network(), self.cap_nano(), tokens)
 
     def network(self) -> Network:
-        s = self.w.settings
-        net = read_pref(s.get(SOLANA_NETWORK.key), SOLANA_NETWORK)
-        rpc = read_pref(s.get(SOLANA_RPC_URL.key), SOLANA_RPC_URL)
-        return solana_network(net, rpc or None)
+        return paying_network(self.w.settings.get)
 
     def cap_nano(self) -> int:
-        usd = read_pref(self.w.settings.get(X402_MAX_PAYMENT_USD.key), X402_MAX_PAYMENT_USD)
-        return usd_to_nano(usd)
+        return payment_cap_nano(self.w.settings.get)
 
     def create(self, *, replace: bool = False) -> str:
         """A new keypair in the vault; its address (blocking: the keyring)."""
@@ -288,16 +292,25 @@ class SolanaAccount:
                     "the chain tells whether it landed"
                 ) from None
         settlement = read_settlement(offer.version, dict(paid.headers))
-        if settlement is None or not settlement.success or not settlement.transaction:
-            if settlement is not None or paid.status_code == 402:
-                reason = (settlement.error_reason if settlement else None) or "no reason given"
-                with w.db.begin() as conn:
-                    w.payments.finish_in(conn, payment.id, "failed", note=reason[:200])
-                raise PaymentError(
-                    f"router {provider!r} did not settle the top-up ({reason[:100]}); not billed"
-                )
+        outcome = outcome_of(settlement, paid.status_code)
+        if outcome == REFUSED:
+            # as for a request (engine/payflow.py): the router holds a signed transaction,
+            # so the top-up's reservation stays open until the chain tells (the engine's
+            # reconciler bills it once if it landed, releases it once it cannot)
+            reason = (settlement.error_reason if settlement else None) or "no reason given"
+            note = f"the router said it did not settle the top-up ({reason[:100]}); {HELD_NOTE}"
+            with w.db.begin() as conn:
+                w.payments.finish_in(conn, payment.id, "held", note=note)
+            w.notify_engine()
+            raise PaymentError(
+                f"router {provider!r} did not settle the top-up ({reason[:100]}); not billed "
+                "(the amount stays held on the wallet budget until the chain shows it never "
+                "landed)"
+            )
+        if outcome == NO_WORD:
             self._bill(payment, "unconfirmed", None, "the router did not confirm the top-up")
             raise PaymentError(f"router {provider!r} did not confirm the top-up")
+        assert settlement is not None and settlement.transaction is not None
         done = self._bill(payment, "settled", settlement.transaction, "prepaid credit")
         data = _json_object(paid.content) if paid.status_code == 200 else {}
         api_key = data.get("api_key")

@@ -186,7 +186,7 @@ def test_a_failed_settlement_is_not_billed(pay):
     assert not p.billed and _ledger_nano(pay) == 0 and pay.payer_usdc() == payer0
     # the router still holds a signed transaction: its amount stays held on the budget
     # until the chain shows it can never land
-    assert p.state == "signed" and "held" in p.note
+    assert p.state == "held" and "held" in p.note
     [held] = pay.wallet.budgets.open_reservations()
     assert held.amount_nano >= PRICE * 1000
     pay.kit.rpc.expire_blockhash()

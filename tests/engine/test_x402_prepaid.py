@@ -66,3 +66,42 @@ def test_top_up_then_requests_billed_from_the_credit(tmp_path, fake, chain, caps
         )
     finally:
         pr.close()
+
+
+def test_a_top_up_the_router_says_it_did_not_settle_is_held_then_released(
+    tmp_path, fake, chain, capsys
+):
+    """Not billed, but held on the wallet budget (the router still holds a signed
+    transaction) until the chain shows it can never land; then released, and a restart
+    finds nothing open to bill."""
+    import asyncio
+
+    fake.reset()
+    pr = make_pay_rig(tmp_path, fake, chain)
+    try:
+        w = pr.wallet
+        code, _, err = cli(
+            capsys, pr.rig, "providers", "add", "credit", "--kind", "x402", "--prepaid",
+            "--base-url", chain.router.url + "/v1",
+        )  # fmt: skip
+        assert code == 0, err
+        budget = w.budgets.set_budget(parse_budget_spec("1/day"))
+        chain.router.settle_fails = True
+        payer0 = pr.payer_usdc()
+        code, _, err = cli(capsys, pr.rig, "wallet", "topup", "credit", "0.40")
+        assert code != 0 and "did not settle" in err
+        [p] = w.payments.recent(5)
+        assert p.state == "held" and not p.billed
+        [held] = w.budgets.open_reservations()
+        assert held.amount_nano == 400_000_000
+        assert [r for r in pr.rig.ledger_rows() if r["kind"] == "topup"] == []
+        chain.rpc.expire_blockhash()
+        engine = pr.rig.engine
+        asyncio.run_coroutine_threadsafe(engine.reconciler.run_once(), engine.loop).result(30)
+        assert w.payments.get(p.id).state == "failed"
+        assert w.budgets.open_reservations() == []
+        state = w.budgets.state(budget, p.created_at, w.timezone)
+        assert (state.spent_nano, state.reserved_nano) == (0, 0)
+        assert pr.payer_usdc() == payer0
+    finally:
+        pr.close()

@@ -32,18 +32,22 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from aiwallet.domain.chains import atomic_to_nano, format_atomic
+from aiwallet.domain.chains import USDC_DECIMALS, atomic_to_nano, format_atomic
 from aiwallet.domain.money import format_usd, usd_string
 from aiwallet.engine.call import Call
 from aiwallet.engine.errors import ProxyError
 from aiwallet.engine.state import EngineState, SolanaSetup
 from aiwallet.payments.x402pay import (
+    HELD_NOTE,
+    REFUSED,
+    SETTLED,
     Offer,
     Payer,
     PaymentProblem,
     Requirement,
     SignedPayment,
     choose,
+    outcome_of,
     parse_payment_required,
     read_settlement,
 )
@@ -57,7 +61,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_402_BODY = 64 * 1024  # a payment-required answer larger than this is not read
-USDC_DECIMALS = 6
 
 
 @dataclass
@@ -170,22 +173,22 @@ class PaymentFlow:
             paid.outcome = "unconfirmed"  # it left: the router may have settled it
             raise
         settlement = read_settlement(offer.version, dict(answer.headers))
-        if settlement is not None and settlement.success and settlement.transaction:
+        outcome = outcome_of(settlement, answer.status)
+        if outcome == SETTLED:
+            assert settlement is not None
             paid.outcome, paid.tx_signature = "settled", settlement.transaction
-        elif (settlement is not None and not settlement.success) or answer.status == 402:
-            # The router says it did not settle. It holds a signed transaction and its fee
-            # payer could still send it, so the amount stays held on the budgets (the
-            # reservation stays open) until the chain shows it landed (billed) or can no
-            # longer land (released, the payment failed): a router that lies about failing
-            # cannot spend past the budget.
+        elif outcome == REFUSED:
+            # It still holds a signed transaction its fee payer could send, so the amount
+            # stays held on the budgets (the reservation stays open) until the chain shows
+            # it landed (billed) or can no longer land (released, the payment failed): a
+            # router that lies about failing cannot spend past the budget.
             paid.outcome = "held"
             reason = (settlement.error_reason if settlement is not None else None) or "no reason"
             answer.release()
-            note = (
-                f"the router said it did not settle it ({reason[:100]}); held until the chain "
-                "shows it can no longer land"
+            note = f"the router said it did not settle it ({reason[:100]}); {HELD_NOTE}"
+            await self.state.write(
+                lambda conn: payments.finish_in(conn, record.id, "held", note=note)
             )
-            await self.state.write(lambda conn: payments.annotate_in(conn, record.id, note))
             self.events.emit("payment.held", {**_event(record), "reason": note})
             raise ProxyError(
                 "payment_failed",

@@ -156,7 +156,7 @@ class Reconciler:
                 payments.finish_in(conn, payment.id, "failed", note=note)
                 self._audit(conn, payment, "failed", None)
                 return "failed"
-            if at_start and payment.state == "signed":
+            if at_start and payment.state in ("signed", "held"):
                 note = "the engine stopped before the router answered; billed at the payment's "
                 note += "amount until the chain tells"
                 if bill_in(

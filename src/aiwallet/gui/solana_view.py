@@ -37,14 +37,8 @@ STATES = {
     "failed": "failed (not billed)",
     "unconfirmed": "unconfirmed (billed until the chain tells)",
 }
-HELD_NOTE = "held until the chain"  # engine/payflow.py's note on a payment the router refused
 READ_TIMEOUT_S = 10.0
 UNIT = atomic_to_nano(1)  # nano-dollars in one atomic unit of USDC
-
-
-def rpc_host(url: str) -> str:
-    """An RPC (or router) URL as a screen shows it: its host only."""
-    return url_host(url)
 
 
 def network_line(net: Network) -> str:
@@ -63,8 +57,7 @@ def usdc(atomic: int) -> str:
 
 
 def state_text(p: PaymentRecord) -> str:
-    held = p.state == "signed" and HELD_NOTE in (p.note or "")
-    text = STATES["held"] if held else STATES.get(p.state, p.state)
+    text = STATES.get(p.state, p.state)
     return text + (" · answer failed" if p.flagged else "")
 
 
@@ -179,9 +172,9 @@ def router_credit(wallet: Wallet, p: ProviderInfo, timeout_s: float) -> RouterCr
     except NotFound:
         return RouterCredit(p.name, None, "no credit yet")
     except WalletError:
-        return RouterCredit(p.name, None, f"could not read: {rpc_host(p.base_url)}")
+        return RouterCredit(p.name, None, f"could not read: {url_host(p.base_url)}")
     except Exception:  # httpx's: the router did not answer
-        return RouterCredit(p.name, None, f"could not read: {rpc_host(p.base_url)}")
+        return RouterCredit(p.name, None, f"could not read: {url_host(p.base_url)}")
     atomic = found.get("amount_atomic")
     if not isinstance(atomic, int):
         return RouterCredit(p.name, None, "the router did not say")

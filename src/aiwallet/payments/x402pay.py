@@ -32,7 +32,7 @@ from x402.mechanisms.svm.exact import register_exact_svm_client
 from x402.mechanisms.svm.utils import derive_ata
 from x402.schemas import PaymentRequired, PaymentRequiredV1
 
-from aiwallet.domain.chains import Network, network_named
+from aiwallet.domain.chains import Network
 from aiwallet.payments.keys import SolanaKey
 
 MAX_SHOWN = 100  # characters of untrusted text an error may quote
@@ -265,6 +265,21 @@ def _pick(views: list[Any], chosen: Any) -> Any:
     raise PaymentProblem("not_offered", "the chosen requirement was not offered to the SDK")
 
 
+SETTLED, REFUSED, NO_WORD = "settled", "refused", "no_word"
+HELD_NOTE = "held until the chain shows it can no longer land"
+
+
+def outcome_of(settlement: Settlement | None, status: int) -> str:
+    """What the router said of a paid request: :data:`SETTLED` (success with a transaction),
+    :data:`REFUSED` (a settlement failure, or 402 again: it still holds a signed transaction
+    it could send, so the amount stays held until the chain tells) or :data:`NO_WORD`."""
+    if settlement is not None and settlement.success and settlement.transaction:
+        return SETTLED
+    if (settlement is not None and not settlement.success) or status == 402:
+        return REFUSED
+    return NO_WORD
+
+
 def read_settlement(version: int, headers: Mapping[str, str]) -> Settlement | None:
     """The router's word on the settlement (None: it said nothing, or nothing readable)."""
     value = _header(headers, "PAYMENT-RESPONSE") or _header(headers, "X-PAYMENT-RESPONSE")
@@ -281,7 +296,3 @@ def read_settlement(version: int, headers: Mapping[str, str]) -> Settlement | No
         payer=str(resp.payer) if resp.payer else None,
         error_reason=_short(resp.error_reason) if resp.error_reason else None,
     )
-
-
-def network_of(requirement: Requirement) -> Network | None:
-    return network_named(requirement.network)

@@ -3,8 +3,10 @@
 A payment is written (state ``signed``) before the paid request leaves the engine, so a
 crash at any later moment leaves a record to look for on chain. It then becomes
 ``settled`` (with the transaction's signature, which is unique: billed once per
-signature), ``failed`` (never billed), or ``unconfirmed`` (billed at its amount while the
-chain cannot yet tell; the reconciler settles it, or refunds it once it can never land).
+signature), ``held`` (the router said it did not settle: not billed, its reservation
+kept until the chain tells), ``failed`` (never billed), or ``unconfirmed`` (billed at its
+amount while the chain cannot yet tell; the reconciler settles it, or refunds it once it
+can never land).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from aiwallet.domain.errors import NotFound
 from aiwallet.store import schema as t
@@ -21,8 +23,8 @@ from aiwallet.store.budgets import X402_SOURCE, Budgets
 from aiwallet.store.db import Database
 from aiwallet.store.records import SpendEntry
 
-STATES = ("signed", "settled", "failed", "unconfirmed")
-OPEN_STATES = ("signed", "unconfirmed")  # the chain may still tell
+STATES = ("signed", "held", "settled", "failed", "unconfirmed")
+OPEN_STATES = ("signed", "held", "unconfirmed")  # the chain may still tell
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ class Payments:
         flagged: bool | None = None,
         note: str | None = None,
     ) -> PaymentRecord | None:
-        """Move an open payment (signed or unconfirmed) to ``state``; None if it was not
+        """Move an open payment (signed, held or unconfirmed) to ``state``; None if it was not
         open any more (finishing twice changes nothing)."""
         if state not in STATES:
             raise ValueError(f"unknown payment state {state!r}")
@@ -112,13 +114,6 @@ class Payments:
             .first()
         )
         return _record(row) if row is not None else None
-
-    def annotate_in(self, conn: Connection, payment_id: str, note: str) -> None:
-        """Say something about an open payment without changing its state."""
-        c = t.payments.c
-        conn.execute(
-            update(t.payments).where(c.id == payment_id, c.state.in_(OPEN_STATES)).values(note=note)
-        )
 
     def add(self, payment: PaymentRecord) -> None:
         with self.db.begin() as conn:
@@ -153,23 +148,6 @@ class Payments:
             q = select(t.payments).where(t.payments.c.state.in_(OPEN_STATES))
             rows = conn.execute(q.order_by(t.payments.c.created_at)).mappings()
             return [_record(r) for r in rows]
-
-    def settled_total_nano(self, *, provider: str | None = None, kind: str | None = None) -> int:
-        """Nano-dollars of payments that settled (or are billed while unconfirmed)."""
-        c = t.payments.c
-        q = select(func.coalesce(func.sum(c.amount_nano), 0)).where(
-            c.state.in_(("settled", "unconfirmed"))
-        )
-        if provider is not None:
-            q = q.where(c.provider == provider)
-        if kind is not None:
-            q = q.where(c.kind == kind)
-        with self.db.read() as conn:
-            return int(conn.execute(q).scalar_one())
-
-
-def with_state(payment: PaymentRecord, state: str, **changes: Any) -> PaymentRecord:
-    return replace(payment, state=state, **changes)
 
 
 def payment_spend(payment: PaymentRecord, note: str | None) -> SpendEntry:

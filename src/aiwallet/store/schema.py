@@ -251,7 +251,7 @@ payments = Table(
     Column("tx_signature", String(100), unique=True),  # once settled: billed once per signature
     Column("blockhash", String(64), nullable=False),
     Column("resource", String(500)),
-    Column("state", String(16), nullable=False),  # signed | settled | failed | unconfirmed
+    Column("state", String(16), nullable=False),  # signed | held | settled | failed | unconfirmed
     Column("billed", Boolean, nullable=False, default=False, server_default=false()),
     # paid, and then the answer failed: billed, and shown as such
     Column("flagged", Boolean, nullable=False, default=False, server_default=false()),
@@ -259,7 +259,9 @@ payments = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("settled_at", UTCDateTime),
     CheckConstraint("amount_atomic > 0", name="amount_positive"),
-    CheckConstraint("state IN ('signed', 'settled', 'failed', 'unconfirmed')", name="state_known"),
+    CheckConstraint(
+        "state IN ('signed', 'held', 'settled', 'failed', 'unconfirmed')", name="state_known"
+    ),
     Index("ix_payments_state", "state"),
     Index("ix_payments_created", "created_at"),
     Index("ix_payments_request", "request_id"),

@@ -604,7 +604,9 @@ def _reading_for(reading: SolanaReading | None, facts: WalletFacts) -> bool:
 def _tx_cell(p: PaymentRecord, url: str | None) -> QLabel:
     """A payment's transaction: its short signature, linked to the explorer."""
     if not p.tx_signature:
-        cell = label("not yet known" if p.state in ("signed", "unconfirmed") else "none", "muted")
+        cell = label(
+            "not yet known" if p.state in ("signed", "held", "unconfirmed") else "none", "muted"
+        )
         return cell
     text = html_text(short(p.tx_signature), 40)
     if url is None:

@@ -8,7 +8,8 @@ Create Date: 2026-12-02
 router's top-up): payee, network, asset, amount in atomic units and in nano-dollars, the
 payer's own signature (what finds the transaction on chain after a crash), the transaction
 signature once settled (unique: billed once per signature), and its state (signed →
-settled | failed; ``unconfirmed``: billed while the chain could not yet tell).
+settled | failed; ``held``: the router said it did not settle, so its amount stays held
+until the chain tells; ``unconfirmed``: billed while the chain could not yet tell).
 ``providers.options``: per-provider settings (an x402 router's prepaid mode).
 """
 
@@ -51,7 +52,7 @@ def upgrade() -> None:
         sa.Column("settled_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint("amount_atomic > 0", name=op.f("ck_payments_amount_positive")),
         sa.CheckConstraint(
-            "state IN ('signed', 'settled', 'failed', 'unconfirmed')",
+            "state IN ('signed', 'held', 'settled', 'failed', 'unconfirmed')",
             name=op.f("ck_payments_state_known"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
