@@ -36,6 +36,20 @@ class ProviderKind:
     catalog_provider: str | None  # models.dev provider id that prices its models
     needs_key: bool = True
     x402: bool = False  # paid per request (or ahead, prepaid) in USDC by x402
+    # a server on this machine (Ollama, LM Studio, llama.cpp): metered but free, and outside
+    # every budget, unless the user prices it (provider options ``price``, ``budgeted``)
+    local: bool = False
+    # model ids are ``vendor/model`` (a gateway in front of many vendors): priced as the
+    # vendor sells the model (Vercel AI Gateway, Cloudflare AI Gateway's /compat endpoint)
+    vendor_models: bool = False
+    # the provider reports each request's cost (OpenRouter ``usage.cost``): the ledger bills it
+    reports_cost: bool = False
+    # how a balance is read, where the provider publishes one: "openrouter" | "vercel" |
+    # "deepseek" (upstreams/balance.py); None: not published
+    balance_api: str | None = None
+    # a gateway whose base URL is built from the user's account (``cloudflare``: account and
+    # gateway ids in the provider's options, an optional gateway token in the vault)
+    gateway: str | None = None
 
     @property
     def needs_base_url(self) -> bool:
@@ -55,7 +69,8 @@ KINDS: dict[str, ProviderKind] = {
         ),
         ProviderKind(
             "openrouter", "OpenRouter", WireFormat.OPENAI, AuthStyle.BEARER,
-            "https://openrouter.ai/api/v1", "openrouter",
+            "https://openrouter.ai/api/v1", "openrouter", reports_cost=True,
+            balance_api="openrouter",
         ),
         ProviderKind(
             "groq", "Groq", WireFormat.OPENAI, AuthStyle.BEARER,
@@ -71,7 +86,7 @@ KINDS: dict[str, ProviderKind] = {
         ),
         ProviderKind(
             "deepseek", "DeepSeek", WireFormat.OPENAI, AuthStyle.BEARER,
-            "https://api.deepseek.com/v1", "deepseek",
+            "https://api.deepseek.com/v1", "deepseek", balance_api="deepseek",
         ),
         ProviderKind(
             "xai", "xAI", WireFormat.OPENAI, AuthStyle.BEARER,
@@ -79,7 +94,37 @@ KINDS: dict[str, ProviderKind] = {
         ),
         ProviderKind(
             "ollama", "Ollama (local)", WireFormat.OPENAI, AuthStyle.NONE,
-            "http://localhost:11434/v1", None, needs_key=False,
+            "http://localhost:11434/v1", None, needs_key=False, local=True,
+        ),
+        ProviderKind(
+            "lmstudio", "LM Studio (local)", WireFormat.OPENAI, AuthStyle.NONE,
+            "http://localhost:1234/v1", None, needs_key=False, local=True,
+        ),
+        ProviderKind(
+            "llamacpp", "llama.cpp server (local)", WireFormat.OPENAI, AuthStyle.NONE,
+            "http://localhost:8080/v1", None, needs_key=False, local=True,
+        ),
+        # gateways in front of many vendors (../shared/notes/providers.md)
+        ProviderKind(
+            "vercel", "Vercel AI Gateway", WireFormat.OPENAI, AuthStyle.BEARER,
+            "https://ai-gateway.vercel.sh/v1", None, vendor_models=True, balance_api="vercel",
+        ),
+        ProviderKind(
+            "vercel-anthropic", "Vercel AI Gateway, Anthropic format", WireFormat.ANTHROPIC,
+            AuthStyle.BEARER, "https://ai-gateway.vercel.sh", None, vendor_models=True,
+            balance_api="vercel",
+        ),
+        ProviderKind(
+            "cloudflare", "Cloudflare AI Gateway (OpenAI-compatible)", WireFormat.OPENAI,
+            AuthStyle.BEARER, None, None, vendor_models=True, gateway="cloudflare",
+        ),
+        ProviderKind(
+            "cloudflare-openai", "Cloudflare AI Gateway in front of OpenAI", WireFormat.OPENAI,
+            AuthStyle.BEARER, None, "openai", gateway="cloudflare",
+        ),
+        ProviderKind(
+            "cloudflare-anthropic", "Cloudflare AI Gateway in front of Anthropic",
+            WireFormat.ANTHROPIC, AuthStyle.X_API_KEY, None, "anthropic", gateway="cloudflare",
         ),
         ProviderKind(
             "openai-compatible", "Any OpenAI-compatible server", WireFormat.OPENAI,
@@ -133,8 +178,8 @@ def check_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-# Kinds whose API tells a key's balance (OpenRouter's GET /key); the others publish none.
-KINDS_WITH_BALANCE = frozenset({"openrouter"})
+# Kinds whose API tells an account's or a key's balance; the others publish none.
+KINDS_WITH_BALANCE = frozenset(k.id for k in KINDS.values() if k.balance_api)
 
 
 @dataclass(frozen=True, slots=True)

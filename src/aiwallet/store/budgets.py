@@ -466,6 +466,7 @@ class Budgets:
                 "price_row": spend.price_row,
                 "token_source": spend.token_source,
                 "note": spend.note,
+                "catalog_cost_nano": spend.catalog_cost_nano,
             },
         )
         if request is not None:

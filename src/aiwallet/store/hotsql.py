@@ -49,11 +49,12 @@ LEDGER_COLUMNS = (
     "price_row",
     "token_source",
     "note",
+    "catalog_cost_nano",
 )
 REQUEST_COLUMNS = tuple(c.name for c in t.requests.c)
 _DATETIME = {"created_at", "ts", "window_end", "closed_at"}
 _JSON = {"counter_ids", "price_row"}
-_BOOL = {"stream", "over_reserved"}
+_BOOL = {"stream", "over_reserved", "cost_differs"}
 _BATCH_KEY = "aiwallet_deferred_inserts"
 
 

@@ -27,6 +27,7 @@ class ProviderRecord:
     last_test_at: datetime | None
     last_test_ok: bool | None
     options: dict[str, Any] | None = None  # per-kind settings ({"prepaid": true})
+    key_set_at: datetime | None = None  # when its key was stored (None: it has none)
 
     @property
     def prepaid(self) -> bool:
@@ -44,6 +45,7 @@ class ProviderRecord:
             "last_test_at": self.last_test_at.isoformat() if self.last_test_at else None,
             "last_test_ok": self.last_test_ok,
             "options": self.options or {},
+            "key_set_at": self.key_set_at.isoformat() if self.key_set_at else None,
         }
 
 
@@ -98,6 +100,7 @@ class Providers:
             "key_hint": key_hint,
             "updated_at": now,
             "options": options or None,
+            "key_set_at": now if secret_ref else None,
         }
         with self.db.begin() as conn:
             exists = conn.execute(
@@ -133,6 +136,18 @@ class Providers:
             conn.execute(delete(t.providers).where(t.providers.c.id == record.id))
             append_audit(conn, actor, "provider.remove", f"provider:{name}", {})
         return record
+
+    def set_options(self, name: str, options: dict[str, Any], *, actor: str = "user") -> None:
+        """Replace a provider's per-kind settings (audited; never a secret: those are in the
+        vault)."""
+        record = self.get(name)
+        with self.db.begin() as conn:
+            conn.execute(
+                update(t.providers)
+                .where(t.providers.c.id == record.id)
+                .values(options=options or None, updated_at=datetime.now(UTC))
+            )
+            append_audit(conn, actor, "provider.options", f"provider:{name}", options)
 
     def record_test(self, name: str, ok: bool) -> None:
         with self.db.begin() as conn:

@@ -57,6 +57,7 @@ class SpendEntry:
     token_source: str | None
     note: str | None = None
     kind: str = "spend"  # the ledger row's kind: "spend", or "topup" (a prepaid router's credit)
+    catalog_cost_nano: int | None = None  # the catalog's figure beside a provider-reported cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,8 @@ class RequestRecord:
     error_code: str | None = None
     stream: bool = False
     over_reserved: bool = False  # the provider billed more than was reserved for it
+    catalog_cost_nano: int | None = None  # beside a provider-reported cost
+    cost_differs: bool = False  # that reported cost and the catalog's differ by over 1 %
 
     def row(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,8 @@ class RequestRecord:
             "error_code": self.error_code,
             "stream": self.stream,
             "over_reserved": self.over_reserved,
+            "catalog_cost_nano": self.catalog_cost_nano,
+            "cost_differs": self.cost_differs,
         }
 
 

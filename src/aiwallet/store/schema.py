@@ -148,6 +148,9 @@ ledger = Table(
     Column("price_row", JSON),
     Column("token_source", String(16)),
     Column("note", Text),
+    # what the catalog's price row makes of the request's usage, kept beside a cost the
+    # provider reported (token_source "provider_cost"); None otherwise (0008)
+    Column("catalog_cost_nano", BigInteger),
     Index("ix_ledger_app_ts", "app_id", "ts"),
     Index("ix_ledger_ts", "ts"),
     UniqueConstraint("request_id", name="uq_ledger_request"),
@@ -188,6 +191,9 @@ requests = Table(
     Column("stream", Boolean, nullable=False, default=False),
     # the provider billed more than the request's reservation (its bound): shown and notified
     Column("over_reserved", Boolean, nullable=False, default=False, server_default=false()),
+    # the provider reported the cost (billed) and the catalog's figure differs by over 1 % (0008)
+    Column("catalog_cost_nano", BigInteger),
+    Column("cost_differs", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_app_ts", "app_id", "ts"),
     Index("ix_requests_model", "model"),
@@ -229,6 +235,29 @@ providers = Table(
     Column("last_test_at", UTCDateTime),
     Column("last_test_ok", Boolean),
     Column("options", JSON),  # per-kind settings: {"prepaid": true} for an x402 router (0007)
+    Column("key_set_at", UTCDateTime),  # when its key was stored (age, rotation reminder; 0008)
+)
+
+# One provider-side key per (provider, app), made with the provider's management key and
+# capped like the app's budget: a second budget layer the provider enforces (0008).
+provider_subkeys = Table(
+    "provider_subkeys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("provider", String(48), nullable=False),
+    Column("app_id", Integer, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", String(128), nullable=False),  # the provider's id for it (OpenRouter hash)
+    Column("secret_ref", String(200), nullable=False),  # the vault entry holding the key
+    Column("key_hint", String(32)),
+    Column("limit_nano", BigInteger),  # None: no limit
+    Column("limit_reset", String(16)),  # daily | weekly | monthly | None (never)
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("usage", JSON),  # the provider's last figures for it (nano-dollars)
+    Column("problem", Text),  # why the last change or read failed, for people
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("synced_at", UTCDateTime),
+    UniqueConstraint("provider", "app_id", name="uq_provider_subkeys_provider_app"),
 )
 
 # x402 payments the wallet signed from the user's Solana wallet (migration 0007).
