@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from aiwallet.domain.catalog import REQUIRED_PROVIDERS, Catalog, parse_models_dev
+from aiwallet.domain.catalog import REQUIRED_PROVIDERS, Catalog, PriceRow, parse_models_dev
 from aiwallet.domain.errors import CatalogError
+from aiwallet.domain.openrouter_models import parse_openrouter_models
 
 log = logging.getLogger(__name__)
 
@@ -169,3 +170,33 @@ def update_catalog(
         price_changes=changed,
         written_to=str(dest),
     )
+
+
+_OPENROUTER_CACHE: dict[Path, tuple[float, dict[str, PriceRow]]] = {}
+
+
+def load_openrouter_prices(path: Path) -> dict[str, PriceRow]:
+    """The cached OpenRouter price list by model id ({} when never fetched or unusable);
+    parsed again only when the file changed."""
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return {}
+    hit = _OPENROUTER_CACHE.get(path)
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    try:
+        rows = parse_openrouter_models(path.read_bytes())
+    except (OSError, CatalogError) as exc:
+        log.warning("the cached OpenRouter price list at %s is unusable: %s", path, exc)
+        rows = {}
+    _OPENROUTER_CACHE[path] = (mtime, rows)
+    return rows
+
+
+def openrouter_prices_age_s(path: Path, now: float) -> float | None:
+    """How old the cached list is (None: there is none)."""
+    try:
+        return max(0.0, now - path.stat().st_mtime)
+    except OSError:
+        return None

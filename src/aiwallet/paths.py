@@ -38,6 +38,11 @@ class DataDir:
         return self.root / "catalog" / "models.dev.json"
 
     @property
+    def openrouter_models(self) -> Path:
+        """OpenRouter's own price list (``GET /api/v1/models``), cached; absent: not fetched."""
+        return self.root / "catalog" / "openrouter-models.json"
+
+    @property
     def admin_token(self) -> Path:
         """Written by a running engine: the admin API's key, new at every start."""
         return self.root / "admin.token"

@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import nacl.signing
 import tzlocal
 
-from aiwallet.catalog_files import CatalogUpdateResult, LoadedCatalog, load_catalog, update_catalog
+from aiwallet.catalog_files import (
+    CatalogUpdateResult,
+    LoadedCatalog,
+    load_catalog,
+    load_openrouter_prices,
+    update_catalog,
+)
 from aiwallet.domain.audit import AuditVerification
 from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.errors import InvalidInput, NotFound
@@ -45,6 +51,7 @@ from aiwallet.store.payments import Payments
 from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.reports import Reports
 from aiwallet.store.settings import Settings
+from aiwallet.store.subkeys import SubKeys
 from aiwallet.upstreams.balance import provider_balance
 from aiwallet.upstreams.probe import ProbeResult, probe_provider
 from aiwallet.vault import Vault, key_hint, open_vault
@@ -53,6 +60,7 @@ from aiwallet.vault.select import VaultStatus
 if TYPE_CHECKING:
     from aiwallet.engine.port import WalletPort
     from aiwallet.engine.server import Engine
+    from aiwallet.provider_keys import ProviderKeys
     from aiwallet.solana_account import SolanaAccount
 
 WALLET_ID_SETTING = "wallet_id"
@@ -113,6 +121,7 @@ class Wallet:
         self.audit = AuditLog(db)
         self.consent_rules = ConsentRules(db)
         self.payments = Payments(db)
+        self.subkeys = SubKeys(db)
         self._engine: Engine | None = None  # this process's engine, once new_engine built it
         self.wallet_id: str = self.settings.get_or_create(
             WALLET_ID_SETTING, lambda: secrets.token_hex(8)
@@ -140,6 +149,13 @@ class Wallet:
         from aiwallet.solana_account import SolanaAccount
 
         return SolanaAccount(self)
+
+    @cached_property
+    def provider_keys(self) -> ProviderKeys:
+        """Per-app provider keys (OpenRouter's capped keys): turn on or off, read, remove."""
+        from aiwallet.provider_keys import ProviderKeys
+
+        return ProviderKeys(self)
 
     @cached_property
     def vault(self) -> Vault:
@@ -436,8 +452,10 @@ class Wallet:
         return WalletPort(
             data_dir=self.data_dir, db=self.db, apps=self.apps, budgets=self.budgets,
             requests=self.requests, consent_rules=self.consent_rules, settings=self.settings,
-            providers=self.providers, payments=self.payments, vault=self.vault,
+            providers=self.providers, payments=self.payments, subkeys=self.subkeys,
+            vault=self.vault,
             catalog=self.catalog, timezone=lambda: self.timezone, signing_key=self.signing_key,
+            openrouter_prices=lambda: load_openrouter_prices(self.data_dir.openrouter_models),
         )  # fmt: skip
 
     def new_engine(self, **kw: Any) -> Engine:

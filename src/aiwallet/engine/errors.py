@@ -126,6 +126,22 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         "nothing was signed",
     ),
     (
+        "provider_limit_reached",
+        402,
+        "insufficient_quota",
+        "billing_error",
+        "The provider refused the request: the app's own capped provider key (the second "
+        "budget layer, e.g. its OpenRouter key) reached its limit for the period",
+    ),
+    (
+        "provider_key_unavailable",
+        503,
+        _SERVER,
+        "api_error",
+        "The app's own capped provider key could not be made or read, and the request is "
+        "not sent with the uncapped one",
+    ),
+    (
         "payment_denied",
         403,
         _DENIED,

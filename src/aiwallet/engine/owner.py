@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from aiwallet.domain.bounds import Bound
 from aiwallet.domain.cost import cost_of
+from aiwallet.domain.money import format_usd
 from aiwallet.domain.usage import TokenSource, Usage
 from aiwallet.engine.call import Call
 from aiwallet.engine.events import EventBus
@@ -68,6 +69,12 @@ def _past(usage: Usage, bound: Bound | None) -> bool:
         usage.output_tokens > bound.total_output_tokens
         or usage.total_prompt_tokens > bound.prompt_tokens
     )
+
+
+def costs_differ(reported_nano: int, catalog_nano: int) -> bool:
+    """A provider-reported cost and the catalog's figure differ by more than 1 % of the
+    catalog's (any difference when the catalog says nothing is due)."""
+    return abs(reported_nano - catalog_nano) * 100 > catalog_nano
 
 
 def _left_after(res: Reservation, cost: int) -> int | None:
@@ -196,7 +203,8 @@ class RequestOwner:
         assert call.route is not None
         route, usage = call.route, ending.usage
         priced = cost_of(usage, route.row).nano
-        reported = usage.reported_cost_nano if route.provider.prepaid else None
+        trusted = route.provider.prepaid or route.kind.reports_cost
+        reported = usage.reported_cost_nano if trusted else None
         cost = reported if reported is not None else priced
         over = ending.over_bound or cost > res.amount_nano or _past(usage, call.bound)
         if over:
@@ -205,11 +213,20 @@ class RequestOwner:
                 call.request_id, route.provider.name, cost, res.amount_nano,
             )  # fmt: skip
             ending = replace(ending, error_code=ending.error_code or "over_reserved")
-        record = replace(self._record(ending, cost=cost), over_reserved=over)
+        differs = reported is not None and costs_differ(reported, priced)
+        record = replace(
+            self._record(ending, cost=cost),
+            over_reserved=over,
+            catalog_cost_nano=priced if reported is not None else None,
+            cost_differs=differs,
+        )
         note = ending.note if not over else f"{ending.note or ''} over the reservation".strip()
-        if reported is not None:  # a prepaid router's own figure: what its credit went down by
-            catalog = f"the catalog's price would be {priced} nano-dollars"
-            note = f"{note}; {catalog}" if note else catalog
+        if differs:
+            gap = (
+                f"the provider billed {format_usd(reported or 0, places=None)}; the catalog's "
+                f"price is {format_usd(priced, places=None)}"
+            )
+            note = f"{note}; {gap}" if note else gap
         spend = SpendEntry(
             provider=route.provider.name,
             model=route.upstream_model,
@@ -217,6 +234,7 @@ class RequestOwner:
             price_row=route.row.to_json(),
             token_source=PROVIDER_COST if reported is not None else usage.source.value,
             note=note,
+            catalog_cost_nano=priced if reported is not None else None,
         )
         remaining = _left_after(res, cost)
 
@@ -361,6 +379,11 @@ class RequestOwner:
                     if self.call.reservation
                     else None,
                 },
+            )
+        if record.error_code == "provider_limit_reached":
+            self._events.emit(
+                "provider.limit_reached",
+                {"provider": record.provider, "app_id": record.app_id, "id": record.id},
             )
         if record.error_code in PROVIDER_FAILURES and record.provider is not None:
             self._events.emit(

@@ -7,14 +7,14 @@ and never from its event loop; ``signing_key`` and the vault may block.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import nacl.signing
 
-from aiwallet.domain.catalog import Catalog
+from aiwallet.domain.catalog import Catalog, PriceRow
 from aiwallet.domain.chains import Network
 from aiwallet.domain.money import BudgetSpec, usd_to_nano
 from aiwallet.paths import DataDir
@@ -39,6 +39,7 @@ from aiwallet.store.payments import Payments
 from aiwallet.store.providers import Providers
 from aiwallet.store.records import Reservation
 from aiwallet.store.settings import Settings
+from aiwallet.store.subkeys import SubKeys
 from aiwallet.vault import Vault
 
 
@@ -53,8 +54,10 @@ class WalletPort:
     settings: Settings
     providers: Providers
     payments: Payments
+    subkeys: SubKeys
     vault: Vault
     catalog: Catalog
+    openrouter_prices: Callable[[], Mapping[str, PriceRow]]  # OpenRouter's own list (cached)
     timezone: Callable[[], ZoneInfo]  # the user's zone, as set now
     signing_key: Callable[[], nacl.signing.SigningKey]  # the receipt key (reads the vault)
 

@@ -36,7 +36,7 @@ from aiwallet.engine.owner import Ending, RequestOwner
 from aiwallet.engine.ratelimit import Limits, RateLimiter
 from aiwallet.engine.relay import WRITE_ERRORS, Ended, UpstreamCut, read_whole, relay_stream
 from aiwallet.engine.routing import scope_allows
-from aiwallet.engine.state import AppContext, EngineState
+from aiwallet.engine.state import AppContext, EngineState, KeyUnavailable
 from aiwallet.engine.tokens import PREFIX as SESSION_PREFIX
 from aiwallet.engine.tokens import SessionTokens
 from aiwallet.store.budgets import WALLET as WALLET_SCOPE
@@ -394,7 +394,15 @@ class Proxy:
                 injected = True
         payload = self._payload(call, rewrite=injected or call.rewrite)
         try:
-            key = await self.state.secret_for(route.provider.name, route.provider.secret_ref)
+            key = await self.state.key_for(route.provider, call.ctx.app.id if call.ctx else None)
+        except KeyUnavailable:
+            raise ProxyError(
+                "provider_key_unavailable",
+                f"the wallet could not make this app's own capped key at provider "
+                f"{route.provider.name!r} (its second budget layer), so the request was not "
+                "sent; try again in a minute, or ask the wallet's owner to check the "
+                "provider's management key ('aiwallet providers subkeys')",
+            ) from None
         except VaultError:
             raise ProxyError(
                 "no_provider",
@@ -607,6 +615,13 @@ class Proxy:
             data = await up.read()
         except (aiohttp.ClientError, ConnectionError, TimeoutError):
             data = b""
+        if up.status == 403 and route_limit_reached(call, data):
+            raise ProxyError(
+                "provider_limit_reached",
+                f"provider {name!r} refused the request: this app's own capped key there "
+                "reached its limit for the period (the wallet's second budget layer); the "
+                "wallet's owner can raise the app's budget",
+            )
         if up.status in (401, 403):
             raise ProxyError(
                 "upstream_unavailable",
@@ -713,6 +728,15 @@ def _declared_purpose(request: web.Request) -> str | None:
             param=PURPOSE_HEADER,
         )
     return value.strip() or None
+
+
+def route_limit_reached(call: Call, data: bytes) -> bool:
+    """OpenRouter's refusal of a key past its spending limit (403 ``Key limit exceeded``),
+    for a request that went with an app's own capped key."""
+    route = call.route
+    if route is None or route.kind.id != "openrouter":
+        return False
+    return b"key limit exceeded" in data[:2048].lower()
 
 
 def _too_large(limit: int) -> ProxyError:

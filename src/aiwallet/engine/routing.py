@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiwallet.domain.catalog import PROVIDER_PREFERENCE, Catalog, PriceRow
@@ -31,8 +31,16 @@ def _rank(kind: ProviderKind) -> int:
 
 
 class Router:
-    def __init__(self, providers: Iterable[ProviderRecord], catalog: Catalog) -> None:
+    def __init__(
+        self,
+        providers: Iterable[ProviderRecord],
+        catalog: Catalog,
+        openrouter: Mapping[str, PriceRow] | None = None,
+    ) -> None:
         self.catalog = catalog
+        # OpenRouter's own price list (GET /api/v1/models, cached): it prices OpenRouter's
+        # models before the catalog's snapshot of them
+        self.openrouter: Mapping[str, PriceRow] = openrouter or {}
         self.providers = sorted(
             ((p, provider_kind(p.kind)) for p in providers),
             key=lambda pk: (_rank(pk[1]), pk[0].name),
@@ -42,6 +50,8 @@ class Router:
     def _price(
         self, kind: ProviderKind, model: str, provider: ProviderRecord | None = None
     ) -> PriceRow | None:
+        if kind.catalog_provider == "openrouter" and (row := self.openrouter.get(model)):
+            return row
         if kind.catalog_provider:
             return self.catalog.get(kind.catalog_provider, model)
         # A custom OpenAI/Anthropic-compatible server: priced as the model's own vendor sells it.
@@ -93,7 +103,13 @@ class Router:
         for provider, kind in self.providers:
             if kind.wire is not wire or not kind.catalog_provider:
                 continue
-            for row in self.catalog.models_of(kind.catalog_provider):
+            rows = self.catalog.models_of(kind.catalog_provider)
+            if kind.catalog_provider == "openrouter" and self.openrouter:
+                listed = {r.model for r in rows}
+                rows = [self.openrouter.get(r.model, r) for r in rows] + [
+                    r for m, r in sorted(self.openrouter.items()) if m not in listed
+                ]
+            for row in rows:
                 route = Route(provider, kind, row.model, row)
                 if row.model not in out and scope_allows(scopes, route):
                     out[row.model] = route

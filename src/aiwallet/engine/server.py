@@ -37,6 +37,7 @@ from aiwallet.engine.proxy import Proxy
 from aiwallet.engine.reconcile import Reconciler, Round
 from aiwallet.engine.routing import Route
 from aiwallet.engine.state import EngineState
+from aiwallet.engine.subkeys import SubKeyKeeper
 from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
 from aiwallet.engine.wallet_api import add_wallet_routes
 from aiwallet.paths import write_private
@@ -113,6 +114,7 @@ class Engine:
         self.events = EventBus()
         self.consent: ConsentManager | None = None
         self.reconciler: Reconciler | None = None
+        self.subkeys: SubKeyKeeper | None = None  # per-app provider keys (engine/subkeys.py)
         self.reconciled: Round | None = None
         # An explicit timeout (tests, ``serve``) wins; else the user's preference applies.
         self._timeout_from_settings = consent_timeout_s is None
@@ -200,6 +202,8 @@ class Engine:
         self._proxy.payflow = PaymentFlow(self.state, self.events)
         self._proxy.payflow.consent = self.consent
         self.reconciler.start()
+        self.subkeys = SubKeyKeeper(self.state, self.events)
+        self.subkeys.start()
         self.events.subscribe(self._on_payment_event)
         app = web.Application(
             client_max_size=self.max_body, middlewares=[self._guard, self._errors]
@@ -240,6 +244,8 @@ class Engine:
         """Undo whatever :meth:`_start` got to (it may have failed half-way)."""
         if self.reconciler is not None:
             await self.reconciler.stop()
+        if self.subkeys is not None:
+            await self.subkeys.stop()
         if self._proxy is not None and self._proxy.background:
             await asyncio.gather(*self._proxy.background, return_exceptions=True)
         if self._runner is not None:
@@ -270,6 +276,8 @@ class Engine:
         """Re-read settings, apps and providers (after a change made outside the engine, or
         by the engine itself: a consent approval)."""
         await self.state.reload()
+        if self.subkeys is not None:
+            self.subkeys.poke()  # a budget, a pause, an app may have changed
         if self.consent is not None and self._timeout_from_settings:
             self.consent.timeout_s = await self.state.db(self.wallet.prompt_timeout_s)
         self.events.emit(

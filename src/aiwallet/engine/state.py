@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 from aiwallet.domain.appkeys import hash_app_key
 from aiwallet.domain.chains import Network
 from aiwallet.domain.errors import InvalidInput, VaultError
+from aiwallet.domain.subkeys import SUBKEY_KINDS, management_ref
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
 from aiwallet.engine.scrub import Labelled, Scrubber, load_vault_secrets, provider_label
@@ -35,11 +36,20 @@ from aiwallet.logsetup import REDACTOR
 from aiwallet.payments.keys import SolanaKey
 from aiwallet.preferences import MIN_CLAMPED_OUTPUT_TOKENS
 from aiwallet.store.apps import AppRecord, GrantRecord
+from aiwallet.store.providers import ProviderRecord
 from aiwallet.store.records import Budget
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 APP_TTL_S = 1.0
+
+
+class KeyUnavailable(Exception):
+    """An app's own provider key (per-app keys are on) could not be made or read."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self.provider = provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,11 @@ class EngineState:
         self.min_clamped_output = MIN_CLAMPED_OUTPUT_TOKENS.default  # read again at reload
         self.ask_over_nano: int | None = None  # preferences.ASK_OVER_USD, read at reload
         self.solana: SolanaSetup | None = None  # the x402 payer's key, network and cap
+        # per-app provider keys (engine/subkeys.py): management keys by provider, and each
+        # app's key by (provider, app id), read at reload; ``make_subkey`` makes a missing one
+        self.subkey_managers: dict[str, str] = {}
+        self._subkeys: dict[tuple[str, int], str] = {}
+        self.make_subkey: Callable[[str, int], Awaitable[str | None]] | None = None
         self.generation = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -120,7 +135,7 @@ class EngineState:
 
     def reload_blocking(self) -> None:
         p = self.port
-        self.router = Router(p.providers.list(), p.catalog)
+        self.router = Router(p.providers.list(), p.catalog, p.openrouter_prices())
         self.paused = p.paused()
         self.timezone = p.timezone()
         self.allowed_origins = p.allowed_origins()
@@ -128,6 +143,7 @@ class EngineState:
         self.ask_over_nano = p.ask_over_nano()
         self.solana = self._load_solana()
         self._vault_secrets, keys = load_vault_secrets(p.vault, p.providers.list())
+        self.subkey_managers, self._subkeys = self._load_subkeys()
         self._apps.clear()
         self._secrets = keys  # every provider's key, read now: a request need not wait for it
         self.scrubber = self._build_scrubber()
@@ -144,6 +160,55 @@ class EngineState:
         except InvalidInput:
             log.warning("the vault's Solana key is not a valid keypair; x402 payments are off")
         return SolanaSetup(key, p.solana_network(), p.x402_cap_nano())
+
+    def _load_subkeys(self) -> tuple[dict[str, str], dict[tuple[str, int], str]]:
+        """Management keys of providers with per-app keys on, and each app's key (blocking)."""
+        p = self.port
+        managers: dict[str, str] = {}
+        keys: dict[tuple[str, int], str] = {}
+        for record in p.providers.list():
+            if record.kind not in SUBKEY_KINDS or not (record.options or {}).get("subkeys"):
+                continue
+            try:
+                secret = p.vault.get(management_ref(record.name))
+                if secret is None:
+                    log.warning("provider %r has per-app keys but no management key", record.name)
+                    continue
+                managers[record.name] = secret.reveal()
+                for sub in p.subkeys.list(record.name):
+                    key = p.vault.get(sub.secret_ref)
+                    if key is not None:
+                        keys[(record.name, sub.app_id)] = key.reveal()
+            except VaultError as exc:
+                log.warning("cannot read the per-app keys of provider %r: %s", record.name, exc)
+        return managers, keys
+
+    def learn_subkey(self, provider: str, app_id: int, key: str) -> None:
+        """A per-app key just made: scrubbed from everything relayed, used from now on."""
+        REDACTOR.register(key)
+        self._subkeys[(provider, app_id)] = key
+        self._vault_secrets.append((f"the key of app {app_id} at provider {provider!r}", key))
+        self.scrubber = self._build_scrubber()
+
+    def forget_subkey(self, provider: str, app_id: int) -> None:
+        self._subkeys.pop((provider, app_id), None)
+
+    def subkey_of(self, provider: str, app_id: int) -> str | None:
+        return self._subkeys.get((provider, app_id))
+
+    async def key_for(self, provider: ProviderRecord, app_id: int | None) -> str | None:
+        """The key a request of app ``app_id`` goes to ``provider`` with: the app's own key
+        where the provider has per-app keys on (made now if missing), else the provider's.
+        Raises :class:`KeyUnavailable` when the app's key cannot be had: the request must
+        not go with the uncapped one."""
+        if provider.name not in self.subkey_managers or app_id is None:
+            return await self.secret_for(provider.name, provider.secret_ref)
+        key = self._subkeys.get((provider.name, app_id))
+        if key is None and self.make_subkey is not None:
+            key = await self.make_subkey(provider.name, app_id)
+        if key is None:
+            raise KeyUnavailable(provider.name)
+        return key
 
     def _build_scrubber(self) -> Scrubber:
         engine = [(label, v) for label, values in self._engine_secrets.items() for v in values]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
 from aiwallet.domain.errors import InvalidInput, NotFound
 from aiwallet.store import schema as t
@@ -195,6 +195,15 @@ class Apps:
             )
             append_audit(conn, actor, "app.revoke", f"app:{name}", {})
         return self.get(name)
+
+    def remove(self, name: str, *, actor: str = "user") -> AppRecord:
+        """Delete an app with its grants, budget and per-app provider keys' rows (its spend
+        and request rows stay, no longer attributed to it; the audit log keeps its name)."""
+        app = self.get(name)
+        with self.db.begin() as conn:
+            conn.execute(delete(t.apps).where(t.apps.c.id == app.id))
+            append_audit(conn, actor, "app.remove", f"app:{name}", {"app_id": app.id})
+        return app
 
     def set_paused(self, name: str, paused: bool, *, actor: str = "user") -> AppRecord:
         app = self.get(name)

@@ -178,12 +178,15 @@ class Ledger:
         app_id: int | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        provider: str | None = None,
     ) -> int:
         q = select(func.coalesce(func.sum(t.ledger.c.amount_nano), 0)).where(
             t.ledger.c.kind == "spend"
         )
         if app_id is not None:
             q = q.where(t.ledger.c.app_id == app_id)
+        if provider is not None:
+            q = q.where(t.ledger.c.provider == provider)
         if since is not None:
             q = q.where(t.ledger.c.ts >= since)
         if until is not None:

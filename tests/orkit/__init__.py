@@ -1,0 +1,1 @@
+"""A fake OpenRouter on loopback: inference with usage.cost, keys, credits, models, sign-in."""
