@@ -20,6 +20,7 @@ from aiwallet.cli_commands import (
     catalog,
     consent,
     prefs,
+    provider_keys,
     providers,
     requests,
     wallet,
@@ -173,6 +174,7 @@ def serve(state: Context, host: str, port: int, allow_non_loopback: bool) -> Non
 
 
 cli.add_command(providers.group)
+providers.group.add_command(provider_keys.subkeys)
 cli.add_command(apps.group)
 cli.add_command(apps.budget_group)
 cli.add_command(apps.usage)

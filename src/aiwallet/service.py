@@ -5,6 +5,7 @@ user's actions, auditing each change.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import tzlocal
 from aiwallet.catalog_files import (
     CatalogUpdateResult,
     LoadedCatalog,
+    atomic_write,
     load_catalog,
     load_openrouter_prices,
     update_catalog,
@@ -53,6 +55,7 @@ from aiwallet.store.reports import Reports
 from aiwallet.store.settings import Settings
 from aiwallet.store.subkeys import SubKeys
 from aiwallet.upstreams.balance import provider_balance
+from aiwallet.upstreams.openrouter_api import fetch_price_list
 from aiwallet.upstreams.probe import ProbeResult, probe_provider
 from aiwallet.vault import Vault, key_hint, open_vault
 from aiwallet.vault.select import VaultStatus
@@ -92,6 +95,16 @@ class ProviderInfo:
             "last_test_ok": self.last_test_ok,
             "prepaid": self.prepaid,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PriceListResult:
+    provider: str
+    models: int
+    written_to: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"provider": self.provider, "models": self.models, "written_to": self.written_to}
 
 
 def secret_name(provider: str) -> str:
@@ -495,6 +508,35 @@ class Wallet:
             {"source": result.source, "models": result.models, "digest": self.catalog.digest},
         )
         return result
+
+    def refresh_openrouter_prices(
+        self, provider: str | None = None, *, timeout_s: float = 30.0
+    ) -> PriceListResult:
+        """Fetch OpenRouter's own model list (``GET {base}/models``) through provider
+        ``provider`` (else the first OpenRouter provider), check it, and cache it in the data
+        dir: it then prices OpenRouter's models before the catalog's snapshot of them. A list
+        that cannot be read or priced changes nothing (CatalogError)."""
+        records = [r for r in self.providers.list() if r.kind == "openrouter"]
+        record = next((r for r in records if provider in (None, r.name)), None)
+        if record is None:
+            raise NotFound(
+                f"no OpenRouter provider named {provider!r}"
+                if provider
+                else "no OpenRouter provider is set up; add one first"
+            )
+        secret = self.vault.get(record.secret_ref) if record.secret_ref else None
+        raw, rows = asyncio.run(
+            fetch_price_list(
+                record.base_url, secret.reveal() if secret else None, timeout_s=timeout_s
+            )
+        )
+        dest = self.data_dir.openrouter_models
+        atomic_write(dest, raw)
+        self.audit.append(
+            "user", "catalog.openrouter", f"provider:{record.name}", {"models": len(rows)}
+        )
+        self.notify_engine()
+        return PriceListResult(record.name, len(rows), str(dest))
 
     def verify_audit(self) -> AuditVerification:
         return self.audit.verify()

@@ -37,7 +37,8 @@ MODELS: dict[str, dict[str, str]] = {
         "input_cache_read": "0.0000003",
         "input_cache_write": "0.00000375",
     },
-    "meta-llama/llama-3.3-70b-instruct": {"prompt": "0.00000013", "completion": "0.0000004"},
+    # a model no catalog snapshot has: only OpenRouter's own list prices it
+    "aiwallet-test/listed-only": {"prompt": "0.00000013", "completion": "0.0000004"},
 }
 CONTEXT = {"openai/gpt-4o-mini": 128_000, "anthropic/claude-sonnet-4.5": 1_000_000}
 MAX_OUTPUT = {"openai/gpt-4o-mini": 16_384, "anthropic/claude-sonnet-4.5": 64_000}
@@ -131,6 +132,7 @@ class FakeOpenRouter:
         self.markup = Decimal(1)  # reported cost = list price x markup
         self.reply_tokens = 12
         self.management_down = False  # the management API answers 503
+        self.models_answer: Any = None  # what GET /models answers instead of the list
         self.served: list[Served] = []
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -285,6 +287,8 @@ class FakeOpenRouter:
         )
 
     async def _models(self, request: web.Request) -> web.Response:
+        if self.models_answer is not None:
+            return jresponse(self.models_answer)
         data = []
         for model_id, price in MODELS.items():
             data.append({

@@ -147,6 +147,20 @@ def revoke(state: Context, name: str, as_json: bool) -> None:
     emit_json({"revoked": name}) if as_json else click.echo(f"Revoked {term(name)}.")
 
 
+@group.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_state
+def remove(state: Context, name: str, yes: bool, as_json: bool) -> None:
+    """Remove app NAME for good: its per-app provider keys are deleted at each provider, then
+    the app, its grant and budget. What it spent stays in the ledger."""
+    if not yes and not as_json:
+        click.confirm(f"Remove app {term(name)} for good?", abort=True, err=True)
+    state.wallet.provider_keys.remove_app(name)
+    emit_json({"removed": name}) if as_json else click.echo(f"Removed {term(name)}.")
+
+
 @group.command("limits")
 @click.argument("name")
 @click.option("--rpm", type=int, help="Requests per minute (omit for no limit).")

@@ -118,3 +118,21 @@ def update(state: Context, source: str | None, as_json: bool) -> None:
         f"{result.providers} providers ({result.added} new, {result.removed} gone, "
         f"{result.price_changes} price changes)."
     )
+
+
+@group.command("openrouter")
+@click.option("--provider", help="Through this OpenRouter provider (default: the first one).")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait.")
+@json_option
+@pass_state
+def openrouter(state: Context, provider: str | None, timeout: float, as_json: bool) -> None:
+    """Refresh OpenRouter's own price list (GET /api/v1/models): it prices OpenRouter's
+    models before the catalog's snapshot of them. A broken list changes nothing."""
+    result = state.wallet.refresh_openrouter_prices(provider, timeout_s=timeout)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    click.echo(
+        f"OpenRouter's list ({term(result.provider)}): {result.models} priced models, "
+        f"saved to {term(result.written_to)}."
+    )

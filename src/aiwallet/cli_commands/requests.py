@@ -102,6 +102,10 @@ def row_json(r: RequestRow) -> dict[str, object]:
         "token_source": r.token_source,
         "latency_ms": r.latency_ms,
         "stream": r.stream,
+        "catalog_cost_usd": None
+        if r.catalog_cost_nano is None
+        else usd_string(r.catalog_cost_nano),
+        "cost_differs": r.cost_differs,
     }
 
 
@@ -112,7 +116,12 @@ def row_cells(r: RequestRow) -> list[str]:
         r.model or "-",
         f"{r.status} {r.error_code}" if r.error_code else str(r.status),
         f"{r.input_tokens:,} / {r.output_tokens:,}",
-        format_usd(r.cost_nano, places=None),
+        format_usd(r.cost_nano, places=None)
+        + (
+            f" (catalog {format_usd(r.catalog_cost_nano, places=None)})"
+            if r.cost_differs and r.catalog_cost_nano is not None
+            else ""
+        ),
         f"{r.latency_ms:,} ms" if r.latency_ms is not None else "-",
     ]
 

@@ -51,3 +51,7 @@ class RequestRow:
     status: int
     error_code: str | None
     stream: bool
+    # the provider reported the cost (billed); the catalog's figure beside it, and whether
+    # the two differ by more than 1 %
+    catalog_cost_nano: int | None = None
+    cost_differs: bool = False

@@ -77,7 +77,7 @@ class Router:
                 )
             row = self._price(kind, rest, provider)
             if row is None:
-                raise _unpriced(model)
+                raise _unpriced(model, kind)
             return Route(provider, kind, rest, row)
         for provider, kind in self.providers:
             if kind.wire is wire and (row := self._price(kind, model)) is not None:
@@ -125,11 +125,16 @@ def payment_priced(provider: str, model: str) -> PriceRow:
     )  # fmt: skip
 
 
-def _unpriced(model: str) -> ProxyError:
+def _unpriced(model: str, kind: ProviderKind) -> ProxyError:
+    refresh = (
+        "refresh OpenRouter's price list ('aiwallet catalog openrouter')"
+        if kind.catalog_provider == "openrouter"
+        else "refresh the catalog ('aiwallet catalog update')"
+    )
     return ProxyError(
         "unknown_model",
         f"the model {model!r} has no price in the wallet's catalog, so it cannot be metered; "
-        "refresh the catalog ('aiwallet catalog update')",
+        f"{refresh}",
         param="model",
     )
 

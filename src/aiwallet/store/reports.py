@@ -215,6 +215,8 @@ class Reports:
                     status=int(r["status"]),
                     error_code=r["error_code"],
                     stream=bool(r["stream"]),
+                    catalog_cost_nano=r["catalog_cost_nano"],
+                    cost_differs=bool(r["cost_differs"]),
                 )
                 for r in conn.execute(q).mappings()
             ]
