@@ -175,6 +175,7 @@ def serve(state: Context, host: str, port: int, allow_non_loopback: bool) -> Non
 
 cli.add_command(providers.group)
 providers.group.add_command(provider_keys.subkeys)
+providers.group.add_command(provider_keys.balances)
 cli.add_command(apps.group)
 cli.add_command(apps.budget_group)
 cli.add_command(apps.usage)

@@ -130,6 +130,28 @@ X402_MAX_PAYMENT_USD: Pref[str] = Pref(
     "Largest single x402 payment ($)",
 )
 
+LOW_BALANCE_USD: Pref[str] = Pref(
+    # Notify when a provider's published balance falls below this ("": never; stored as
+    # such, so that turning it off is remembered over the default).
+    "low_balance_usd",
+    "5.000000000",
+    lambda v: "" if v is None or v == "" else _usd_positive(v, ", or leave it empty"),
+    "Notify when a provider balance is below ($; empty: never)",
+)
+BALANCE_REFRESH_MIN: Pref[int] = Pref(
+    "balance_refresh_min",
+    15,
+    _int_between(1, 1440, "the balance refresh interval (minutes)"),
+    "Read provider balances every (minutes)",
+)
+KEY_ROTATION_DAYS: Pref[int] = Pref(
+    # Remind to rotate a provider key older than this (0: never remind).
+    "key_rotation_days",
+    30,
+    _int_between(0, 3650, "the key rotation reminder (days; 0 turns it off)"),
+    "Remind to rotate a provider key after (days)",
+)
+
 ALL: tuple[Pref[Any], ...] = (
     PORT,
     PROMPT_TIMEOUT_S,
@@ -140,6 +162,9 @@ ALL: tuple[Pref[Any], ...] = (
     SOLANA_NETWORK,
     SOLANA_RPC_URL,
     X402_MAX_PAYMENT_USD,
+    LOW_BALANCE_USD,
+    BALANCE_REFRESH_MIN,
+    KEY_ROTATION_DAYS,
 )
 
 

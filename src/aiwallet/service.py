@@ -31,12 +31,13 @@ from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.errors import InvalidInput, NotFound
 from aiwallet.domain.money import BudgetSpec
 from aiwallet.domain.providers import (
-    KINDS_WITH_BALANCE,
     Balance,
     ProviderKind,
     check_base_url,
     check_provider_name,
+    key_age_days,
     provider_kind,
+    rotation_due,
 )
 from aiwallet.domain.receipts import public_key_text
 from aiwallet.paths import DataDir, database_url
@@ -54,7 +55,7 @@ from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.reports import Reports
 from aiwallet.store.settings import Settings
 from aiwallet.store.subkeys import SubKeys
-from aiwallet.upstreams.balance import provider_balance
+from aiwallet.upstreams.balance import read_balances
 from aiwallet.upstreams.openrouter_api import fetch_price_list
 from aiwallet.upstreams.probe import ProbeResult, probe_provider
 from aiwallet.vault import Vault, key_hint, open_vault
@@ -81,10 +82,19 @@ class ProviderInfo:
     key_hint: str | None
     last_test_ok: bool | None
     prepaid: bool = False
+    key_set_at: datetime | None = None  # when its key was stored
+    key_age_days: int | None = None
+    subkeys: bool = False  # per-app provider keys are on
 
     @classmethod
     def of(cls, r: ProviderRecord) -> ProviderInfo:
-        return cls(r.name, r.kind, r.base_url, r.key_hint, r.last_test_ok, r.prepaid)
+        return cls(
+            r.name, r.kind, r.base_url, r.key_hint, r.last_test_ok, r.prepaid, r.key_set_at,
+            key_age_days(r.key_set_at, datetime.now(UTC)), bool((r.options or {}).get("subkeys")),
+        )  # fmt: skip
+
+    def rotation_due(self, after_days: int) -> bool:
+        return rotation_due(self.key_age_days, after_days)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +104,9 @@ class ProviderInfo:
             "key_hint": self.key_hint,
             "last_test_ok": self.last_test_ok,
             "prepaid": self.prepaid,
+            "key_set_at": self.key_set_at.isoformat() if self.key_set_at else None,
+            "key_age_days": self.key_age_days,
+            "subkeys": self.subkeys,
         }
 
 
@@ -314,23 +327,10 @@ class Wallet:
         return result
 
     async def provider_balances(self, *, timeout_s: float = 10.0) -> list[Balance]:
-        """What each provider that publishes a balance says is left (OpenRouter today)."""
-        out: list[Balance] = []
-        for record in self.providers.list():
-            kind = provider_kind(record.kind)
-            if kind.id not in KINDS_WITH_BALANCE:
-                continue
-            secret = await self.vault.aget(record.secret_ref) if record.secret_ref else None
-            balance = await provider_balance(
-                record.name,
-                kind,
-                record.base_url,
-                secret.reveal() if secret else None,
-                timeout_s=timeout_s,
-            )
-            if balance is not None:
-                out.append(balance)
-        return out
+        """What each provider that publishes a balance says is left (OpenRouter's key limit
+        and, with its management key, the account's credits; Vercel's credits; DeepSeek's
+        balance). Providers that publish none are left out."""
+        return await read_balances(self.vault, self.providers.list(), timeout_s=timeout_s)
 
     # -- apps, budgets, pause -------------------------------------------------------------
     def create_app(

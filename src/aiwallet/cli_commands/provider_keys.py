@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
 from aiwallet.cli_commands.common import (
@@ -90,3 +92,31 @@ def subkeys(
         for v in views
     ]
     emit_table(rows, ["app", "key", "cap", "state", f"{name} says", "wallet says", "problem"])
+
+
+@click.command("balances")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait per provider.")
+@json_option
+@pass_state
+def balances(state: Context, timeout: float, as_json: bool) -> None:
+    """What each provider that publishes a balance says is left (OpenRouter, Vercel AI
+    Gateway, DeepSeek); the others publish none."""
+    found = asyncio.run(state.wallet.provider_balances(timeout_s=timeout))
+    published = {b.provider for b in found}
+    others = [p.name for p in state.wallet.list_providers() if p.name not in published]
+    if as_json:
+        emit_json({"balances": [b.to_json() for b in found], "not_published": others})
+        return
+    rows = [
+        [
+            b.provider,
+            _usd(b.left_nano),
+            _usd(b.limit_nano),
+            _usd(b.credits_nano),
+            _usd(b.used_nano),
+            b.problem or "",
+        ]
+        for b in found
+    ]
+    rows += [[name, "not published", "", "", "", ""] for name in others]
+    emit_table(rows, ["provider", "left", "key limit", "credits", "used", "problem"])

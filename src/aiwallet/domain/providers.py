@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiwallet.domain.errors import InvalidInput
 
@@ -184,8 +185,41 @@ KINDS_WITH_BALANCE = frozenset(k.id for k in KINDS.values() if k.balance_api)
 
 @dataclass(frozen=True, slots=True)
 class Balance:
+    """What a provider publishes of what is left: a key's limit (OpenRouter), an account's
+    credits (OpenRouter with a management key, Vercel), a prepaid balance (DeepSeek)."""
+
     provider: str
-    remaining_nano: int | None  # None: the key has no limit
+    remaining_nano: int | None  # None: the key has no limit / not known
     limit_nano: int | None
     used_nano: int | None
     problem: str | None = None  # why it could not be read (never the response body)
+    credits_nano: int | None = None  # the account's credits left, where published apart
+
+    @property
+    def left_nano(self) -> int | None:
+        """The least of what is left that is known (the key's limit, the account's credits)."""
+        known = [v for v in (self.remaining_nano, self.credits_nano) if v is not None]
+        return min(known) if known else None
+
+    def to_json(self) -> dict[str, int | str | None]:
+        return {
+            "provider": self.provider,
+            "remaining_nano": self.remaining_nano,
+            "limit_nano": self.limit_nano,
+            "used_nano": self.used_nano,
+            "credits_nano": self.credits_nano,
+            "left_nano": self.left_nano,
+            "problem": self.problem,
+        }
+
+
+def key_age_days(key_set_at: datetime | None, now: datetime) -> int | None:
+    """Whole days since a key was stored (None: no key)."""
+    if key_set_at is None:
+        return None
+    return max(0, (now - key_set_at).days)
+
+
+def rotation_due(age_days: int | None, after_days: int) -> bool:
+    """A key old enough to be rotated (``after_days`` 0: never remind)."""
+    return after_days > 0 and age_days is not None and age_days >= after_days

@@ -33,6 +33,7 @@ from aiwallet.engine.events import EventBus
 from aiwallet.engine.listener import process_started
 from aiwallet.engine.payflow import PaymentFlow
 from aiwallet.engine.port import WalletPort
+from aiwallet.engine.provider_watch import ProviderWatch
 from aiwallet.engine.proxy import Proxy
 from aiwallet.engine.reconcile import Reconciler, Round
 from aiwallet.engine.routing import Route
@@ -115,6 +116,7 @@ class Engine:
         self.consent: ConsentManager | None = None
         self.reconciler: Reconciler | None = None
         self.subkeys: SubKeyKeeper | None = None  # per-app provider keys (engine/subkeys.py)
+        self.watch: ProviderWatch | None = None  # balances, key age, OpenRouter's price list
         self.reconciled: Round | None = None
         # An explicit timeout (tests, ``serve``) wins; else the user's preference applies.
         self._timeout_from_settings = consent_timeout_s is None
@@ -204,6 +206,8 @@ class Engine:
         self.reconciler.start()
         self.subkeys = SubKeyKeeper(self.state, self.events)
         self.subkeys.start()
+        self.watch = ProviderWatch(self.state, self.events)
+        self.watch.start()
         self.events.subscribe(self._on_payment_event)
         app = web.Application(
             client_max_size=self.max_body, middlewares=[self._guard, self._errors]
@@ -246,6 +250,8 @@ class Engine:
             await self.reconciler.stop()
         if self.subkeys is not None:
             await self.subkeys.stop()
+        if self.watch is not None:
+            await self.watch.stop()
         if self._proxy is not None and self._proxy.background:
             await asyncio.gather(*self._proxy.background, return_exceptions=True)
         if self._runner is not None:
