@@ -305,6 +305,9 @@ class Wallet:
 
     def remove_provider(self, name: str) -> None:
         record = self.providers.get(name)
+        if (record.options or {}).get("subkeys"):
+            # its per-app keys are deleted at the provider first (none stays usable there)
+            self.provider_keys.disable(name)
         # The key goes first: if the vault cannot be opened, nothing is removed.
         if record.secret_ref:
             self.vault.delete(record.secret_ref)

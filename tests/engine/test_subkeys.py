@@ -169,3 +169,12 @@ def test_turning_per_app_keys_off_deletes_them_at_openrouter(orig, orfake):
     assert orig.wallet.subkeys.list() == []
     ask(orig, key)  # the provider's own key serves the app again
     assert orfake.served[-1].key_hash == orfake.keys[INFERENCE_KEY].hash
+
+
+def test_removing_the_provider_deletes_its_per_app_keys_first(orig, orfake):
+    orig.app("theta", budget="2/day")
+    wait_until(lambda: key_of(orfake, "theta"), what="theta's key")
+    orig.wallet.remove_provider("openrouter")
+    assert orfake.sub_keys() == []
+    assert orig.wallet.vault.get("provider:openrouter:management") is None
+    assert orig.wallet.subkeys.list() == []
