@@ -203,15 +203,32 @@ class _Server:
         start = {**message, "content": [], "stop_reason": None,
                  "usage": {**usage, "output_tokens": 1}}  # fmt: skip
         await send("message_start", {"type": "message_start", "message": start})
-        await send("content_block_start", {"type": "content_block_start", "index": 0,
-                                           "content_block": {"type": "text", "text": ""}})
+        await send(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
         for word in WORDS:
-            await send("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                               "delta": {"type": "text_delta", "text": word}})
+            await send(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": word},
+                },
+            )
         await send("content_block_stop", {"type": "content_block_stop", "index": 0})
-        await send("message_delta", {"type": "message_delta",
-                                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                     "usage": {"output_tokens": u.completion_tokens}})
+        await send(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": u.completion_tokens},
+            },
+        )
         await send("message_stop", {"type": "message_stop"})
         await resp.write_eof()
         return resp

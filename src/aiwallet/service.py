@@ -374,7 +374,7 @@ class Wallet:
         self,
         name: str,
         *,
-        price: tuple[int, int] | None | Literal[False] = False,
+        price: tuple[int, int] | Literal[False] | None = False,
         budgeted: bool | None = None,
     ) -> ProviderInfo:
         """Price a server on this machine (``(input, output)`` nano-dollars per 1M tokens;

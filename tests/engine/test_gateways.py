@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import anthropic
 import httpx
 import openai
 import pytest
@@ -17,7 +16,7 @@ from aiwallet.domain.usage import Usage
 from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
 from aiwallet.upstreams.client import Timeouts
-from engine.conftest import Rig
+from engine.conftest import Rig, cli
 from gatewaykit import (
     ACCOUNT,
     CF_ANTHROPIC_KEY,
@@ -66,15 +65,28 @@ def gw(tmp_path, vercel, cloudflare):
     cloudflare.token, cloudflare.stored_keys, cloudflare.echo_token = CF_TOKEN, False, False
 
     def setup(w: Wallet) -> None:
-        w.add_provider("vercel", kind="vercel", api_key=VERCEL_KEY,
-                       base_url=vercel.root + "/v1")
-        w.add_provider("vercel-anthropic", kind="vercel-anthropic", api_key=VERCEL_KEY,
-                       base_url=vercel.root)
-        w.add_provider("cf", kind="cloudflare", api_key=CF_OPENAI_KEY, base_url=cloudflare.root,
-                       account_id=ACCOUNT, gateway_id=GATEWAY, gateway_token=CF_TOKEN)
-        w.add_provider("cf-openai", kind="cloudflare-openai", api_key=CF_OPENAI_KEY,
-                       base_url=cloudflare.root, account_id=ACCOUNT, gateway_id=GATEWAY,
-                       gateway_token=CF_TOKEN)
+        w.add_provider("vercel", kind="vercel", api_key=VERCEL_KEY, base_url=vercel.root + "/v1")
+        w.add_provider(
+            "vercel-anthropic", kind="vercel-anthropic", api_key=VERCEL_KEY, base_url=vercel.root
+        )
+        w.add_provider(
+            "cf",
+            kind="cloudflare",
+            api_key=CF_OPENAI_KEY,
+            base_url=cloudflare.root,
+            account_id=ACCOUNT,
+            gateway_id=GATEWAY,
+            gateway_token=CF_TOKEN,
+        )
+        w.add_provider(
+            "cf-openai",
+            kind="cloudflare-openai",
+            api_key=CF_OPENAI_KEY,
+            base_url=cloudflare.root,
+            account_id=ACCOUNT,
+            gateway_id=GATEWAY,
+            gateway_token=CF_TOKEN,
+        )
         w.add_provider("cf-anthropic", kind="cloudflare-anthropic", api_key=CF_ANTHROPIC_KEY,
                        base_url=cloudflare.root, account_id=ACCOUNT, gateway_id=GATEWAY,
                        gateway_token=CF_TOKEN)  # fmt: skip
@@ -132,7 +144,8 @@ def test_vercel_openai_format_priced_as_the_vendor_sells_it(gw, vercel):
 def test_vercel_openai_stream_metered_from_the_usage_chunk(gw, vercel):
     key = gw.app(budget="1/day")
     stream = gw.openai(key).chat.completions.create(
-        model="vercel/openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+        model="vercel/openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
         stream=True,
     )
     chunks = list(stream)
@@ -328,7 +341,7 @@ def test_cloudflare_ids_are_checked_and_the_url_is_built(gw):
     assert info["cf-anthropic"].base_url == f"{gw_root(gw)}/{ACCOUNT}/{GATEWAY}/anthropic"
     assert info["cf"].options == {"account_id": ACCOUNT, "gateway_id": GATEWAY,
                                   "gateway_auth": True}  # fmt: skip
-    assert "gateway 012345…/my-gateway_1, token" == info["cf"].notes
+    assert info["cf"].notes == "gateway 012345…/my-gateway_1, token"
     for acct, gwid in [("not-hex", GATEWAY), (ACCOUNT[:-1], GATEWAY), (ACCOUNT, "a/b"),
                        (ACCOUNT, "x?y"), (ACCOUNT, "")]:  # fmt: skip
         with pytest.raises(InvalidInput):
@@ -352,9 +365,7 @@ def test_default_root_is_cloudflares(tmp_path):
     try:
         info = w.add_provider("cf", kind="cloudflare-openai", api_key=CF_OPENAI_KEY,
                               account_id=ACCOUNT.upper(), gateway_id=GATEWAY)  # fmt: skip
-        assert info.base_url == (
-            f"https://gateway.ai.cloudflare.com/v1/{ACCOUNT}/{GATEWAY}/openai"
-        )
+        assert info.base_url == (f"https://gateway.ai.cloudflare.com/v1/{ACCOUNT}/{GATEWAY}/openai")
         assert "token" not in info.notes  # an open gateway
     finally:
         w.close()
@@ -388,11 +399,16 @@ def test_fakes_refuse_what_the_real_gateways_refuse(vercel, cloudflare):
     cloudflare.token = CF_TOKEN
     chat = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
     p = f"{cloudflare.root}/{ACCOUNT}/{GATEWAY}"
-    good = {"Authorization": f"Bearer {CF_OPENAI_KEY}", "cf-aig-authorization": f"Bearer {CF_TOKEN}"}
+    good = {
+        "Authorization": f"Bearer {CF_OPENAI_KEY}",
+        "cf-aig-authorization": f"Bearer {CF_TOKEN}",
+    }
     with httpx.Client() as c:
         assert c.post(f"{p}/compat/chat/completions", json=chat, headers=good).status_code == 200
         no_token = {"Authorization": good["Authorization"]}
-        assert c.post(f"{p}/compat/chat/completions", json=chat, headers=no_token).status_code == 401
+        assert (
+            c.post(f"{p}/compat/chat/completions", json=chat, headers=no_token).status_code == 401
+        )
         bad_key = {**good, "Authorization": "Bearer sk-wrong"}
         assert c.post(f"{p}/compat/chat/completions", json=chat, headers=bad_key).status_code == 401
         assert c.post(f"{p}/compat/v1/chat/completions", json=chat, headers=good).status_code == 404
@@ -405,3 +421,56 @@ def test_fakes_refuse_what_the_real_gateways_refuse(vercel, cloudflare):
         assert c.post(f"{vercel.root}/v1/chat/completions", json=chat).status_code == 401
         assert c.post(f"{vercel.root}/chat/completions", json=chat, headers=v).status_code == 404
         assert c.post(f"{vercel.root}/v1/chat/completions", json=bare, headers=v).status_code == 400
+
+
+# -- the command line ------------------------------------------------------------------------
+def test_cli_adds_a_cloudflare_gateway(gw, cloudflare, capsys, monkeypatch):
+    monkeypatch.setenv("CF_KEY", CF_OPENAI_KEY)
+    monkeypatch.setenv("CF_TOKEN", CF_TOKEN)
+    code, out, err = cli(
+        capsys, gw, "providers", "add", "work", "--kind", "cloudflare-openai",
+        "--account-id", ACCOUNT, "--gateway-id", GATEWAY, "--base-url", cloudflare.root,
+        "--api-key-env", "CF_KEY", "--gateway-token-env", "CF_TOKEN", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f'"base_url": "{cloudflare.root}/{ACCOUNT}/{GATEWAY}/openai"' in out
+    assert CF_TOKEN not in out and CF_OPENAI_KEY not in out
+    assert gw.wallet.vault.get(gateway_secret_name("work")).reveal() == CF_TOKEN
+    code, out, _ = cli(capsys, gw, "providers", "test", "work")
+    assert code == 0, out
+    assert cloudflare.seen[-1].headers["cf-aig-authorization"] == f"Bearer {CF_TOKEN}"
+    code, out, _ = cli(capsys, gw, "providers", "list")
+    assert "gateway 012345…/my-gateway_1, token" in out and CF_TOKEN not in out
+    code, _, _ = cli(capsys, gw, "providers", "remove", "work")
+    assert code == 0 and gw.wallet.vault.get(gateway_secret_name("work")) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--account-id", "nothex", "--gateway-id", GATEWAY], "is not a Cloudflare account id"),
+        (["--account-id", ACCOUNT, "--gateway-id", "a/b"], "is not an AI Gateway id"),
+        (["--gateway-id", GATEWAY], "needs --account-id and --gateway-id"),
+        (["--account-id", ACCOUNT, "--gateway-id", GATEWAY, "--no-key"], "--no-key is for"),
+    ],
+)
+def test_cli_refuses_bad_cloudflare_setups(gw, capsys, monkeypatch, args, says):
+    monkeypatch.setenv("CF_KEY", CF_OPENAI_KEY)
+    code, _, err = cli(capsys, gw, "providers", "add", "bad", "--kind", "cloudflare",
+                       "--api-key-env", "CF_KEY", *args)  # fmt: skip
+    assert code == 1 and says in err
+    assert gw.wallet.providers.find("bad") is None
+
+
+def test_cli_no_key_with_a_gateway_token(gw, capsys, monkeypatch):
+    monkeypatch.setenv("CF_TOKEN", CF_TOKEN)
+    code, _out, err = cli(
+        capsys, gw, "providers", "add", "byok", "--kind", "cloudflare-anthropic",
+        "--account-id", ACCOUNT, "--gateway-id", GATEWAY, "--no-key",
+        "--gateway-token-env", "CF_TOKEN",
+    )  # fmt: skip
+    assert code == 0, err
+    record = gw.wallet.providers.get("byok")
+    assert record.secret_ref is None and record.options["gateway_auth"] is True
+    code, _, err = cli(capsys, gw, "providers", "add", "v9", "--kind", "vercel", "--no-key")
+    assert code == 1 and "--no-key is for" in err

@@ -69,7 +69,7 @@ def parse_price_per_m(text: str, what: str) -> int:
 def local_options(
     current: Mapping[str, Any] | None,
     *,
-    price: tuple[int, int] | None | Literal[False] = False,
+    price: tuple[int, int] | Literal[False] | None = False,
     budgeted: bool | None = None,
 ) -> dict[str, Any]:
     """``current`` options with a new price (``(input, output)``; None: free; False: keep)

@@ -111,9 +111,10 @@ class Router:
         server on this machine serves any name, so it is asked last, and not for a model the
         catalog knows a vendor of (``gpt-4o`` is not Ollama's): ``ollama/gpt-4o`` asks it."""
         for provider, kind in self.providers:
-            if kind.wire is wire and not kind.local:
-                if (row := self._price(kind, model)) is not None:
-                    return Route(provider, kind, model, row)
+            if kind.wire is not wire or kind.local:
+                continue
+            if (row := self._price(kind, model)) is not None:
+                return Route(provider, kind, model, row)
         if self.catalog.candidates(model):
             return None
         for provider, kind in self.providers:

@@ -82,6 +82,10 @@ def upstream_headers(
     if kind.wire is WireFormat.ANTHROPIC:
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
     headers.update(
-        {k: v for k, v in auth_headers(kind, api_key, gateway_token).items() if k != "anthropic-version"}
+        {
+            k: v
+            for k, v in auth_headers(kind, api_key, gateway_token).items()
+            if k != "anthropic-version"
+        }
     )
     return headers
