@@ -144,7 +144,7 @@ def test_cloudflare_urls_and_ids():
     for bad in ["", acct[:-1], acct + "0", "g" * 32, f"{acct[:16]}/{acct[:15]}"]:
         with pytest.raises(InvalidInput, match="account id"):
             check_account_id(bad)
-    for bad in ["", "a/b", "a b", "../x", "a?b", "x" * 65, "gw%2F"]:
+    for bad in ["", "a/b", "a b", "../x", "a?b", "x" * 65, "gw%2F", "gw\n", "gw\r\n"]:
         with pytest.raises(InvalidInput, match="AI Gateway id"):
             check_gateway_id(bad)
     with pytest.raises(InvalidInput):

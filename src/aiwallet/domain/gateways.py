@@ -24,14 +24,14 @@ CLOUDFLARE_ENDPOINTS = {
 }
 GATEWAY_HEADER = "cf-aig-authorization"
 
-_ACCOUNT_RE = re.compile(r"^[0-9a-f]{32}$")
-_GATEWAY_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ACCOUNT_RE = re.compile(r"[0-9a-f]{32}")
+_GATEWAY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_account_id(value: str) -> str:
     """A Cloudflare account id: 32 hexadecimal digits (lower-cased)."""
     text = value.strip().lower()
-    if not _ACCOUNT_RE.match(text):
+    if not _ACCOUNT_RE.fullmatch(text):
         raise InvalidInput(
             f"{value!r} is not a Cloudflare account id; it is 32 hexadecimal digits, shown on "
             "the Cloudflare dashboard (AI > AI Gateway, or the account's overview page)",
@@ -42,7 +42,7 @@ def check_account_id(value: str) -> str:
 
 def check_gateway_id(value: str) -> str:
     """A Cloudflare AI Gateway id: a slug of letters, digits, '-' and '_' (at most 64)."""
-    if not _GATEWAY_RE.match(value):
+    if not _GATEWAY_RE.fullmatch(value):
         raise InvalidInput(
             f"{value!r} is not an AI Gateway id; use the gateway's name as Cloudflare shows it "
             "(letters, digits, '-' and '_', at most 64 characters)",
