@@ -257,9 +257,18 @@ class VercelFake(_Server):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/credits", self._credits)
 
     def _authorized(self, seen: Seen) -> bool:
         return seen.headers.get("Authorization") == f"Bearer {self.key}"
+
+    async def _credits(self, request: web.Request) -> web.Response:
+        """The gateway's credit balance (the engine reads it on its timer: kept apart from
+        ``seen``, which records inference)."""
+        self.credit_reads = getattr(self, "credit_reads", 0) + 1
+        if request.headers.get("Authorization") != f"Bearer {self.key}":
+            return openai_error(401, "Invalid API key", "invalid_api_key")
+        return web.json_response({"balance": "95.50", "total_used": "4.50"})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         seen = await self._record(request)

@@ -22,6 +22,8 @@ from aiwallet.domain.gateways import CLOUDFLARE_ROOT
 from aiwallet.domain.local_servers import local_options, local_price, parse_price_per_m
 from aiwallet.domain.money import format_usd
 from aiwallet.domain.providers import KINDS
+from aiwallet.preferences import KEY_ROTATION_DAYS
+from aiwallet.service import ProviderInfo
 
 if TYPE_CHECKING:
     from aiwallet.service import ProviderInfo
@@ -216,8 +218,9 @@ def _prices_text(info: ProviderInfo) -> str:
 def list_(state: Context, as_json: bool) -> None:
     """List configured providers (keys are never shown, only a hint)."""
     items = state.wallet.list_providers()
+    rotate_after = state.wallet.pref(KEY_ROTATION_DAYS)
     if as_json:
-        emit_json([p.to_json() for p in items])
+        emit_json([{**p.to_json(), "rotation_due": p.rotation_due(rotate_after)} for p in items])
         return
     rows = [
         [
@@ -225,12 +228,27 @@ def list_(state: Context, as_json: bool) -> None:
             p.kind,
             p.base_url,
             p.key_hint or "-",
+            _age(p, rotate_after),
             "-" if p.last_test_ok is None else ("ok" if p.last_test_ok else "failed"),
-            p.notes or "-",
+            ", ".join(n for n in (p.notes, "per-app keys" if p.subkeys else "") if n) or "-",
         ]
         for p in items
     ]
-    emit_table(rows, ["name", "kind", "base url", "key", "last test", "notes"])
+    emit_table(rows, ["name", "kind", "base url", "key", "key age", "last test", "notes"])
+    due = [p.name for p in items if p.rotation_due(rotate_after)]
+    if due:
+        click.echo(
+            f"Rotate the key of {', '.join(term(n) for n in due)}: older than "
+            f"{rotate_after} days ('aiwallet providers add NAME --replace').",
+            err=True,
+        )
+
+
+def _age(p: ProviderInfo, rotate_after: int) -> str:
+    if p.key_age_days is None:
+        return "-"
+    days = f"{p.key_age_days} day{'s' if p.key_age_days != 1 else ''}"
+    return f"{days} (rotate)" if p.rotation_due(rotate_after) else days
 
 
 @group.command("remove")
