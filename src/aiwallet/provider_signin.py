@@ -1,4 +1,4 @@
-""""Connect OpenRouter": its PKCE sign-in in the browser, then the key stored like any other.
+""" "Connect OpenRouter": its PKCE sign-in in the browser, then the key stored like any other.
 
 The sign-in itself is ``upstreams/openrouter_signin.py``; this module checks the provider
 name first (before any browser opens), runs the sign-in and stores the key it brings with
@@ -34,7 +34,12 @@ from aiwallet.upstreams.openrouter_signin import (
 if TYPE_CHECKING:
     from aiwallet.service import ProviderInfo, Wallet
 
-__all__ = ["OpenRouterConnect", "connect_openrouter", "connect_openrouter_async"]
+__all__ = [
+    "OpenRouterConnect",
+    "connect_openrouter",
+    "connect_openrouter_async",
+    "start_connect_openrouter",
+]
 
 KIND = "openrouter"
 T = TypeVar("T")
@@ -116,9 +121,7 @@ async def start_connect_openrouter(
         port=port,
         timeout_s=timeout_s,
     )
-    return OpenRouterConnect(
-        wallet, signin, name=name, replace=replace, api_base=api_base, run=run
-    )
+    return OpenRouterConnect(wallet, signin, name=name, replace=replace, api_base=api_base, run=run)
 
 
 async def connect_openrouter_async(

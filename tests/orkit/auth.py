@@ -61,6 +61,9 @@ class OpenRouterAuthFake:
     issued: list[str] = field(default_factory=list)  # the keys, in order
     exchanges: list[tuple[int, str]] = field(default_factory=list)  # (status, why) per POST
     refuse_exchange_with: int | None = None  # answer every exchange with this status
+    # when set: each exchange sets ``exchange_waiting`` and holds until the gate opens
+    exchange_gate: threading.Event | None = None
+    exchange_waiting: threading.Event = field(default_factory=threading.Event)
 
     def add_routes(self, app: web.Application, *, prefix: str = "") -> None:
         app.router.add_get(f"{prefix}/auth", self.authorize)
@@ -92,6 +95,9 @@ class OpenRouterAuthFake:
             return self._refuse(400, "the body is not JSON")
         if not isinstance(body, dict):
             return self._refuse(400, "the body is not a JSON object")
+        if self.exchange_gate is not None:
+            self.exchange_waiting.set()
+            await asyncio.to_thread(self.exchange_gate.wait, 10)
         if self.refuse_exchange_with is not None:
             return self._refuse(self.refuse_exchange_with, "scripted refusal")
         code, verifier = body.get("code"), body.get("code_verifier")

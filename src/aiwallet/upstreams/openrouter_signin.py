@@ -516,7 +516,9 @@ async def sign_in(
 ) -> SignInResult:
     """The whole sign-in: listen, ``open_browser(url)`` (in a thread: it may block), wait for
     the key. Setting ``cancel`` ends it with ``SignInCancelled``."""
-    signin = await start_sign_in(auth_url=auth_url, api_base=api_base, port=port, timeout_s=timeout_s)
+    signin = await start_sign_in(
+        auth_url=auth_url, api_base=api_base, port=port, timeout_s=timeout_s
+    )
     watcher: asyncio.Task[object] | None = None
     try:
         if cancel is not None:
