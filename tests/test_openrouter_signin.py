@@ -284,7 +284,8 @@ def test_a_used_code_is_refused_by_openrouter_and_nothing_is_stored(auth, wallet
 
 
 @pytest.mark.parametrize(
-    ("status", "error", "code"), [(400, SignInRefused, "signin_refused"), (500, SignInFailed, "signin_failed")]
+    ("status", "error", "code"),
+    [(400, SignInRefused, "signin_refused"), (500, SignInFailed, "signin_failed")],
 )
 def test_an_exchange_error_names_the_status_never_the_body(auth, status, error, code):
     auth.fake.refuse_exchange_with = status
@@ -405,7 +406,9 @@ def _hold(family: socket.AddressFamily, host: str, port: int) -> socket.socket |
     return sock
 
 
-@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
 def test_port_3000_taken_on_either_address_falls_back_to_a_free_port(auth, family, host):
     held = _hold(family, host, 3000)
 
