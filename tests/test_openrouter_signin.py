@@ -319,6 +319,50 @@ def test_a_callback_from_a_foreign_host_name_is_refused(auth):
     run(go())
 
 
+def test_a_browser_that_resolves_localhost_to_ipv6_reaches_the_callback(auth):
+    async def go():
+        signin = await start_sign_in(
+            auth_url=auth.auth_url, api_base=auth.api_base, port=0, timeout_s=20
+        )
+        async with signin:
+            if "::1" not in signin.addresses:
+                pytest.skip("no IPv6 loopback here")
+            target = await asyncio.to_thread(redirect_target, signin.url)
+            via_v6 = target.replace("//localhost:", "//[::1]:")
+            page = await asyncio.to_thread(browse, via_v6)
+            assert page.status_code == 200 and "Connected" in page.text
+            return await signin.wait()
+
+    assert run(go()).key.reveal() == auth.fake.issued[0]
+
+
+def test_a_browser_that_fails_to_open_leaves_the_url_to_open_by_hand(auth, caplog):
+    urls: list[str] = []
+
+    def broken(url: str) -> None:
+        urls.append(url)
+        raise OSError("no display")
+
+    async def go():
+        task = asyncio.ensure_future(
+            sign_in(
+                open_browser=broken,
+                auth_url=auth.auth_url,
+                api_base=auth.api_base,
+                port=0,
+                timeout_s=20,
+            )
+        )
+        while not urls:
+            await asyncio.sleep(0.01)  # polls for the (failed) opening
+        page = await asyncio.to_thread(browse, urls[0])  # the user pastes the URL
+        assert page.status_code == 200
+        return await task
+
+    assert run(go()).key.reveal() == auth.fake.issued[0]
+    assert "could not open a browser (OSError)" in caplog.text
+
+
 # -- cancel, timeout, ports -----------------------------------------------------------------
 def test_cancel_from_another_thread_ends_it_stores_nothing_and_frees_the_port(auth, wallet):
     async def go():

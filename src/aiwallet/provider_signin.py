@@ -28,6 +28,7 @@ from aiwallet.upstreams.openrouter_signin import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT_S,
     SignIn,
+    open_in_browser,
     start_sign_in,
 )
 
@@ -138,7 +139,8 @@ async def connect_openrouter_async(
     run: Runner | None = None,
 ) -> ProviderInfo:
     """The whole "Connect OpenRouter": check, listen, ``open_browser(url)`` (in a thread),
-    wait, store. Setting ``cancel`` ends it with ``SignInCancelled``."""
+    wait, store (a browser that fails to open is logged: the URL can be opened by hand).
+    Setting ``cancel`` ends it with ``SignInCancelled``."""
     connect = await start_connect_openrouter(
         wallet,
         name=name,
@@ -153,7 +155,7 @@ async def connect_openrouter_async(
     try:
         if cancel is not None:
             watcher = asyncio.ensure_future(_cancel_when(cancel, connect))
-        await asyncio.to_thread(open_browser, connect.url)
+        await open_in_browser(open_browser, connect.url)
         return await connect.wait()
     finally:
         if watcher is not None:

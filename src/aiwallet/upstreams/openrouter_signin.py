@@ -59,6 +59,9 @@ __all__ = [
     "SignInRefused",
     "SignInResult",
     "SignInTimeout",
+    "bind_callback_sockets",
+    "exchange_code",
+    "open_in_browser",
     "sign_in",
     "start_sign_in",
 ]
@@ -430,6 +433,11 @@ class SignIn:
             page = _CONNECTED
             return result
         except TimeoutError:
+            if self._accepted:
+                raise SignInTimeout(
+                    f"OpenRouter did not finish the key exchange within {self._timeout_s:g} s of "
+                    "the sign-in's start; nothing was stored; start it again"
+                ) from None
             refused = (
                 f" ({self.refused_callbacks} callback(s) with a wrong state were refused)"
                 if self.refused_callbacks
@@ -523,12 +531,23 @@ async def sign_in(
     try:
         if cancel is not None:
             watcher = asyncio.ensure_future(_cancel_when(cancel, signin))
-        await asyncio.to_thread(open_browser, signin.url)
+        await open_in_browser(open_browser, signin.url)
         return await signin.wait()
     finally:
         if watcher is not None:
             watcher.cancel()
         await signin.aclose()
+
+
+async def open_in_browser(open_browser: Callable[[str], object], url: str) -> None:
+    """``open_browser(url)`` in a thread (it may block); a failure is logged, not raised: the
+    caller has shown the URL, and the sign-in goes on waiting for it to be opened by hand."""
+    try:
+        await asyncio.to_thread(open_browser, url)
+    except Exception as exc:
+        log.warning(
+            "could not open a browser (%s); open the sign-in URL by hand", type(exc).__name__
+        )
 
 
 async def _cancel_when(event: asyncio.Event, signin: SignIn) -> object:
