@@ -45,6 +45,7 @@ from aiwallet.domain.receipts import public_key_text
 from aiwallet.paths import DataDir, database_url
 from aiwallet.preferences import ORIGINS_SETTING, PAUSED_SETTING, Pref
 from aiwallet.preferences import read as read_pref
+from aiwallet.provider_signin import OpenRouterConnect, start_connect_openrouter
 from aiwallet.store.apps import AppRecord, Apps
 from aiwallet.store.audit import AuditLog
 from aiwallet.store.budgets import Budgets
@@ -471,6 +472,11 @@ class Wallet:
         )  # fmt: skip
         self.providers.record_test(name, result.ok)
         return result
+
+    async def start_connect_openrouter(self, **kw: Any) -> OpenRouterConnect:
+        """ "Connect OpenRouter" by its browser sign-in: ``.url`` to open, ``await .wait()``
+        for the stored provider, ``.cancel()``; see ``provider_signin``."""
+        return await start_connect_openrouter(self, **kw)
 
     async def provider_balances(self, *, timeout_s: float = 10.0) -> list[Balance]:
         """What each provider that publishes a balance says is left (OpenRouter's key limit

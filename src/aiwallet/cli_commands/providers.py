@@ -288,3 +288,81 @@ def test(state: Context, name: str, timeout: float, as_json: bool) -> None:
         click.echo(f"{term(name)}: {term(result.message)} ({result.latency_ms} ms{extra})")
     if not result.ok:
         raise SystemExit(1)
+
+
+@group.command("connect")
+@click.argument("provider", type=click.Choice(["openrouter"]))
+@click.option(
+    "--name", default="openrouter", show_default=True, help="The provider's name in the wallet."
+)
+@click.option("--replace", is_flag=True, help="Replace the key of an existing provider NAME.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=3000,
+    show_default=True,
+    help="Loopback port for the browser's callback (taken: any free one; 0: any free one).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 3600),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the sign-in in the browser.",
+)
+@click.option("--no-browser", is_flag=True, help="Only print the URL to open in a browser.")
+@click.option("--auth-url", metavar="URL", help="OpenRouter's sign-in page (for testing).")
+@click.option("--api-base", metavar="URL", help="OpenRouter's API base URL (for testing).")
+@json_option
+@pass_state
+def connect(
+    state: Context,
+    provider: str,
+    name: str,
+    replace: bool,
+    port: int,
+    timeout: float,
+    no_browser: bool,
+    auth_url: str | None,
+    api_base: str | None,
+    as_json: bool,
+) -> None:
+    """Connect PROVIDER (openrouter) by signing in in the browser; its key goes to the vault.
+
+    Ctrl-C cancels: nothing is stored."""
+    from aiwallet.provider_signin import connect_openrouter
+    from aiwallet.upstreams.openrouter_signin import SignInCancelled
+
+    def show_and_open(url: str) -> object:
+        # stderr: stdout stays the result alone (the --json document)
+        click.echo(
+            "Sign in to OpenRouter in the browser to connect it. If no browser opens,", err=True
+        )
+        click.echo(f"open this URL on this computer:\n\n  {url}\n", err=True)
+        if no_browser:
+            return False
+        import webbrowser
+
+        return webbrowser.open(url)
+
+    try:
+        info = connect_openrouter(
+            state.wallet,
+            name=name,
+            replace=replace,
+            open_browser=show_and_open,
+            auth_url=auth_url,
+            api_base=api_base,
+            port=port,
+            timeout_s=timeout,
+        )
+    except KeyboardInterrupt:
+        raise SignInCancelled("the OpenRouter sign-in was cancelled; nothing was stored") from None
+    if as_json:
+        emit_json(info.to_json())
+        return
+    click.echo(
+        f"Connected OpenRouter as provider {term(info.name)}; key "
+        f"{term(info.key_hint or '(none)')} is in the "
+        f"{term(state.wallet.vault_status().description)}."
+    )
