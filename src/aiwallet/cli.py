@@ -23,6 +23,7 @@ from aiwallet.cli_commands import (
     provider_keys,
     providers,
     requests,
+    routing,
     wallet,
 )
 from aiwallet.cli_commands.common import Context, emit_json, json_option, pass_state, term
@@ -177,6 +178,9 @@ cli.add_command(providers.group)
 providers.group.add_command(provider_keys.subkeys)
 providers.group.add_command(provider_keys.balances)
 cli.add_command(apps.group)
+apps.group.add_command(routing.downgrade)
+cli.add_command(routing.routes_group)
+cli.add_command(routing.prompts_group)
 cli.add_command(apps.budget_group)
 cli.add_command(apps.usage)
 cli.add_command(requests.requests)

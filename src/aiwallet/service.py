@@ -42,6 +42,8 @@ from aiwallet.domain.providers import (
     rotation_due,
 )
 from aiwallet.domain.receipts import public_key_text
+from aiwallet.domain.routes import check_route_name, parse_targets
+from aiwallet.domain.templates import check_template_name, parse_messages, variables_of
 from aiwallet.paths import DataDir, database_url
 from aiwallet.preferences import ORIGINS_SETTING, PAUSED_SETTING, Pref
 from aiwallet.preferences import read as read_pref
@@ -56,6 +58,7 @@ from aiwallet.store.ledger import Ledger, Requests
 from aiwallet.store.payments import Payments
 from aiwallet.store.providers import ProviderRecord, Providers
 from aiwallet.store.reports import Reports
+from aiwallet.store.routes import RouteRecord, Routes, TemplateRecord, Templates
 from aiwallet.store.settings import Settings
 from aiwallet.store.subkeys import SubKeys
 from aiwallet.upstreams.balance import read_balances
@@ -173,6 +176,8 @@ class Wallet:
         self.consent_rules = ConsentRules(db)
         self.payments = Payments(db)
         self.subkeys = SubKeys(db)
+        self.routes = Routes(db)
+        self.templates = Templates(db)
         self._engine: Engine | None = None  # this process's engine, once new_engine built it
         self.wallet_id: str = self.settings.get_or_create(
             WALLET_ID_SETTING, lambda: secrets.token_hex(8)
@@ -527,6 +532,49 @@ class Wallet:
         self.notify_engine()
         return app
 
+    def set_app_downgrade(self, name: str, on: bool) -> AppRecord:
+        """Budget-aware downgrade for app ``name`` (off by default): when its budget cannot
+        pay for the model asked, the next cheaper model of a route of yours serves it."""
+        app = self.apps.set_downgrade(name, on)
+        self.notify_engine()
+        return app
+
+    # -- routes and prompt templates ------------------------------------------------------
+    def set_route(
+        self, name: str, targets: str | list[str], *, replace: bool = False
+    ) -> RouteRecord:
+        """A named fallback chain (``smart`` → ``anthropic/claude-sonnet-4-5``, then
+        ``openai/gpt-4.1``): an app calls ``smart``, and each target is tried in order when
+        the one before fails before anything reached the app. Each target names a provider
+        of this wallet; grants still decide which targets an app may use."""
+        check_route_name(name)
+        parsed = parse_targets(targets)
+        if self.catalog.candidates(name) or self.providers.find(name) is not None:
+            raise InvalidInput(
+                f"{name!r} is a model or provider name; give the route a name of its own"
+            )
+        for target in parsed:
+            provider = target.partition("/")[0]
+            if self.providers.find(provider) is None:
+                raise NotFound(
+                    f"the route's target {target!r} names no provider of this wallet "
+                    f"({provider!r}); see 'aiwallet providers list'"
+                )
+        self.routes.put(name, parsed, replace=replace)
+        self.notify_engine()
+        return next(r for r in self.routes.list() if r.name == name)
+
+    def remove_route(self, name: str) -> None:
+        self.routes.remove(name)
+        self.notify_engine()
+
+    def add_template(self, name: str, text: str) -> TemplateRecord:
+        """A new version of prompt template ``name``: JSON messages with ``{{variables}}``,
+        or plain text (one user message)."""
+        check_template_name(name)
+        messages = parse_messages(text)
+        return self.templates.add(name, messages, variables_of(messages))
+
     def set_app_ask_over(self, name: str, nano: int | None) -> AppRecord:
         """Ask before serving any single request of app ``name`` whose worst case is over
         ``nano`` nano-dollars (None: only the wallet-wide ``ask_over_usd`` applies)."""
@@ -618,6 +666,7 @@ class Wallet:
             data_dir=self.data_dir, db=self.db, apps=self.apps, budgets=self.budgets,
             requests=self.requests, consent_rules=self.consent_rules, settings=self.settings,
             providers=self.providers, payments=self.payments, subkeys=self.subkeys,
+            routes=self.routes, templates=self.templates,
             vault=self.vault,
             catalog=self.catalog, timezone=lambda: self.timezone, signing_key=self.signing_key,
             openrouter_prices=lambda: load_openrouter_prices(self.data_dir.openrouter_models),

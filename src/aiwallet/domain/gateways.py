@@ -143,3 +143,21 @@ def price_candidates(model: str) -> tuple[tuple[str, str], ...]:
         prefix = OPENROUTER_VENDORS.get(provider, provider)
         rows.append(("openrouter", f"{prefix}/{name}"))
     return tuple(rows)
+
+
+_DASHED_VERSION = re.compile(r"(?<=-\d)-(?=\d(?:$|-))")
+
+
+def gateway_ids(vendor: str, model: str) -> tuple[str, ...]:
+    """The ids a gateway or OpenRouter may give the catalog's model ``vendor/model``, best
+    first: ``anthropic/claude-sonnet-4.5`` for ``anthropic``'s ``claude-sonnet-4-5`` (the
+    gateways put dots in version numbers), the id as is, and OpenRouter's vendor spelling
+    (``x-ai/…`` for ``xai``). Each is checked against the gateway's own prices before use."""
+    names = [model]
+    if vendor == "anthropic":
+        dotted = _DASHED_VERSION.sub(".", model.removesuffix("-latest").removesuffix("-0"))
+        names.insert(0, dotted)
+    prefixes = [vendor]
+    if vendor in OPENROUTER_VENDORS:
+        prefixes.append(OPENROUTER_VENDORS[vendor])
+    return tuple(dict.fromkeys(f"{p}/{n}" for n in names for p in prefixes))

@@ -32,6 +32,12 @@ class Call:
     ctx: AppContext | None = None
     foreign_key: bool = False  # it sent a bearer that is not a wallet key (sk-..., DUMMY_KEY)
     route: Route | None = None
+    # the routes to try in order (a user's route, or every provider serving the model); the
+    # bound of each, and what failed before the one that served it
+    candidates: list[Route] = field(default_factory=list)
+    bounds: list[Bound] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
+    downgraded_from: str | None = None  # the model asked for, when a cheaper one served it
     body: dict[str, Any] | None = None
     raw: bytes = b""  # the body as the client sent it: forwarded as is unless policy changed it
     prompt_bytes: int = 0

@@ -38,6 +38,7 @@ from aiwallet.store.ledger import Requests
 from aiwallet.store.payments import Payments
 from aiwallet.store.providers import Providers
 from aiwallet.store.records import Reservation
+from aiwallet.store.routes import Routes, Templates
 from aiwallet.store.settings import Settings
 from aiwallet.store.subkeys import SubKeys
 from aiwallet.vault import Vault
@@ -55,6 +56,8 @@ class WalletPort:
     providers: Providers
     payments: Payments
     subkeys: SubKeys
+    routes: Routes
+    templates: Templates
     vault: Vault
     catalog: Catalog
     openrouter_prices: Callable[[], Mapping[str, PriceRow]]  # OpenRouter's own list (cached)

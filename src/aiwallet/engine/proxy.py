@@ -24,7 +24,7 @@ from aiohttp import web
 from aiwallet.domain.appkeys import looks_like_app_key
 from aiwallet.domain.bounds import BOUNDS, flag
 from aiwallet.domain.cost import affordable_output, bound_cost
-from aiwallet.domain.errors import InvalidInput, VaultError
+from aiwallet.domain.errors import InvalidInput, NotFound, VaultError
 from aiwallet.domain.local_servers import is_budgeted
 from aiwallet.domain.money import format_usd, usd_string
 from aiwallet.domain.strictjson import parse_object
@@ -38,6 +38,8 @@ from aiwallet.engine.ratelimit import Limits, RateLimiter
 from aiwallet.engine.relay import WRITE_ERRORS, Ended, UpstreamCut, read_whole, relay_stream
 from aiwallet.engine.routing import scope_allows
 from aiwallet.engine.state import AppContext, EngineState, KeyUnavailable
+from aiwallet.engine.templating import FIELD as TEMPLATE_FIELD
+from aiwallet.engine.templating import apply_template, template_ref
 from aiwallet.engine.tokens import PREFIX as SESSION_PREFIX
 from aiwallet.engine.tokens import SessionTokens
 from aiwallet.store.budgets import WALLET as WALLET_SCOPE
@@ -192,7 +194,12 @@ class Proxy:
             await self._read_body(call)
             self._resolve(call)
         assert call.body is not None and call.route is not None
-        if not scope_allows(ctx.grant.scopes, call.route):
+        # a route never widens a grant: each target must be allowed on its own
+        allowed = [r for r in call.candidates if scope_allows(ctx.grant.scopes, r)]
+        if allowed and allowed != call.candidates:
+            call.candidates = allowed
+            call.route, call.bound = allowed[0], None
+        if not allowed:
             raise ProxyError(
                 "model_not_allowed",
                 f"this app may not use {call.body.get('model')!r}; it may use: "
@@ -233,6 +240,15 @@ class Proxy:
             call.stream = flag(body, "stream") and ep.meter is not None
         except InvalidInput as exc:
             raise ProxyError("invalid_request", str(exc), param=exc.param) from None
+        if (ref := template_ref(body)) is not None:
+            name, version, variables = ref
+            try:
+                template = await self.state.db(self.state.port.templates.get, name, version)
+            except NotFound as exc:
+                raise ProxyError("invalid_request", str(exc), param=TEMPLATE_FIELD) from None
+            apply_template(body, ep.path, template, variables)
+            raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            call.rewrite = True  # what goes upstream is the rendered request
         call.body, call.raw, call.prompt_bytes = body, raw, len(raw)
         if "models" in body:  # OpenRouter-style fallbacks: a model the grant did not price
             raise ProxyError(
@@ -244,16 +260,21 @@ class Proxy:
 
     def _resolve(self, call: Call) -> None:
         assert call.body is not None
-        call.route = self.state.router.resolve(call.body.get("model"), call.endpoint.wire)
+        call.candidates = self.state.router.chain(call.body.get("model"), call.endpoint.wire)
+        call.route = call.candidates[0]
 
     def _bound(self, call: Call) -> None:
         """The request's worst case (and the caps set in the forwarded body for it)."""
         assert call.body is not None and call.route is not None
+        bound_of = BOUNDS[call.endpoint.path]
         try:
-            call.bound = BOUNDS[call.endpoint.path](call.body, call.raw, call.route.row)
+            call.bound = bound_of(call.body, call.raw, call.route.row)
+            self._apply_caps(call)
+            call.bounds = [call.bound] + [
+                bound_of(call.body, call.raw, r.row) for r in call.candidates[1:]
+            ]
         except InvalidInput as exc:
             raise ProxyError("invalid_request", str(exc), param=exc.param) from None
-        self._apply_caps(call)
 
     def _apply_caps(self, call: Call) -> None:
         """Set the fields the bound needs in the forwarded body (a cap on server-tool uses,
@@ -277,7 +298,11 @@ class Proxy:
         threshold = own if own is not None else self.state.ask_over_nano
         if threshold is None:
             return
-        worst = bound_cost(call.bound, call.route.row)
+        worst = (
+            self._worst(call)[0]
+            if len(call.bounds) == len(call.candidates) and call.bounds
+            else bound_cost(call.bound, call.route.row)
+        )
         if worst <= threshold:
             return
         whose = "this app's" if own is not None else "the wallet's"
@@ -305,14 +330,26 @@ class Proxy:
                 "or ask them to raise the threshold ('aiwallet apps ask-over NAME AMOUNT')",
             )
 
+    def _worst(self, call: Call) -> tuple[int, int]:
+        """The largest worst case among the routes that may serve ``call`` (any of them may
+        be the one billed), and which route has it."""
+        costs = [bound_cost(b, r.row) for r, b in zip(call.candidates, call.bounds, strict=True)]
+        i = max(range(len(costs)), key=costs.__getitem__)
+        return costs[i], i
+
     async def _reserve(self, call: Call) -> None:
         assert call.route is not None and call.ctx is not None and call.bound is not None
-        row, ep, bound = call.route.row, call.endpoint, call.bound
-        amount = bound_cost(bound, row)
+        if len(call.bounds) != len(call.candidates):
+            call.bounds = [call.bound]
+            call.candidates = call.candidates[:1] or [call.route]
+        amount, worst_i = self._worst(call)
+        row, ep, bound = call.candidates[worst_i].row, call.endpoint, call.bounds[worst_i]
         try:
             call.reservation = await self._try_reserve(call, amount)
             return
         except BudgetRefused as refused:
+            if call.ctx.app.downgrade and await self._downgrade(call):
+                return
             if not ep.max_fields:
                 raise await self._exceeded(call, refused) from None
             remaining = refused.remaining_nano
@@ -322,11 +359,56 @@ class Proxy:
             if affordable < self.state.min_clamped_output:
                 raise await self._exceeded(call, refused) from None
             self._clamp(call, affordable)
-            call.bound = bound = replace(bound, output_tokens=affordable)
+            call.bounds = [
+                replace(b, output_tokens=min(b.output_tokens, affordable)) for b in call.bounds
+            ]
+            call.bound = call.bounds[call.candidates.index(call.route)]
             try:
-                call.reservation = await self._try_reserve(call, bound_cost(bound, row))
+                call.reservation = await self._try_reserve(call, self._worst(call)[0])
             except BudgetRefused as again:
                 raise await self._exceeded(call, again) from None
+
+    async def _downgrade(self, call: Call) -> bool:
+        """The budget cannot pay for the model asked: serve it with the next cheaper model
+        of the user's route (the route it asked for, or one that lists the model), whose
+        worst case fits; False when none does. Grants still apply to that model."""
+        assert call.route is not None and call.ctx is not None and call.body is not None
+        asked, router = call.route, self.state.router
+        chains = (
+            [asked.via]
+            if asked.via
+            else [name for name, targets in router.routes.items() if asked.qualified in targets]
+        )
+        worst_asked = self._worst(call)[0]
+        bound_of = BOUNDS[call.endpoint.path]
+        for name in chains:
+            if name is None:
+                continue
+            targets = list(router.routes[name])
+            start = targets.index(asked.qualified) + 1 if asked.qualified in targets else 1
+            for target in targets[start:]:
+                try:
+                    r = router.resolve(target, call.endpoint.wire)
+                except ProxyError:
+                    continue
+                if not scope_allows(call.ctx.grant.scopes if call.ctx.grant else (), r):
+                    continue
+                try:
+                    b = bound_of(call.body, call.raw, r.row)
+                except InvalidInput:
+                    continue
+                cost = bound_cost(b, r.row)
+                if cost >= worst_asked:
+                    continue  # not cheaper
+                try:
+                    call.reservation = await self._try_reserve(call, cost)
+                except BudgetRefused:
+                    continue
+                call.downgraded_from = asked.qualified
+                call.route, call.bound = replace(r, via=name), b
+                call.candidates, call.bounds = [call.route], [b]
+                return True
+        return False
 
     async def _exceeded(self, call: Call, refused: BudgetRefused) -> ProxyError:
         """``budget_exceeded``, saying how much of the budget requests in flight hold (one
@@ -388,6 +470,27 @@ class Proxy:
 
     # -- forwarding -----------------------------------------------------------------------------
     async def _forward(self, call: Call, owner: RequestOwner) -> web.StreamResponse:
+        """Try the routes in order: a failure of the provider before anything reached the
+        app (it could not be reached, failed, timed out, is paused by its breaker, or has no
+        usable key) goes on to the next; anything else is the answer."""
+        candidates = call.candidates or ([call.route] if call.route else [])
+        bounds = call.bounds if len(call.bounds) == len(candidates) else []
+        for i, route in enumerate(candidates):
+            call.route = route
+            if bounds:
+                call.bound = bounds[i]
+            try:
+                return await self._forward_one(call, owner)
+            except ProxyError as err:
+                last = i == len(candidates) - 1
+                if last or owner.ended or call.payment is not None or err.code not in FALLBACK:
+                    raise
+                call.fallbacks.append(f"{route.qualified}: {err.code}")
+                log.info("%s: %s failed (%s); trying %s", call.request_id, route.qualified,
+                         err.code, candidates[i + 1].qualified)  # fmt: skip
+        raise ProxyError("no_provider", "no provider could serve this request")
+
+    async def _forward_one(self, call: Call, owner: RequestOwner) -> web.StreamResponse:
         assert call.route is not None and call.body is not None
         route = call.route
         injected = False
@@ -700,9 +803,20 @@ class Proxy:
 
     def _note(self, call: Call, note: str | None) -> str | None:
         """A ledger note as it may be stored: without secrets (a provider's malformed usage
-        is quoted in one), and saying when the provider echoed one."""
+        is quoted in one), saying when the provider echoed one, which routes failed before
+        the one that served it, and a downgrade."""
         scrubber = self.state.scrubber
         note = scrubber.scrub_text(note) if note else note
+        served = []
+        if call.fallbacks:
+            served.append("served after " + ", ".join(call.fallbacks) + " failed")
+        if call.downgraded_from and call.route is not None:
+            served.append(
+                f"downgraded from {call.downgraded_from} to {call.route.qualified}: the "
+                "budget could not pay for it"
+            )
+        if served:
+            note = "; ".join([*([note] if note else []), *served])
         if not call.echoed:
             return note
         echoed = f"the provider echoed {', '.join(sorted(call.echoed))}: redacted before relaying"
@@ -724,8 +838,22 @@ class Proxy:
         paid = call.payment
         if paid is not None and paid.tx_signature is not None:
             h["x-aiwallet-x402-transaction"] = paid.tx_signature
+        if call.route is not None:  # which provider and model served it
+            h["x-aiwallet-provider"] = call.route.provider.name
+            h["x-aiwallet-model"] = call.route.upstream_model
+            if call.route.via:
+                h["x-aiwallet-route"] = call.route.via
+        if call.fallbacks:
+            h["x-aiwallet-fallbacks"] = str(len(call.fallbacks))
+        if call.downgraded_from:
+            h["x-aiwallet-downgraded-from"] = call.downgraded_from
         return h
 
+
+# A provider's failure before anything reached the app: the next route is tried.
+FALLBACK = frozenset(
+    {"upstream_unavailable", "upstream_timeout", "provider_key_unavailable", "no_provider"}
+)
 
 PURPOSE_HEADER = "x-aiwallet-purpose"
 MAX_PURPOSE = 500  # characters, as a connect request's purpose

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiwallet.domain.catalog import PROVIDER_PREFERENCE, Catalog, PriceRow
-from aiwallet.domain.gateways import price_candidates
+from aiwallet.domain.gateways import gateway_ids, price_candidates
 from aiwallet.domain.local_servers import local_price_row
 from aiwallet.domain.providers import ProviderKind, WireFormat, provider_kind
 from aiwallet.engine.errors import ProxyError
@@ -20,6 +20,7 @@ class Route:
     kind: ProviderKind
     upstream_model: str  # the model name sent upstream
     row: PriceRow
+    via: str | None = None  # the user's route (fallback chain) it came from
 
     @property
     def qualified(self) -> str:
@@ -38,8 +39,14 @@ class Router:
         providers: Iterable[ProviderRecord],
         catalog: Catalog,
         openrouter: Mapping[str, PriceRow] | None = None,
+        routes: Mapping[str, Sequence[str]] | None = None,
+        healthy: Callable[[str], bool] | None = None,
     ) -> None:
         self.catalog = catalog
+        # the user's routes: name → provider/model targets, tried in order on failure
+        self.routes: Mapping[str, Sequence[str]] = routes or {}
+        # whether a provider is taking requests now (its circuit breaker); all are, unless told
+        self.healthy: Callable[[str], bool] = healthy or (lambda _name: True)
         # OpenRouter's own price list (GET /api/v1/models, cached): it prices OpenRouter's
         # models before the catalog's snapshot of them
         self.openrouter: Mapping[str, PriceRow] = openrouter or {}
@@ -118,15 +125,75 @@ class Router:
             param="model",
         )
 
-    def _first(self, model: str, wire: WireFormat) -> Route | None:
-        """The first provider (in preference order) that prices ``model`` in ``wire``. A
-        server on this machine serves any name, so it is asked last, and not for a model the
-        catalog knows a vendor of (``gpt-4o`` is not Ollama's): ``ollama/gpt-4o`` asks it."""
+    def serving(self, model: str, wire: WireFormat) -> list[Route]:
+        """Every configured provider that serves ``model`` in ``wire``, the one to try first
+        first: healthy before not, then the cheaper (input + output price per 1M tokens),
+        then the model's own vendor (preference order). A bare catalog name (``gpt-4o-mini``)
+        is also looked for at OpenRouter and the gateways under their ids for it
+        (``openai/gpt-4o-mini``, ``anthropic/claude-sonnet-4.5``), each priced by its own row.
+        Servers on this machine are not among them (see :meth:`_first`)."""
+        found: dict[str, tuple[tuple[int, int, int, str], Route]] = {}
+
+        def add(provider: ProviderRecord, kind: ProviderKind, name: str, row: PriceRow) -> None:
+            route = Route(provider, kind, name, row)
+            key = (0 if self.healthy(provider.name) else 1, row.input + row.output,
+                   _rank(kind), provider.name)  # fmt: skip
+            if route.qualified not in found:
+                found[route.qualified] = (key, route)
+
+        aliases = [
+            gid
+            for row in (self.catalog.candidates(model) if "/" not in model else [])
+            for gid in gateway_ids(row.provider, row.model)
+        ]
         for provider, kind in self.providers:
             if kind.wire is not wire or kind.local:
                 continue
             if (row := self._price(kind, model)) is not None:
-                return Route(provider, kind, model, row)
+                add(provider, kind, model, row)
+            elif kind.vendor_models or kind.catalog_provider == "openrouter":
+                for gid in aliases:
+                    if (row := self._price(kind, gid)) is not None:
+                        add(provider, kind, gid, row)
+                        break
+        return [route for _, route in sorted(found.values(), key=lambda kr: kr[0])]
+
+    def chain(self, model: object, wire: WireFormat) -> list[Route]:
+        """The routes to try for ``model``, in order: a user's route's targets (each that
+        resolves), a model pinned to a provider (``openai/gpt-4.1``) alone, else every
+        provider that serves it (:meth:`serving`)."""
+        if isinstance(model, str) and model in self.routes:
+            out: list[Route] = []
+            problems: list[str] = []
+            for target in self.routes[model]:
+                try:
+                    r = self.resolve(target, wire)
+                except ProxyError as exc:
+                    problems.append(f"{target}: {exc.message}")
+                    continue
+                out.append(Route(r.provider, r.kind, r.upstream_model, r.row, via=model))
+            if not out:
+                raise ProxyError(
+                    "no_provider",
+                    f"no target of the route {model!r} can be served in this format ("
+                    + "; ".join(problems)[:400]
+                    + ")",
+                )
+            return out
+        first = self.resolve(model, wire)
+        prefix = model.partition("/")[0] if isinstance(model, str) else ""
+        if prefix in self.by_name or first.kind.local:
+            return [first]
+        rest = [r for r in self.serving(str(model), wire) if r.qualified != first.qualified]
+        return [first, *rest]
+
+    def _first(self, model: str, wire: WireFormat) -> Route | None:
+        """The provider to try first for ``model`` in ``wire`` (:meth:`serving`). A server
+        on this machine serves any name, so it is asked last, and not for a model the
+        catalog knows a vendor of (``gpt-4o`` is not Ollama's): ``ollama/gpt-4o`` asks it."""
+        serving = self.serving(model, wire)
+        if serving:
+            return serving[0]
         if self.catalog.candidates(model):
             return None
         for provider, kind in self.providers:

@@ -105,6 +105,8 @@ class EngineState:
         self.subkey_managers: dict[str, str] = {}
         self._subkeys: dict[tuple[str, int], str] = {}
         self.make_subkey: Callable[[str, int], Awaitable[str | None]] | None = None
+        # is a provider taking requests (its circuit breaker closed or probing)? (routing)
+        self.health: Callable[[str], bool] = lambda _name: True
         self.generation = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -142,7 +144,13 @@ class EngineState:
 
     def reload_blocking(self) -> None:
         p = self.port
-        self.router = Router(p.providers.list(), p.catalog, p.openrouter_prices())
+        self.router = Router(
+            p.providers.list(),
+            p.catalog,
+            p.openrouter_prices(),
+            routes={r.name: r.targets for r in p.routes.list()},
+            healthy=self.provider_healthy,
+        )
         self.paused = p.paused()
         self.timezone = p.timezone()
         self.allowed_origins = p.allowed_origins()
@@ -205,6 +213,10 @@ class EngineState:
             except VaultError as exc:
                 log.warning("cannot read the per-app keys of provider %r: %s", record.name, exc)
         return managers, keys
+
+    def provider_healthy(self, name: str) -> bool:
+        """Whether provider ``name`` takes requests now (its circuit breaker is not open)."""
+        return self.health(name)
 
     def learn_subkey(self, provider: str, app_id: int, key: str) -> None:
         """A per-app key just made: scrubbed from everything relayed, used from now on."""

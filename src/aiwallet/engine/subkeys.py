@@ -210,8 +210,6 @@ class SubKeyKeeper:
             with contextlib.suppress(OpenRouterError):  # nobody could ever use it
                 await client.delete(figures.key_id)
             raise
-        # scrubbed from answers from now on, and usable by the app's next request
-        self.state.learn_subkey(provider.name, w.app_id, key)
         if w.disabled:
             figures = await client.update(
                 figures.key_id, limit_nano=w.limit_nano, limit_reset=w.limit_reset,
@@ -224,6 +222,9 @@ class SubKeyKeeper:
                 disabled=w.disabled, usage=figures.usage_json(),
             )
         )  # fmt: skip
+        # recorded first, so that a reload from now on finds it too; then scrubbed from
+        # answers and usable by the app's next request
+        self.state.learn_subkey(provider.name, w.app_id, key)
         self.events.emit(
             "subkey.created",
             {"provider": provider.name, "app_id": w.app_id, "limit_nano": w.limit_nano,
@@ -251,4 +252,12 @@ class SubKeyKeeper:
             return known
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.sync(only_app=app_id)), timeout=MAKE_WAIT_S)
-        return self.state.subkey_of(provider, app_id)
+        known = self.state.subkey_of(provider, app_id)
+        if known is None:  # made, but a reload read the keys before it was recorded
+            p = self.state.port
+            sub = await self.state.db(p.subkeys.find, provider, app_id)
+            secret = await p.vault.aget(sub.secret_ref) if sub is not None else None
+            if secret is not None:
+                self.state.learn_subkey(provider, app_id, secret.reveal())
+                known = secret.reveal()
+        return known

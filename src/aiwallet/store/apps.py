@@ -28,6 +28,7 @@ class AppRecord:
     tpm_limit: int | None = None
     concurrency_limit: int | None = None
     ask_over_nano: int | None = None  # ask before a request whose worst case is over this
+    downgrade: bool = False  # a cheaper model of a route when the budget cannot pay (0009)
 
     @property
     def active(self) -> bool:
@@ -230,6 +231,15 @@ class Apps:
         with self.db.begin() as conn:
             conn.execute(update(t.apps).where(t.apps.c.id == app.id).values(**values))
             append_audit(conn, actor, "app.limits", f"app:{name}", values)
+        return self.get(name)
+
+    def set_downgrade(self, name: str, on: bool, *, actor: str = "user") -> AppRecord:
+        """Let the wallet serve this app a cheaper model of a route when its budget cannot
+        pay for the model asked (and say so in a header), instead of refusing."""
+        app = self.get(name)
+        with self.db.begin() as conn:
+            conn.execute(update(t.apps).where(t.apps.c.id == app.id).values(downgrade=on))
+            append_audit(conn, actor, "app.downgrade", f"app:{name}", {"downgrade": on})
         return self.get(name)
 
     def set_ask_over(self, name: str, nano: int | None, *, actor: str = "user") -> AppRecord:

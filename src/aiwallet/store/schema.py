@@ -71,6 +71,32 @@ apps = Table(
     Column("concurrency_limit", Integer),  # requests in flight
     # ask the user before a single request whose worst case is over this (migration 0006)
     Column("ask_over_nano", BigInteger),
+    # serve a cheaper model of a route when the budget cannot pay for the one asked (0009)
+    Column("downgrade", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+# A user-named chain of provider/model targets, tried in order on failure (0009).
+routes = Table(
+    "routes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("targets", JSON, nullable=False),  # ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Stored prompts with named variables, versioned; never a completion (0009).
+prompt_templates = Table(
+    "prompt_templates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("messages", JSON, nullable=False),  # [{"role", "content"}] with {{variables}}
+    Column("variables", JSON, nullable=False),  # the names used, sorted
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name", "version", name="uq_prompt_templates_name_version"),
 )
 
 grants = Table(
