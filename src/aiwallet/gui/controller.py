@@ -69,6 +69,7 @@ class Controller(QObject):
         self.balances: dict[str, Balance] = {}
         self._balances_for: tuple[str, ...] | None = None
         self._balances_at = 0.0
+        self._balances_gen = 0  # balances shown so far: a read overtaken by newer is dropped
         self.solana: SolanaReading | None = None
         self._solana_stale = True
         self._solana_read: asyncio.Task[SolanaReading] | None = None
@@ -145,8 +146,15 @@ class Controller(QObject):
         providers = await self.run(wallet.list_providers)
         self._balances_for = tuple(sorted(f"{p.name}:{p.key_hint}" for p in providers))
         self._balances_at = time.monotonic()
+        began = self._balances_gen
         found = await self.run(lambda: asyncio.run(wallet.provider_balances()))
+        if began != self._balances_gen:  # the engine told newer ones meanwhile: keep those
+            return
+        self._set_balances(found)
+
+    def _set_balances(self, found: list[Balance]) -> None:
         self.balances = {b.provider: b for b in found}
+        self._balances_gen += 1
         self.balances_changed.emit()
 
     def solana_stale(self) -> bool:
@@ -369,10 +377,8 @@ class Controller(QObject):
     def on_event_balance_changed(self, payload: dict[str, Any]) -> None:
         """The engine read the balances on its timer: show them without reading again."""
         items = payload.get("balances") or []
-        found = [balance_of(i) for i in items if isinstance(i, dict)]
-        self.balances = {b.provider: b for b in found}
         self._balances_at = time.monotonic()
-        self.balances_changed.emit()
+        self._set_balances([balance_of(i) for i in items if isinstance(i, dict)])
 
     def on_event_balance_low(self, payload: dict[str, Any]) -> None:
         provider = str(payload.get("provider"))
