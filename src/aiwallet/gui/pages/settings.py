@@ -132,7 +132,17 @@ class SettingsPage(Page):
 
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        port, timeout, thresholds, upstream, login, status = await self.controller.run(
+        (
+            port,
+            timeout,
+            thresholds,
+            upstream,
+            login,
+            status,
+            low,
+            refresh,
+            rotation,
+        ) = await self.controller.run(
             lambda: (
                 wallet.pref(PORT),
                 wallet.pref(PROMPT_TIMEOUT_S),
@@ -140,10 +150,6 @@ class SettingsPage(Page):
                 wallet.pref(NOTIFY_UPSTREAM),
                 autostart.is_enabled(),
                 wallet.status(),
-            )
-        )
-        low, refresh, rotation = await self.controller.run(
-            lambda: (
                 wallet.pref(LOW_BALANCE_USD),
                 wallet.pref(BALANCE_REFRESH_MIN),
                 wallet.pref(KEY_ROTATION_DAYS),
