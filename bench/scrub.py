@@ -149,6 +149,29 @@ def micro(quick: bool) -> None:
             )
 
 
+def per_app_keys(quick: bool) -> None:
+    """What per-app OpenRouter keys (issue 16: one per app, ``sk-or-v1-`` + 64 hex, so also
+    in base64 forms) add to every scrub: 10 provider keys alone, then with 25 and 100 app
+    keys, the same data, alternated."""
+    budget = 0.3 if quick else 1.0
+    base = wallet_secrets(10)
+    apps = [(f"app {i}", "sk-or-v1-" + secrets.token_hex(32)) for i in range(100)]
+    configs = {"10 keys": base, "+25 app keys": base + apps[:25], "+100 app keys": base + apps}
+    scrubbers = {name: Scrubber(pairs) for name, pairs in configs.items()}
+    cases = {"answer 0.6 KB": chat_answer(80), "event 0.2 KB": chat_event(120),
+             "event 64 KB": chat_event(64 * 1024)}  # fmt: skip
+    print("\nper-app keys: per call, microseconds (median of 3 alternated rounds)")
+    print("secret forms: " + ", ".join(f"{k} {len(v.secrets)}" for k, v in scrubbers.items()))
+    print(f"{'data':<16}" + "".join(f"{name:>16}" for name in configs))
+    for name, data in cases.items():
+        rounds: dict[str, list[float]] = {k: [] for k in configs}
+        for _ in range(3):
+            for k, s in scrubbers.items():
+                rounds[k].append(per_call(s.scrub, data, budget / 3))
+        cells = "".join(f"{statistics.median(v):>16.1f}" for v in rounds.values())
+        print(f"{name:<16}{cells}")
+
+
 async def load(
     url: str, headers: dict[str, str], body: dict, conc: int, n: int, limit_s: float
 ) -> float:
@@ -220,8 +243,15 @@ def proxy(quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--per-app", action="store_true", help="only what per-app provider keys add"
+    )
     args = parser.parse_args()
+    if args.per_app:
+        per_app_keys(args.quick)
+        return
     micro(args.quick)
+    per_app_keys(args.quick)
     proxy(args.quick)
 
 

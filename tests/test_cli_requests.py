@@ -223,6 +223,8 @@ def test_json_shape_and_exact_costs(capsys, seeded):
         "token_source": "provider",
         "latency_ms": 1_321,
         "stream": True,
+        "catalog_cost_usd": None,  # no provider-reported cost
+        "cost_differs": False,
     }
     assert datetime.fromisoformat(items[2]["ts"]) == NOW - timedelta(hours=3)
     assert [i["cost_usd"] for i in items] == [

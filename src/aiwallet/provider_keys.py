@@ -105,16 +105,22 @@ class ProviderKeys:
         own key serves every app again. Returns how many keys were deleted. Nothing is
         changed if the provider cannot be reached (the keys would stay usable there)."""
         record = self._provider(name)
+        # the engine stops making keys first, so none is made while these are deleted
+        options = {k: v for k, v in (record.options or {}).items() if k != "subkeys"}
+        self.wallet.providers.set_options(name, options)
+        self.wallet.notify_engine()
         subs = self.wallet.subkeys.list(name)
-        if subs:
-            self._delete_remote(record.base_url, name, subs)
+        try:
+            if subs:
+                self._delete_remote(record.base_url, name, subs)
+        except InvalidInput:
+            self.wallet.providers.set_options(name, record.options or {})
+            self.wallet.notify_engine()
+            raise
         for sub in subs:
             self.wallet.vault.delete(sub.secret_ref)
             self.wallet.subkeys.remove(sub)
         self.wallet.vault.delete(management_ref(name))
-        options = {k: v for k, v in (record.options or {}).items() if k != "subkeys"}
-        self.wallet.providers.set_options(name, options)
-        self.wallet.notify_engine()
         return len(subs)
 
     def _delete_remote(self, base_url: str, provider: str, subs: list[SubKey]) -> None:

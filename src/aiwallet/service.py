@@ -9,10 +9,10 @@ import asyncio
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nacl.signing
@@ -29,6 +29,8 @@ from aiwallet.catalog_files import (
 from aiwallet.domain.audit import AuditVerification
 from aiwallet.domain.catalog import Catalog
 from aiwallet.domain.errors import InvalidInput, NotFound
+from aiwallet.domain.gateways import CLOUDFLARE_ENDPOINTS, cloudflare_base_url, gateway_secret_name
+from aiwallet.domain.local_servers import local_notes, local_options
 from aiwallet.domain.money import BudgetSpec
 from aiwallet.domain.providers import (
     Balance,
@@ -43,6 +45,7 @@ from aiwallet.domain.receipts import public_key_text
 from aiwallet.paths import DataDir, database_url
 from aiwallet.preferences import ORIGINS_SETTING, PAUSED_SETTING, Pref
 from aiwallet.preferences import read as read_pref
+from aiwallet.provider_signin import OpenRouterConnect, start_connect_openrouter
 from aiwallet.store.apps import AppRecord, Apps
 from aiwallet.store.audit import AuditLog
 from aiwallet.store.budgets import Budgets
@@ -82,6 +85,8 @@ class ProviderInfo:
     key_hint: str | None
     last_test_ok: bool | None
     prepaid: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # never a secret (those: the vault)
+    notes: str = ""  # a short word on pricing, budgets, the gateway ("free, outside budgets")
     key_set_at: datetime | None = None  # when its key was stored
     key_age_days: int | None = None
     subkeys: bool = False  # per-app provider keys are on
@@ -89,7 +94,8 @@ class ProviderInfo:
     @classmethod
     def of(cls, r: ProviderRecord) -> ProviderInfo:
         return cls(
-            r.name, r.kind, r.base_url, r.key_hint, r.last_test_ok, r.prepaid, r.key_set_at,
+            r.name, r.kind, r.base_url, r.key_hint, r.last_test_ok, r.prepaid,
+            dict(r.options or {}), provider_notes(r), r.key_set_at,
             key_age_days(r.key_set_at, datetime.now(UTC)), bool((r.options or {}).get("subkeys")),
         )  # fmt: skip
 
@@ -104,6 +110,8 @@ class ProviderInfo:
             "key_hint": self.key_hint,
             "last_test_ok": self.last_test_ok,
             "prepaid": self.prepaid,
+            "options": self.options,
+            "notes": self.notes,
             "key_set_at": self.key_set_at.isoformat() if self.key_set_at else None,
             "key_age_days": self.key_age_days,
             "subkeys": self.subkeys,
@@ -118,6 +126,23 @@ class PriceListResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"provider": self.provider, "models": self.models, "written_to": self.written_to}
+
+
+def provider_notes(r: ProviderRecord) -> str:
+    """What ``providers list`` says of a provider beyond its URL and key."""
+    kind = provider_kind(r.kind)
+    opts = r.options or {}
+    if kind.local:
+        return local_notes(opts)
+    if kind.gateway is not None:
+        acct, gw = str(opts.get("account_id", "?")), str(opts.get("gateway_id", "?"))
+        token = ", token" if opts.get("gateway_auth") else ""
+        return f"gateway {acct[:6]}…/{gw}{token}"
+    if kind.vendor_models:
+        return "vendor/model ids"
+    if r.prepaid:
+        return "prepaid"
+    return ""
 
 
 def secret_name(provider: str) -> str:
@@ -261,17 +286,46 @@ class Wallet:
         base_url: str | None = None,
         replace: bool = False,
         prepaid: bool = False,
+        options: dict[str, Any] | None = None,
+        gateway_token: str | None = None,
+        account_id: str | None = None,
+        gateway_id: str | None = None,
     ) -> ProviderInfo:
         """Store the key in the vault and the provider (never its key) in the database.
-        ``prepaid``: an x402 router paid ahead by top-ups (its key comes with the first)."""
-        pkind, url = self.check_new_provider(name, kind=kind, base_url=base_url, replace=replace)
+        ``prepaid``: an x402 router paid ahead by top-ups (its key comes with the first).
+        ``options``: a local server's ``price`` / ``budgeted`` (domain/local_servers.py).
+        Cloudflare AI Gateway kinds: ``account_id`` and ``gateway_id`` build the base URL
+        (``base_url`` is then the root, for tests and other deployments); ``gateway_token``
+        (an authenticated gateway's, kept in the vault) lets the key be left out when the
+        gateway holds the provider's key itself."""
+        pkind, url = self.check_new_provider(
+            name, kind=kind, base_url=base_url, replace=replace,
+            account_id=account_id, gateway_id=gateway_id,
+        )  # fmt: skip
         if prepaid and not pkind.x402:
             raise InvalidInput("only an x402 router can be prepaid")
-        if pkind.needs_key and not api_key:
-            raise InvalidInput(f"a {pkind.label} provider needs an API key")
+        if gateway_token is not None and pkind.gateway is None:
+            raise InvalidInput(f"a {pkind.label} provider takes no gateway token")
+        old = self.providers.find(name) if replace else None
+        old_opts = dict(old.options or {}) if old is not None else {}
+        had_token = bool(old_opts.get("gateway_auth"))
+        has_token = bool(gateway_token) or (had_token and old is not None)
+        if pkind.needs_key and not api_key and not (pkind.gateway and has_token):
+            extra = (
+                " (or, when the gateway holds the provider's key, give its gateway token and "
+                "--no-key)"
+                if pkind.gateway
+                else ""
+            )
+            raise InvalidInput(f"a {pkind.label} provider needs an API key{extra}")
+        stored = self._provider_options(pkind, url, prepaid, options, old_opts, has_token)
         ref = secret_name(name) if api_key else None
         if api_key and ref:
             self.vault.set(ref, api_key)
+        elif old is not None and old.secret_ref and pkind.gateway:
+            self.vault.delete(old.secret_ref)  # now the gateway holds the key: ours goes
+        if gateway_token:
+            self.vault.set(gateway_secret_name(name), gateway_token)
         record = self.providers.upsert(
             name,
             kind=pkind.id,
@@ -279,35 +333,119 @@ class Wallet:
             secret_ref=ref,
             key_hint=key_hint(api_key) if api_key else None,
             replace=replace,
-            options={"prepaid": True} if prepaid else None,
+            options=stored,
         )
         self.notify_engine()
         return ProviderInfo.of(record)
 
+    def _provider_options(
+        self,
+        pkind: ProviderKind,
+        url: str,
+        prepaid: bool,
+        options: dict[str, Any] | None,
+        old: dict[str, Any],
+        gateway_auth: bool,
+    ) -> dict[str, Any] | None:
+        """The options stored for a provider: what the kind takes, checked."""
+        given = dict(options or {})
+        local_keys = {"price", "budgeted"}
+        if given.keys() - local_keys:
+            raise InvalidInput(f"unknown provider options: {sorted(given.keys() - local_keys)}")
+        if given and not pkind.local:
+            raise InvalidInput(
+                "--price-input, --price-output and --budgeted apply to servers on this "
+                "machine (ollama, lmstudio, llamacpp) only"
+            )
+        out: dict[str, Any] = {}
+        if prepaid:
+            out["prepaid"] = True
+        if pkind.local:
+            out.update({k: v for k, v in old.items() if k in local_keys})
+            out.update(given)
+        if pkind.gateway is not None:
+            acct, gw = url.rsplit("/", 3)[-3:-1]
+            out.update({"account_id": acct, "gateway_id": gw})
+            if gateway_auth:
+                out["gateway_auth"] = True
+        return out or None
+
     def check_new_provider(
-        self, name: str, *, kind: str, base_url: str | None, replace: bool
+        self,
+        name: str,
+        *,
+        kind: str,
+        base_url: str | None,
+        replace: bool,
+        account_id: str | None = None,
+        gateway_id: str | None = None,
     ) -> tuple[ProviderKind, str]:
-        """Everything about a provider to add that can be checked before asking for its key."""
+        """Everything about a provider to add that can be checked before asking for its key.
+        A Cloudflare kind's base URL is built from ``account_id`` and ``gateway_id`` (on
+        ``replace``, the stored ones when not given), under ``base_url`` as the root."""
         check_provider_name(name)
         pkind = provider_kind(kind)
+        exists = self.providers.find(name)
+        if exists is not None and not replace:
+            raise InvalidInput(f"a provider named {name!r} exists; use --replace to rotate its key")
+        if replace and exists is None:
+            raise NotFound(f"no provider named {name!r} to replace; add it without --replace")
+        if pkind.gateway is None and (account_id or gateway_id):
+            raise InvalidInput(
+                f"--account-id and --gateway-id are for Cloudflare AI Gateway kinds "
+                f"({', '.join(CLOUDFLARE_ENDPOINTS)}), not {pkind.id}"
+            )
+        if pkind.gateway == "cloudflare":
+            old = (exists.options or {}) if exists is not None and exists.kind == kind else {}
+            acct = account_id or old.get("account_id")
+            gw = gateway_id or old.get("gateway_id")
+            if not acct or not gw:
+                raise InvalidInput(
+                    f"a {pkind.label} provider needs --account-id and --gateway-id (both are "
+                    "on the Cloudflare dashboard, AI > AI Gateway)"
+                )
+            root = check_base_url(base_url) if base_url else None
+            return pkind, cloudflare_base_url(pkind.id, str(acct), str(gw), root)
         url = base_url or pkind.default_base_url
         if url is None:
             raise InvalidInput(f"a {pkind.label} provider needs --base-url")
-        exists = self.providers.find(name) is not None
-        if exists and not replace:
-            raise InvalidInput(f"a provider named {name!r} exists; use --replace to rotate its key")
-        if replace and not exists:
-            raise NotFound(f"no provider named {name!r} to replace; add it without --replace")
         return pkind, check_base_url(url)
+
+    def set_local_pricing(
+        self,
+        name: str,
+        *,
+        price: tuple[int, int] | Literal[False] | None = False,
+        budgeted: bool | None = None,
+    ) -> ProviderInfo:
+        """Price a server on this machine (``(input, output)`` nano-dollars per 1M tokens;
+        None: free again; False: unchanged) and count it against budgets or not (None:
+        unchanged). Audited; a running engine picks it up."""
+        record = self.providers.get(name)
+        if not provider_kind(record.kind).local:
+            raise InvalidInput(
+                f"provider {name!r} is not a server on this machine; only ollama, lmstudio and "
+                "llamacpp providers take prices and --budgeted/--unbudgeted"
+            )
+        options = local_options(record.options, price=price, budgeted=budgeted)
+        if options != (record.options or {}):
+            self.providers.set_options(name, options)
+            self.notify_engine()
+        return ProviderInfo.of(self.providers.get(name))
 
     def list_providers(self) -> list[ProviderInfo]:
         return [ProviderInfo.of(r) for r in self.providers.list()]
 
     def remove_provider(self, name: str) -> None:
         record = self.providers.get(name)
+        if (record.options or {}).get("subkeys"):
+            # its per-app keys are deleted at the provider first (none stays usable there)
+            self.provider_keys.disable(name)
         # The key goes first: if the vault cannot be opened, nothing is removed.
         if record.secret_ref:
             self.vault.delete(record.secret_ref)
+        if provider_kind(record.kind).gateway is not None:
+            self.vault.delete(gateway_secret_name(name))
         self.providers.remove(name)
         self.notify_engine()
 
@@ -315,16 +453,30 @@ class Wallet:
         record = self.providers.get(name)
         kind = provider_kind(record.kind)
         secret = await self.vault.aget(record.secret_ref) if record.secret_ref else None
-        if kind.needs_key and secret is None:
+        token = None
+        if kind.gateway is not None:
+            token = await self.vault.aget(gateway_secret_name(name))
+            if token is None and (record.options or {}).get("gateway_auth"):
+                raise NotFound(
+                    f"the gateway token of provider {name!r} is missing from the "
+                    f"{self.vault.status.description}; add it again with --replace"
+                )
+        if kind.needs_key and secret is None and token is None:
             raise NotFound(
                 f"the key of provider {name!r} is missing from the "
                 f"{self.vault.status.description}; add it again with --replace"
             )
         result = await probe_provider(
-            kind, record.base_url, secret.reveal() if secret else None, timeout_s=timeout_s
-        )
+            kind, record.base_url, secret.reveal() if secret else None, timeout_s=timeout_s,
+            gateway_token=token.reveal() if token else None,
+        )  # fmt: skip
         self.providers.record_test(name, result.ok)
         return result
+
+    async def start_connect_openrouter(self, **kw: Any) -> OpenRouterConnect:
+        """ "Connect OpenRouter" by its browser sign-in: ``.url`` to open, ``await .wait()``
+        for the stored provider, ``.cancel()``; see ``provider_signin``."""
+        return await start_connect_openrouter(self, **kw)
 
     async def provider_balances(self, *, timeout_s: float = 10.0) -> list[Balance]:
         """What each provider that publishes a balance says is left (OpenRouter's key limit

@@ -132,3 +132,19 @@ def test_a_broken_list_changes_nothing(orig, orfake):
     with pytest.raises(CatalogError, match="priced no model"):
         orig.wallet.refresh_openrouter_prices()
     assert orig.data_dir.openrouter_models.read_bytes() == before
+
+
+def test_a_server_that_is_not_trusted_to_bill_is_priced_by_the_catalog(orig, orfake):
+    """Only kinds whose cost report is their bill (OpenRouter, a prepaid x402 router) are
+    billed by it: any OpenAI-compatible server may write ``usage.cost``, even $0."""
+    orig.wallet.add_provider(
+        "lookalike", kind="openai-compatible", api_key=INFERENCE_KEY, base_url=orfake.base_url
+    )
+    orfake.markup = Decimal("0.01")  # it claims 1 % of the list price
+    client = orig.openai(orig.app())
+    client.chat.completions.create(
+        model="lookalike/openai/gpt-4o-mini", messages=messages(), max_tokens=40
+    )
+    (row,) = orig.ledger_rows()
+    assert row["token_source"] == "provider" and row["catalog_cost_nano"] is None
+    assert row["amount_nano"] > nano(orfake.served[-1].cost) * 50

@@ -174,6 +174,8 @@ def test_key_age_and_the_rotation_reminder(wrig, capsys):
     assert info["vercel"].key_age_days == 41 and info["vercel"].rotation_due(30)
     assert info["openai"].key_age_days == 0 and not info["openai"].rotation_due(30)
     assert on_engine(wrig, wrig.engine.watch.check_key_age()) == ["vercel"]
+    code, out, err = cli(capsys, wrig, "providers", "list")
+    assert code == 0 and "41 days (rotate)" in out and "Rotate the key of vercel" in err
     event = [p for n, p in wrig.engine.events.history if n == "provider.key_old"][-1]
     assert event == {"provider": "vercel", "age_days": 41, "after_days": 30}
     wrig.wallet.set_pref(KEY_ROTATION_DAYS, 0)  # no reminders

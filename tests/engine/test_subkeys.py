@@ -46,6 +46,19 @@ def key_of(orfake: FakeOpenRouter, app: str):
     return next((k for k in orfake.sub_keys() if k.name == f"aiwallet: {app}"), None)
 
 
+def made(orig, orfake, app: str):
+    """The app's key, once made at OpenRouter and recorded by the wallet."""
+    return wait_until(
+        lambda: (
+            key_of(orfake, app)
+            and any(
+                orig.wallet.apps.by_id(s.app_id).name == app for s in orig.wallet.subkeys.list()
+            )
+        ),
+        what=f"{app}'s key made and recorded",
+    ) and key_of(orfake, app)
+
+
 def ask(rig, key: str, content: str = "hello there") -> openai.types.chat.ChatCompletion:
     return rig.openai(key).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=50
@@ -78,7 +91,7 @@ def test_each_app_gets_its_own_capped_key_and_uses_it(orig, orfake):
 
 def test_the_key_follows_budget_pause_revoke_and_removal(orig, orfake):
     orig.app("gamma", budget="2/day")
-    k = wait_until(lambda: key_of(orfake, "gamma"), what="gamma's key")
+    k = made(orig, orfake, "gamma")
     orig.wallet.set_budget(parse_budget_spec("7.5/month"), "gamma")
     wait_until(lambda: (k.limit, k.limit_reset) == (Decimal("7.5"), "monthly"), what="new cap")
     orig.wallet.set_budget(None, "gamma")
@@ -143,7 +156,7 @@ def test_no_capped_key_means_the_request_is_not_sent(orig, orfake):
 
 def test_the_report_puts_openrouter_figures_beside_the_wallets(orig, orfake):
     key = orig.app("zeta", budget="3/day")
-    wait_until(lambda: key_of(orfake, "zeta"), what="zeta's key")
+    made(orig, orfake, "zeta")
     ask(orig, key)
     ask(orig, key, "a second question with more words in it")
     orig.engine.subkeys.poke()
@@ -163,9 +176,18 @@ def test_the_report_puts_openrouter_figures_beside_the_wallets(orig, orfake):
 
 def test_turning_per_app_keys_off_deletes_them_at_openrouter(orig, orfake):
     key = orig.app("eta", budget="2/day")
-    wait_until(lambda: key_of(orfake, "eta"), what="eta's key")
+    made(orig, orfake, "eta")
     assert orig.wallet.provider_keys.disable("openrouter") == 1
     assert orfake.sub_keys() == []
     assert orig.wallet.subkeys.list() == []
     ask(orig, key)  # the provider's own key serves the app again
     assert orfake.served[-1].key_hash == orfake.keys[INFERENCE_KEY].hash
+
+
+def test_removing_the_provider_deletes_its_per_app_keys_first(orig, orfake):
+    orig.app("theta", budget="2/day")
+    made(orig, orfake, "theta")
+    orig.wallet.remove_provider("openrouter")
+    assert orfake.sub_keys() == []
+    assert orig.wallet.vault.get("provider:openrouter:management") is None
+    assert orig.wallet.subkeys.list() == []

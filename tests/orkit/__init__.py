@@ -1,1 +1,2 @@
-"""A fake OpenRouter on loopback: inference with usage.cost, keys, credits, models, sign-in."""
+"""A fake OpenRouter on loopback: inference with usage.cost, keys, credits and models
+(server.py), and the sign-in side (auth.py)."""

@@ -164,7 +164,7 @@ def provider_kind(kind_id: str) -> ProviderKind:
 
 def check_provider_name(name: str) -> str:
     """Provider names are short lower-case ids (``openai``, ``work-anthropic``)."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"{name!r} is not a usable provider name; use lower-case letters, digits, '-', '_' "
             "or '.', at most 48 characters"

@@ -96,6 +96,13 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         "The wallet refused the request for a reason that has no more specific code",
     ),
     (
+        "signin_cancelled",
+        400,
+        _BAD,
+        _BAD,
+        "A provider's browser sign-in was cancelled; nothing was stored",
+    ),
+    (
         "invalid_app_key",
         401,
         _AUTH,
@@ -181,6 +188,14 @@ CODES: Mapping[str, ErrorKind] = _kinds(
     ),
     ("model_not_allowed", 403, _DENIED, _DENIED, "The app's grant does not cover this model"),
     (
+        "signin_refused",
+        403,
+        _DENIED,
+        _DENIED,
+        "A provider's browser sign-in was refused (its code used, expired or not matching, or "
+        "no code came back); nothing was stored",
+    ),
+    (
         "expensive_request_denied",
         403,
         _DENIED,
@@ -257,6 +272,14 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         "The provider could not be reached, refused the wallet's key or failed",
     ),
     (
+        "signin_failed",
+        502,
+        _SERVER,
+        "api_error",
+        "A provider's browser sign-in could not finish (the provider unreachable or its answer "
+        "unusable, or no loopback port for the callback); nothing was stored",
+    ),
+    (
         "no_provider",
         503,
         _SERVER,
@@ -298,6 +321,13 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         _SERVER,
         "timeout_error",
         "The provider did not answer in time",
+    ),
+    (
+        "signin_timeout",
+        504,
+        _SERVER,
+        "timeout_error",
+        "No browser sign-in came back in time; nothing was stored",
     ),
 )
 

@@ -25,6 +25,7 @@ from aiwallet.domain.appkeys import looks_like_app_key
 from aiwallet.domain.bounds import BOUNDS, flag
 from aiwallet.domain.cost import affordable_output, bound_cost
 from aiwallet.domain.errors import InvalidInput, VaultError
+from aiwallet.domain.local_servers import is_budgeted
 from aiwallet.domain.money import format_usd, usd_string
 from aiwallet.domain.strictjson import parse_object
 from aiwallet.engine.call import Call
@@ -41,6 +42,7 @@ from aiwallet.engine.tokens import PREFIX as SESSION_PREFIX
 from aiwallet.engine.tokens import SessionTokens
 from aiwallet.store.budgets import WALLET as WALLET_SCOPE
 from aiwallet.store.budgets import BudgetRefused
+from aiwallet.store.providers import ProviderRecord
 from aiwallet.store.records import Reservation, SpendEntry
 from aiwallet.upstreams.client import client_headers, upstream_headers, upstream_url
 
@@ -351,6 +353,8 @@ class Proxy:
             route.provider.name, route.upstream_model, route.row.ref, None, "estimated"
         )
         held = call.ctx.budgets if call.ctx else ()
+        if route.kind.local and not is_budgeted(route.provider.options):
+            held = ()  # a server on this machine: metered, outside every budget
         if route.provider.prepaid:
             # paid for at the top-up, which the wallet-wide budget counted: the app's own
             # budget counts what it uses of the credit
@@ -409,7 +413,8 @@ class Proxy:
                 "the wallet's secret store is locked, so it cannot reach the provider; its "
                 "owner should restart the wallet and unlock it",
             ) from None
-        if route.kind.needs_key and key is None:
+        gateway = await self._gateway_token(route.provider)
+        if route.kind.needs_key and key is None and gateway is None:  # a gateway may hold it
             raise ProxyError(
                 "no_provider",
                 f"the wallet has no key for provider {route.provider.name!r}; its owner should "
@@ -418,7 +423,7 @@ class Proxy:
         url = upstream_url(
             route.kind, route.provider.base_url, call.endpoint.path, call.request.query_string
         )
-        headers = upstream_headers(route.kind, key, dict(call.request.headers))
+        headers = upstream_headers(route.kind, key, dict(call.request.headers), gateway)
         headers["x-aiwallet-request-id"] = call.request_id  # lets a provider's logs be matched
         call.sent = True
         up = await self._send(call, url, payload, headers)
@@ -438,6 +443,17 @@ class Proxy:
             if call.stream:
                 return await self._stream(call, owner, up, injected)
             return await self._whole(call, owner, up)
+
+    async def _gateway_token(self, provider: ProviderRecord) -> str | None:
+        """The token of the gateway in front of ``provider`` (None: an open one, or none)."""
+        try:
+            return await self.state.gateway_token_for(provider)
+        except VaultError:
+            raise ProxyError(
+                "no_provider",
+                "the wallet's secret store is locked, so it cannot reach the provider's "
+                "gateway; its owner should restart the wallet and unlock it",
+            ) from None
 
     async def _send(
         self, call: Call, url: str, payload: bytes, headers: dict[str, str]

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiwallet.domain.catalog import PROVIDER_PREFERENCE, Catalog, PriceRow
+from aiwallet.domain.gateways import price_candidates
+from aiwallet.domain.local_servers import local_price_row
 from aiwallet.domain.providers import ProviderKind, WireFormat, provider_kind
 from aiwallet.engine.errors import ProxyError
 from aiwallet.store.providers import ProviderRecord
@@ -52,6 +54,12 @@ class Router:
     ) -> PriceRow | None:
         if kind.catalog_provider == "openrouter" and (row := self.openrouter.get(model)):
             return row
+        if kind.local:  # any model, at zero or the user's own price (domain/local_servers.py)
+            if provider is None:
+                return None
+            return local_price_row(provider.name, model, provider.options)
+        if kind.vendor_models:  # ``vendor/model``: priced as the vendor sells it
+            return self.vendor_price(model)
         if kind.catalog_provider:
             return self.catalog.get(kind.catalog_provider, model)
         # A custom OpenAI/Anthropic-compatible server: priced as the model's own vendor sells it.
@@ -62,12 +70,25 @@ class Router:
             return payment_priced(provider.name, model)  # the 402 names the price
         return None
 
+    def vendor_price(self, model: str) -> PriceRow | None:
+        """A gateway's ``vendor/model`` id priced by the vendor's own catalog row (as the
+        catalog spells the model), else OpenRouter's row of the same model; None: unpriced."""
+        for catalog_provider, catalog_model in price_candidates(model):
+            row = self.catalog.get(catalog_provider, catalog_model)
+            if catalog_provider == "openrouter":  # OpenRouter's own list first
+                row = self.openrouter.get(catalog_model) or row
+            if row is not None:
+                return row
+        return None
+
     def resolve(self, model: object, wire: WireFormat) -> Route:
         if not isinstance(model, str) or not model:
             raise ProxyError("invalid_request", "the request names no model", param="model")
         prefix, sep, rest = model.partition("/")
         if sep and prefix in self.by_name:
             provider, kind = self.by_name[prefix]
+            if kind.wire is not wire and (found := self._first(model, wire)) is not None:
+                return found  # ``anthropic/...`` at a gateway, beside a provider "anthropic"
             if kind.wire is not wire:
                 raise ProxyError(
                     "invalid_request",
@@ -79,9 +100,9 @@ class Router:
             if row is None:
                 raise _unpriced(model, kind)
             return Route(provider, kind, rest, row)
-        for provider, kind in self.providers:
-            if kind.wire is wire and (row := self._price(kind, model)) is not None:
-                return Route(provider, kind, model, row)
+        found = self._first(model, wire)
+        if found is not None:
+            return found
         known = self.catalog.candidates(model)
         if known:
             vendors = ", ".join(sorted({r.provider for r in known}))
@@ -96,6 +117,24 @@ class Router:
             "ask the wallet's owner to refresh the catalog ('aiwallet catalog update')",
             param="model",
         )
+
+    def _first(self, model: str, wire: WireFormat) -> Route | None:
+        """The first provider (in preference order) that prices ``model`` in ``wire``. A
+        server on this machine serves any name, so it is asked last, and not for a model the
+        catalog knows a vendor of (``gpt-4o`` is not Ollama's): ``ollama/gpt-4o`` asks it."""
+        for provider, kind in self.providers:
+            if kind.wire is not wire or kind.local:
+                continue
+            if (row := self._price(kind, model)) is not None:
+                return Route(provider, kind, model, row)
+        if self.catalog.candidates(model):
+            return None
+        for provider, kind in self.providers:
+            if kind.wire is wire and kind.local:
+                return Route(provider, kind, model, local_price_row(
+                    provider.name, model, provider.options
+                ))  # fmt: skip
+        return None
 
     def models_for(self, wire: WireFormat, scopes: Sequence[str]) -> list[Route]:
         """Every model this wallet can serve in ``wire`` that the scopes allow."""

@@ -27,6 +27,8 @@ from sqlalchemy import Connection
 from aiwallet.domain.appkeys import hash_app_key
 from aiwallet.domain.chains import Network
 from aiwallet.domain.errors import InvalidInput, VaultError
+from aiwallet.domain.gateways import gateway_secret_name
+from aiwallet.domain.providers import provider_kind
 from aiwallet.domain.subkeys import SUBKEY_KINDS, management_ref
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
@@ -50,6 +52,10 @@ class KeyUnavailable(Exception):
     def __init__(self, provider: str) -> None:
         super().__init__(provider)
         self.provider = provider
+
+
+def gateway_label(name: str) -> str:
+    return f"the gateway token of provider {name!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,7 @@ class EngineState:
         self._writer: BatchWriter | None = None
         self._apps: dict[str, tuple[float, AppContext | None]] = {}
         self._secrets: dict[str, str | None] = {}
+        self._gateway_tokens: dict[str, str | None] = {}  # provider name → its gateway token
         self._vault_secrets: list[Labelled] = []
         self._engine_secrets: dict[str, list[str]] = {}
         self.scrubber = Scrubber()
@@ -146,8 +153,24 @@ class EngineState:
         self.subkey_managers, self._subkeys = self._load_subkeys()
         self._apps.clear()
         self._secrets = keys  # every provider's key, read now: a request need not wait for it
+        self._gateway_tokens = self._load_gateway_tokens(p.providers.list())
         self.scrubber = self._build_scrubber()
         self.generation += 1
+
+    def _load_gateway_tokens(self, providers: list[ProviderRecord]) -> dict[str, str | None]:
+        """The gateway token of every provider behind an authenticated gateway (blocking:
+        the vault; load_vault_secrets has already added every vault entry to the scrubber)."""
+        tokens: dict[str, str | None] = {}
+        for p in providers:
+            if provider_kind(p.kind).gateway is None:
+                continue
+            try:
+                secret = self.port.vault.get(gateway_secret_name(p.name))
+            except VaultError as exc:
+                log.warning("cannot read the gateway token of provider %r: %s", p.name, exc)
+                continue  # read again at the first request (gateway_token_for)
+            tokens[p.name] = secret.reveal() if secret is not None else None
+        return tokens
 
     def _load_solana(self) -> SolanaSetup:
         p = self.port
@@ -278,3 +301,17 @@ class EngineState:
                 self._vault_secrets.append((provider_label(provider), secret.reveal()))
                 self.scrubber = self._build_scrubber()
         return self._secrets[provider]
+
+    async def gateway_token_for(self, provider: ProviderRecord) -> str | None:
+        """The token of the authenticated gateway in front of ``provider`` (Cloudflare AI
+        Gateway's ``cf-aig-authorization``); None for an open gateway or any other kind."""
+        if provider_kind(provider.kind).gateway is None:
+            return None
+        name = provider.name
+        if name not in self._gateway_tokens:  # the vault was locked at reload
+            secret = await self.port.vault.aget(gateway_secret_name(name))
+            self._gateway_tokens[name] = secret.reveal() if secret else None
+            if secret is not None:
+                self._vault_secrets.append((gateway_label(name), secret.reveal()))
+                self.scrubber = self._build_scrubber()
+        return self._gateway_tokens[name]

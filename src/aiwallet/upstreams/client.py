@@ -68,7 +68,10 @@ def client_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 
 
 def upstream_headers(
-    kind: ProviderKind, api_key: str | None, client_headers: dict[str, str]
+    kind: ProviderKind,
+    api_key: str | None,
+    client_headers: dict[str, str],
+    gateway_token: str | None = None,
 ) -> dict[str, str]:
     # identity: the answer is relayed only after the scrubber read it, which it cannot do
     # through a compression (the engine refuses an answer encoded anyway: engine/proxy.py)
@@ -79,6 +82,10 @@ def upstream_headers(
     if kind.wire is WireFormat.ANTHROPIC:
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
     headers.update(
-        {k: v for k, v in auth_headers(kind, api_key).items() if k != "anthropic-version"}
+        {
+            k: v
+            for k, v in auth_headers(kind, api_key, gateway_token).items()
+            if k != "anthropic-version"
+        }
     )
     return headers

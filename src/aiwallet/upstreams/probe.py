@@ -25,6 +25,10 @@ class ProbeResult:
     message: str
 
 
+# gateway endpoints that answer requests but list no models (Cloudflare's OpenAI-compatible one)
+LISTLESS_GATEWAYS = frozenset({"cloudflare"})
+
+
 def models_url(kind: ProviderKind, base_url: str) -> str:
     base = base_url.rstrip("/")
     if kind.wire is WireFormat.ANTHROPIC:
@@ -45,14 +49,20 @@ def _explain(status: int) -> str:
 
 
 async def probe_provider(
-    kind: ProviderKind, base_url: str, api_key: str | None, *, timeout_s: float = 10.0
+    kind: ProviderKind,
+    base_url: str,
+    api_key: str | None,
+    *,
+    timeout_s: float = 10.0,
+    gateway_token: str | None = None,
 ) -> ProbeResult:
-    """One ``GET`` of the model list; never raises for network faults, says what happened."""
+    """One ``GET`` of the model list; never raises for network faults, says what happened.
+    ``gateway_token``: an authenticated gateway's own token (sent beside the key)."""
     url = models_url(kind, base_url)
     started = time.monotonic()
     try:
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
-            resp = await client.get(url, headers=auth_headers(kind, api_key))
+            resp = await client.get(url, headers=auth_headers(kind, api_key, gateway_token))
     except httpx.ConnectError:
         return ProbeResult(False, None, _ms(started), None, f"cannot connect to {base_url}")
     except httpx.TimeoutException:
@@ -64,6 +74,20 @@ async def probe_provider(
             False, None, _ms(started), None, f"request to {base_url} failed: {type(exc).__name__}"
         )
     latency = _ms(started)
+    if resp.status_code == 404 and kind.id in LISTLESS_GATEWAYS:
+        # Cloudflare's /compat endpoint lists no models; its 404 comes after the gateway
+        # checked the request's authentication, which an authenticated gateway refuses (401)
+        return ProbeResult(
+            True, 404, latency, None,
+            "the gateway answered and accepted its token (its /compat endpoint lists no "
+            "models, so the vendor's key is first checked by a request)",
+        )  # fmt: skip
+    if resp.status_code in (401, 403) and kind.gateway is not None:
+        return ProbeResult(
+            False, resp.status_code, latency, None,
+            f"the gateway or the provider behind it refused (HTTP {resp.status_code}); check "
+            "the gateway token ('--gateway-token') and the provider key",
+        )  # fmt: skip
     if resp.status_code != 200:
         return ProbeResult(False, resp.status_code, latency, None, _explain(resp.status_code))
     count: int | None = None
