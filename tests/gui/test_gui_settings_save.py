@@ -45,6 +45,9 @@ def test_changing_one_setting_writes_one_audit_entry(desk, qtbot, monkeypatch):
         "prompt_timeout_s",
         "notify_thresholds",
         "notify_upstream_failures",
+        "low_balance_usd",
+        "balance_refresh_min",
+        "key_rotation_days",
     }
     assert calls[0][1] is not threading.main_thread()  # on the worker pool, not the GUI
 

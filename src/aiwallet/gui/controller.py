@@ -23,10 +23,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from aiwallet.domain.errors import WalletError
 from aiwallet.domain.money import format_usd
-from aiwallet.domain.providers import Balance
+from aiwallet.domain.providers import KINDS, Balance
 from aiwallet.domain.windows import describe_until
 from aiwallet.gui import texts
 from aiwallet.gui.bridge import EngineBridge, dispatch
+from aiwallet.gui.provider_view import balance_of, days, money
 from aiwallet.gui.solana_view import SolanaReading, payment_notice, read_solana
 from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT
 from aiwallet.service import Wallet
@@ -40,6 +41,7 @@ T = TypeVar("T")
 REDRAW_MS = 400
 BALANCE_TTL_S = 300.0  # provider balances are re-read at most every five minutes
 SOLANA_TTL_S = 60.0  # the Solana wallet's balances and routers' credit: at most a minute old
+KEY_OLD_TOLD = "gui.key_old_told"  # a setting: provider -> the day its reminder was shown
 SOLANA_REREADS = 3  # a read overtaken by a change is read again, this many times at most
 
 
@@ -53,6 +55,7 @@ class Controller(QObject):
     failed = Signal(str)  # an action failed: what to tell the user
     totals_changed = Signal()  # today's spend (tray tooltip) was re-read
     solana_changed = Signal()  # the Solana wallet's balances (and routers' credit) were re-read
+    balances_changed = Signal()  # providers' balances were read (here or by the engine)
 
     def __init__(self, wallet: Wallet, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -66,6 +69,7 @@ class Controller(QObject):
         self.balances: dict[str, Balance] = {}
         self._balances_for: tuple[str, ...] | None = None
         self._balances_at = 0.0
+        self._balances_gen = 0  # balances shown so far: a read overtaken by newer is dropped
         self.solana: SolanaReading | None = None
         self._solana_stale = True
         self._solana_read: asyncio.Task[SolanaReading] | None = None
@@ -81,6 +85,8 @@ class Controller(QObject):
         self._budget_levels: dict[tuple[int, str], int] = {}
         self._levels_primed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_hooks: list[Callable[[], None]] = []  # e.g. a sign-in's cancel
+        self._key_old_told: dict[str, str] = {}  # provider -> the day its reminder was shown
         self.closed = False
 
     # -- running work -----------------------------------------------------------------------
@@ -140,8 +146,16 @@ class Controller(QObject):
         providers = await self.run(wallet.list_providers)
         self._balances_for = tuple(sorted(f"{p.name}:{p.key_hint}" for p in providers))
         self._balances_at = time.monotonic()
+        began = self._balances_gen
         found = await self.run(lambda: asyncio.run(wallet.provider_balances()))
+        if began != self._balances_gen:  # the engine told newer ones meanwhile: keep those
+            return
+        self._set_balances(found)
+
+    def _set_balances(self, found: list[Balance]) -> None:
         self.balances = {b.provider: b for b in found}
+        self._balances_gen += 1
+        self.balances_changed.emit()
 
     def solana_stale(self) -> bool:
         """Whether the Solana balances should be read again: never read, a minute old, or a
@@ -210,9 +224,25 @@ class Controller(QObject):
         assert self.engine is not None and self.engine.consent is not None
         return [r.to_json() for r in self.engine.consent.pending()]
 
+    def on_stop(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` first thing in :meth:`stop` (a worker blocked on something outside,
+        such as a browser sign-in, is let go so the pool can end); returns its removal."""
+        self._stop_hooks.append(hook)
+
+        def remove() -> None:
+            if hook in self._stop_hooks:
+                self._stop_hooks.remove(hook)
+
+        return remove
+
     def stop(self) -> None:
         """Stop the engine (waits for its in-flight settlements) and the worker pool."""
         self.closed = True
+        for hook in list(self._stop_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("a stop hook failed")
         self._bridge.detach()
         self._redraw.stop()
         for task in list(self._tasks):
@@ -342,6 +372,94 @@ class Controller(QObject):
         if notice is not None:
             self.notice.emit(*notice)
         self.mark_dirty()
+
+    # -- providers: balances, key age, per-app keys -----------------------------------------
+    def on_event_balance_changed(self, payload: dict[str, Any]) -> None:
+        """The engine read the balances on its timer: show them without reading again."""
+        items = payload.get("balances") or []
+        self._balances_at = time.monotonic()
+        self._set_balances([balance_of(i) for i in items if isinstance(i, dict)])
+
+    def on_event_balance_low(self, payload: dict[str, Any]) -> None:
+        provider = str(payload.get("provider"))
+        self.notice.emit(
+            f"balance_low:{provider}",
+            texts.NOTIFY_BALANCE_LOW_TITLE.format(provider=provider),
+            texts.NOTIFY_BALANCE_LOW.format(
+                provider=provider,
+                left=money(int(payload.get("left_nano") or 0)),
+                threshold=money(int(payload.get("threshold_nano") or 0)),
+            ),
+        )
+
+    def on_event_provider_key_old(self, payload: dict[str, Any]) -> None:
+        self.spawn(self._key_old(payload), "Notification")
+
+    async def _key_old(self, payload: dict[str, Any]) -> None:
+        """At most once a day per provider, over restarts too (the day is kept in settings)."""
+        provider = str(payload.get("provider"))
+        today = datetime.now(UTC).astimezone().date().isoformat()
+        settings = self.wallet.settings
+
+        def first_today() -> bool:
+            told = settings.get(KEY_OLD_TOLD)
+            told = dict(told) if isinstance(told, dict) else {}
+            if told.get(provider) == today:
+                return False
+            told[provider] = today
+            settings.set(KEY_OLD_TOLD, told, audit=False)
+            return True
+
+        if self._key_old_told.get(provider) == today or not await self.run(first_today):
+            return
+        self._key_old_told[provider] = today
+        self.notice.emit(
+            f"key_old:{provider}",
+            texts.NOTIFY_KEY_OLD_TITLE.format(provider=provider),
+            texts.NOTIFY_KEY_OLD.format(
+                provider=provider,
+                age=payload.get("age_days"),
+                after=days(int(payload.get("after_days") or 0)),
+            ),
+        )
+
+    def on_event_provider_limit_reached(self, payload: dict[str, Any]) -> None:
+        self.mark_dirty()
+        self.spawn(self._limit_reached(payload), "Notification")
+
+    async def _limit_reached(self, payload: dict[str, Any]) -> None:
+        provider = str(payload.get("provider"))
+        app, label = await self.run(self._names, payload.get("app_id"), provider)
+        self.notice.emit(
+            f"provider_limit:{provider}:{app}",
+            texts.NOTIFY_LIMIT_REACHED_TITLE.format(label=label, app=app),
+            texts.NOTIFY_LIMIT_REACHED.format(label=label, app=app),
+        )
+
+    def on_event_subkey_problem(self, payload: dict[str, Any]) -> None:
+        self.mark_dirty()
+        self.spawn(self._subkey_problem(payload), "Notification")
+
+    async def _subkey_problem(self, payload: dict[str, Any]) -> None:
+        provider = str(payload.get("provider"))
+        app, _label = await self.run(self._names, payload.get("app_id"), provider)
+        self.notice.emit(
+            f"subkey_problem:{provider}",
+            texts.NOTIFY_SUBKEY_PROBLEM_TITLE.format(app=app, provider=provider),
+            texts.NOTIFY_SUBKEY_PROBLEM.format(problem=payload.get("problem") or "unknown"),
+        )
+
+    def on_event_subkey_created(self, payload: dict[str, Any]) -> None:
+        self.mark_dirty()
+
+    def _names(self, app_id: Any, provider: str) -> tuple[str, str]:
+        """An app's name (by id) and a provider's kind label, for a notice."""
+        app = self.wallet.apps.by_id(app_id) if isinstance(app_id, int) else None
+        record = self.wallet.providers.find(provider)
+        kind = KINDS.get(record.kind) if record is not None else None
+        return (app.name if app is not None else f"app {app_id}"), (
+            kind.label if kind is not None else provider
+        )
 
     # -- redraws ------------------------------------------------------------------------------
     def mark_dirty(self) -> None:

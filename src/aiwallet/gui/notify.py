@@ -1,5 +1,6 @@
 """Notifications: budget thresholds, the wallet paused, a provider failing, an x402 payment
-settled, failed or left unconfirmed. At most one per kind per minute; shown by the tray
+settled, failed or left unconfirmed, a provider balance low, a key due for rotation, a per-app
+provider key at its cap or in trouble. At most one per kind per minute; shown by the tray
 where there is one, else in the main window's status bar.
 
 A notification may carry a caller's words (an app's name). Desktop notification servers may
@@ -30,6 +31,10 @@ WARNING_KINDS = (
     "over_reserved",
     "payment_failed",
     "payment_unconfirmed",
+    "balance_low",
+    "key_old",
+    "provider_limit",
+    "subkey_problem",
 )
 _LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "&": "＆"})
 

@@ -12,11 +12,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QColor
 
 from aiwallet.domain.money import format_usd, format_usd_short
 from aiwallet.domain.reports import RequestFilter, RequestRow
 from aiwallet.domain.usage import TokenSource
 from aiwallet.gui.solana_view import X402_SOURCE, short, state_text
+from aiwallet.gui.texts import COST_DIFFERS
+from aiwallet.gui.theme import WARN
 from aiwallet.gui.widgets import shown, tooltip_text, when
 from aiwallet.summaries import refusal_reason
 
@@ -28,6 +31,18 @@ PAGE = 200
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 EXPLORER_ROLE = Qt.ItemDataRole.UserRole + 3  # an x402 row's transaction in the explorer
 PAID = "paid (x402)"
+DIFFERS_FLAG = " ⚑"  # after the cost of a request billed off the catalog's figure
+
+
+def cost_differs_text(row: RequestRow) -> str | None:
+    """For a request the provider billed more than 1 % off the catalog's figure: what the
+    flag's tooltip says; None for any other."""
+    if not row.cost_differs or row.catalog_cost_nano is None:
+        return None
+    return COST_DIFFERS.format(
+        billed=format_usd(row.cost_nano, places=None),
+        catalog=format_usd(row.catalog_cost_nano, places=None),
+    )
 
 
 class Col(enum.IntEnum):
@@ -193,6 +208,11 @@ class RequestLogModel(QAbstractTableModel):
                 if row.id in self.links:
                     tip += " (double-click to open it in the explorer)"
             return tooltip_text(tip)
+        differs = cost_differs_text(row) if col is Col.COST else None
+        if role == Qt.ItemDataRole.ToolTipRole and differs is not None:
+            return tooltip_text(differs)
+        if role == Qt.ItemDataRole.ForegroundRole and differs is not None:
+            return QColor(WARN)
         if role == Qt.ItemDataRole.ToolTipRole:
             exact = format_usd(row.cost_nano, places=None)
             return tooltip_text(
@@ -212,7 +232,7 @@ class RequestLogModel(QAbstractTableModel):
         if col is Col.TOKENS_OUT:
             return f"{row.output_tokens:,}"
         if col is Col.COST:
-            return format_usd_short(row.cost_nano)
+            return format_usd_short(row.cost_nano) + (DIFFERS_FLAG if differs else "")
         if col is Col.LATENCY:
             return f"{row.latency_ms:,} ms" if row.latency_ms is not None else "–"
         if col is Col.STATUS:

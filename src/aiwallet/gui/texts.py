@@ -138,3 +138,45 @@ NOTIFY_UNCONFIRMED = "A payment to {provider} is not confirmed yet"
 NOTIFY_UNCONFIRMED_TEXT = (
     "{amount} is billed until the chain tells whether it landed; the wallet keeps checking"
 )
+
+# -- providers: balances, key age, per-app keys, sign-in -------------------------------------
+NOTIFY_BALANCE_LOW_TITLE = "Low balance: {provider}"
+NOTIFY_BALANCE_LOW = "{provider} has {left} left (you asked to be told below {threshold})"
+NOTIFY_KEY_OLD_TITLE = "Rotate the key of {provider}"
+NOTIFY_KEY_OLD = (
+    "The key of {provider} is {age} days old (reminder after {after}); rotate it on the "
+    "Providers page"
+)
+NOTIFY_LIMIT_REACHED_TITLE = "{label} stopped {app}"
+NOTIFY_LIMIT_REACHED = "{label} stopped {app} at its cap (the per-app key's own limit)"
+NOTIFY_SUBKEY_PROBLEM_TITLE = "Per-app key of {app} at {provider}"
+NOTIFY_SUBKEY_PROBLEM = "{problem}"
+
+SUBKEYS_EXPLAIN = "One key per app, capped at its budget by OpenRouter itself."
+SUBKEYS_HOW = (
+    "Paste a management key from openrouter.ai/settings/management-keys. The wallet keeps it "
+    "in the secret store and uses it only to make, cap, pause and delete the apps' keys."
+)
+SUBKEYS_OFF = "Off: every app uses the provider's own key; the wallet's budgets alone stop them."
+SUBKEYS_ON = "On: " + SUBKEYS_EXPLAIN[0].lower() + SUBKEYS_EXPLAIN[1:]
+SUBKEYS_NONE_YET = "No app has a key yet: the engine makes one for each app within a minute."
+SUBKEYS_NOT_HERE = "Per-app keys need an OpenRouter provider."
+SUBKEYS_OFF_CONFIRM = (
+    "Turn off per-app keys for {provider}? This deletes the {n} per-app keys at OpenRouter "
+    "and the management key here; every app then uses {provider}'s own key."
+)
+SUBKEYS_DIFFER = (
+    "OpenRouter counts {provider} for this key since {start}, the wallet {wallet}: they "
+    "differ by more than a cent (spend the wallet never saw, or a bill off the catalog)"
+)
+
+SIGNIN_TITLE = "Connect OpenRouter"
+SIGNIN_STARTING = "Starting the sign-in…"
+SIGNIN_WAITING = "Finish signing in in your browser."
+SIGNIN_URL_HINT = (
+    "If no browser opened, open this address yourself (it works on this machine only):"
+)
+SIGNIN_CANCELLED = "Sign-in cancelled; nothing was stored."
+SIGNIN_DONE = "Connected {provider}; its key is in the secret store."
+ROTATE_DUE = "The key of {provider} is {age} old: rotate it (a new key at the provider, then here)."
+COST_DIFFERS = "billed {billed} by the provider; the catalog says {catalog}"

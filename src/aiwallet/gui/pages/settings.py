@@ -1,6 +1,9 @@
-"""Settings: port, start at login, prompt timeout, notification thresholds, data dir."""
+"""Settings: port, start at login, prompt timeout, notification thresholds, the providers'
+low-balance threshold, balance refresh and key rotation reminder, data dir."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
@@ -18,8 +21,18 @@ from aiwallet import __version__, autostart
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.pages.base import Page
+from aiwallet.gui.provider_view import usd_field
 from aiwallet.gui.widgets import Card, html_text, label, rich_label, shown
-from aiwallet.preferences import NOTIFY_THRESHOLDS, NOTIFY_UPSTREAM, PORT, PROMPT_TIMEOUT_S
+from aiwallet.preferences import (
+    BALANCE_REFRESH_MIN,
+    KEY_ROTATION_DAYS,
+    LOW_BALANCE_USD,
+    NOTIFY_THRESHOLDS,
+    NOTIFY_UPSTREAM,
+    PORT,
+    PROMPT_TIMEOUT_S,
+    Pref,
+)
 
 
 class SettingsPage(Page):
@@ -41,7 +54,24 @@ class SettingsPage(Page):
         self.thresholds = QLineEdit()
         self.thresholds.setPlaceholderText("80, 100")
         self.upstream = QCheckBox("Tell me when a provider fails")
-        for field in (self.port, self.timeout, self.thresholds):
+        self.low_balance = QLineEdit()
+        self.low_balance.setPlaceholderText("never")
+        self.low_balance.setToolTip("Dollars, such as 5.00; leave it empty to never be told")
+        self.balance_refresh = QSpinBox()
+        self.balance_refresh.setRange(1, 1440)
+        self.balance_refresh.setSuffix(" min")
+        self.rotation = QSpinBox()
+        self.rotation.setRange(0, 3650)
+        self.rotation.setSuffix(" days")
+        self.rotation.setSpecialValueText("never")  # 0: no reminder
+        for field in (
+            self.port,
+            self.timeout,
+            self.thresholds,
+            self.low_balance,
+            self.balance_refresh,
+            self.rotation,
+        ):
             field.setMaximumWidth(180)
         data_row = QHBoxLayout()
         self.data_dir = QLineEdit(str(controller.wallet.data_dir.root))
@@ -64,6 +94,13 @@ class SettingsPage(Page):
         )
         form.addRow(label("Budget notifications at (%)"), self.thresholds)
         form.addRow(label("Provider failures"), self.upstream)
+        form.addRow(label("Low provider balance below ($)"), self.low_balance)
+        form.addRow(label("Read provider balances every"), self.balance_refresh)
+        form.addRow(label("Remind to rotate keys after"), self.rotation)
+        form.addRow(
+            label(""),
+            label("A reminder at most once a day per key; 0 days turns it off.", "muted"),
+        )
         form.addRow(label("Data folder"), data_row)
         form.addRow(
             label(""),
@@ -95,7 +132,17 @@ class SettingsPage(Page):
 
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        port, timeout, thresholds, upstream, login, status = await self.controller.run(
+        (
+            port,
+            timeout,
+            thresholds,
+            upstream,
+            login,
+            status,
+            low,
+            refresh,
+            rotation,
+        ) = await self.controller.run(
             lambda: (
                 wallet.pref(PORT),
                 wallet.pref(PROMPT_TIMEOUT_S),
@@ -103,8 +150,14 @@ class SettingsPage(Page):
                 wallet.pref(NOTIFY_UPSTREAM),
                 autostart.is_enabled(),
                 wallet.status(),
+                wallet.pref(LOW_BALANCE_USD),
+                wallet.pref(BALANCE_REFRESH_MIN),
+                wallet.pref(KEY_ROTATION_DAYS),
             )
         )
+        self.low_balance.setText(usd_field(low))
+        self.balance_refresh.setValue(refresh)
+        self.rotation.setValue(rotation)
         catalog = status["catalog"]
         rows = [
             ("Version", f"aiwallet {__version__}"),
@@ -152,6 +205,11 @@ class SettingsPage(Page):
         except ValueError:
             self.status.setText("Thresholds are whole percentages such as 80, 100")
             return
+        providers: dict[Pref[Any], Any] = {
+            LOW_BALANCE_USD: self.low_balance.text().strip().removeprefix("$").strip(),
+            BALANCE_REFRESH_MIN: self.balance_refresh.value(),
+            KEY_ROTATION_DAYS: self.rotation.value(),
+        }
         self.controller.spawn(
             self._store(
                 self.port.value(),
@@ -159,12 +217,19 @@ class SettingsPage(Page):
                 thresholds,
                 self.upstream.isChecked(),
                 self.login.isChecked(),
+                providers,
             ),
             "Saving settings",
         )
 
     async def _store(
-        self, port: int, timeout: int, thresholds: tuple[int, ...], upstream: bool, login: bool
+        self,
+        port: int,
+        timeout: int,
+        thresholds: tuple[int, ...],
+        upstream: bool,
+        login: bool,
+        providers: dict[Pref[Any], Any] | None = None,
     ) -> None:
         wallet = self.controller.wallet
 
@@ -176,6 +241,7 @@ class SettingsPage(Page):
                     PORT: port,
                     PROMPT_TIMEOUT_S: timeout,
                     NOTIFY_UPSTREAM: upstream,
+                    **(providers or {}),
                 }
             )
             if login and not autostart.is_enabled():
