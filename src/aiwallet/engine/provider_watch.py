@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from aiwallet.domain.errors import CatalogError
 from aiwallet.domain.money import usd_to_nano
 from aiwallet.domain.providers import Balance, key_age_days, rotation_due
 from aiwallet.engine.events import EventBus
+from aiwallet.engine.periodic import Periodic
 from aiwallet.engine.state import EngineState
 from aiwallet.preferences import BALANCE_REFRESH_MIN, KEY_ROTATION_DAYS, LOW_BALANCE_USD
 from aiwallet.preferences import read as read_pref
@@ -34,45 +33,29 @@ DAY_S = 86_400.0
 TICK_S = 60.0
 
 
-class ProviderWatch:
+class ProviderWatch(Periodic):
+    """Looks every ``tick_s`` at what is due: balances, key age, the price list."""
+
+    what = "looking at the providers' balances and keys"
+
     def __init__(self, state: EngineState, events: EventBus, tick_s: float = TICK_S) -> None:
+        super().__init__()
         self.state = state
         self.events = events
-        self.tick_s = tick_s
+        self.interval_s = tick_s
         self.balances: list[Balance] = []
         self._low: set[str] = set()  # providers reported low (re-armed once above again)
         self._next_balances = 0.0
         self._next_age = 0.0
         self._next_prices = 0.0
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     def poke(self) -> None:
         """Read the balances now (a provider was added or changed)."""
         self._next_balances = 0.0
-        self._wake.set()
+        super().poke()
 
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("could not look at the providers' balances and keys")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
+    async def tick(self, poked: bool) -> None:
+        await self.run_once()
 
     async def run_once(self, *, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

@@ -18,8 +18,6 @@ Runs at start (before open reservations are recovered) and then every ``interval
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -28,6 +26,7 @@ from sqlalchemy import Connection
 from aiwallet.domain.providers import provider_kind
 from aiwallet.engine.events import EventBus
 from aiwallet.engine.payflow import payment_event
+from aiwallet.engine.periodic import Periodic
 from aiwallet.engine.state import EngineState
 from aiwallet.payments.chainlookup import Lookup, find_payment
 from aiwallet.store.audit import append_audit
@@ -48,39 +47,21 @@ class Round:
     released: list[str] = field(default_factory=list)  # x402 reservations nothing paid
 
 
-class Reconciler:
+class Reconciler(Periodic):
+    """Poked when a payment ended without word: the chain is asked now, not at the next
+    round. Its first round is run by the engine's start (``run_once(at_start=True)``)."""
+
+    wait_first = True
+    what = "reconciling open payments"
+
     def __init__(self, state: EngineState, events: EventBus, interval_s: float = 30.0) -> None:
+        super().__init__()
         self.state = state
         self.events = events
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def poke(self) -> None:
-        """Look again now (a payment ended without word)."""
-        self._wake.set()
-
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconciling open payments failed; trying again later")
+    async def tick(self, poked: bool) -> None:
+        await self.run_once()
 
     async def run_once(self, *, at_start: bool = False) -> Round:
         state = self.state

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from aiwallet.domain.money import BudgetSpec
 from aiwallet.domain.subkeys import Have, Step, Wanted, plan, subkey_ref, wanted_for
 from aiwallet.engine.events import EventBus
+from aiwallet.engine.periodic import Periodic
 from aiwallet.engine.state import EngineState
 from aiwallet.store.providers import ProviderRecord
 from aiwallet.store.subkeys import SubKey
@@ -55,48 +56,31 @@ class _World:
     have: dict[str, list[SubKey]]
 
 
-class SubKeyKeeper:
+class SubKeyKeeper(Periodic):
+    """Poked after every reload (a budget, pause or app changed); on the timer it also reads
+    each key's use from the provider."""
+
+    what = "bringing the per-app provider keys in line"
+
     def __init__(self, state: EngineState, events: EventBus, interval_s: float = 300.0) -> None:
+        super().__init__()
         self.state = state
         self.events = events
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.last: SyncRound | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        super().start()
         self.state.make_subkey = self.make_for
 
     async def stop(self) -> None:
         self.state.make_subkey = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
 
-    def poke(self) -> None:
-        """Bring the keys in line now (a budget, pause or app changed)."""
-        self._wake.set()
-
-    async def _loop(self) -> None:
-        read_usage = True
-        while True:
-            self._wake.clear()  # before the pass: a poke during it asks for another
-            try:
-                await self.sync(read_usage=read_usage)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("could not bring the per-app provider keys in line")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
-                read_usage = False
-            except TimeoutError:
-                read_usage = True
+    async def tick(self, poked: bool) -> None:
+        await self.sync(read_usage=not poked)
 
     # -- the plan -------------------------------------------------------------------------------
     def _world(self) -> _World:
