@@ -133,6 +133,9 @@ class Controller(QObject):
         task = asyncio.ensure_future(reported())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # a task cancelled before its first step never started ``coro``: close it (no
+        # "never awaited" warning; a started one has finished by now, and close is a no-op)
+        task.add_done_callback(lambda _: coro.close())
         return task
 
     # -- balances -------------------------------------------------------------------------------
