@@ -16,6 +16,7 @@ from aiwallet.engine.errors import Api
 from aiwallet.engine.meter import StreamMeter
 from aiwallet.engine.routing import Route
 from aiwallet.engine.state import AppContext
+from aiwallet.store.attempts import AttemptRecord
 from aiwallet.store.records import Reservation
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class Call:
     rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
     echoed: set[str] = field(default_factory=set)  # secrets the provider echoed (scrubbed)
     payment: PaidCall | None = None  # the x402 payment made for it (engine/payflow.py)
+    # every attempt at a provider (retries, fallbacks), written with its row (engine/owner.py)
+    attempts: list[AttemptRecord] = field(default_factory=list)
 
     @property
     def api(self) -> Api:

@@ -30,6 +30,7 @@ from aiwallet.domain.errors import InvalidInput, VaultError
 from aiwallet.domain.gateways import gateway_secret_name
 from aiwallet.domain.providers import provider_kind
 from aiwallet.domain.subkeys import SUBKEY_KINDS, management_ref
+from aiwallet.engine.health import ProviderHealth
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
 from aiwallet.engine.scrub import Labelled, Scrubber, load_vault_secrets, provider_label
@@ -106,6 +107,10 @@ class EngineState:
         self._subkeys: dict[tuple[str, int], str] = {}
         self.make_subkey: Callable[[str, int], Awaitable[str | None]] | None = None
         self.generation = 0
+        # one circuit breaker per provider (engine/health.py); the engine replaces it with
+        # one on its own clock and policy
+        self.health = ProviderHealth()
+        self.provider_names: list[str] = []  # the configured providers, read at reload
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -143,6 +148,7 @@ class EngineState:
     def reload_blocking(self) -> None:
         p = self.port
         self.router = Router(p.providers.list(), p.catalog, p.openrouter_prices())
+        self.provider_names = [r.name for r in p.providers.list()]
         self.paused = p.paused()
         self.timezone = p.timezone()
         self.allowed_origins = p.allowed_origins()
@@ -247,6 +253,10 @@ class EngineState:
 
     async def reload(self) -> None:
         await self.db(self.reload_blocking)
+
+    def provider_health(self) -> list[dict[str, Any]]:
+        """Every configured provider's breaker, as the admin API shows it (on the loop)."""
+        return self.health.report(self.provider_names)
 
     # -- apps -----------------------------------------------------------------------------------
     def _load_app(self, key_hash: str) -> AppContext | None:
