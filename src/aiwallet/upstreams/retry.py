@@ -15,7 +15,7 @@ reached the client.
   base_s * 2**(n-1))]`` after attempt ``n``.
 - Bounds: at most ``max_attempts`` attempts, and no wait that would end past ``total_s``
   after the first attempt started, nor past what the client said it would wait (the official
-  SDKs send ``x-stainless-timeout``), less a margin for the attempt itself.
+  SDKs send ``x-stainless-read-timeout`` / ``x-stainless-timeout``), less a margin for the attempt itself.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from email.utils import parsedate_to_datetime
 from aiwallet.domain.errors import InvalidInput
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
-CLIENT_TIMEOUT_HEADER = "x-stainless-timeout"  # seconds, sent by the official SDKs
+# What the official SDKs say they wait, in seconds (the read timeout first: some versions
+# send ``x-stainless-timeout: NOT_GIVEN`` beside it)
+CLIENT_TIMEOUT_HEADERS = ("x-stainless-read-timeout", "x-stainless-timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +103,19 @@ def retry_after_s(headers: Mapping[str, str], now: datetime) -> float | None:
 
 
 def client_timeout_s(headers: Mapping[str, str]) -> float | None:
-    """How long the client said it waits for an answer (None: it did not say)."""
-    for name, value in headers.items():
-        if name.lower() == CLIENT_TIMEOUT_HEADER:
-            try:
-                seconds = float(value.strip())
-            except ValueError:
-                return None
-            return seconds if math.isfinite(seconds) and seconds > 0 else None
+    """How long the client said it waits for an answer (None: it did not say, or said
+    something that is no number of seconds, as some SDK versions do: ``NOT_GIVEN``)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in CLIENT_TIMEOUT_HEADERS:
+        value = lowered.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
     return None
 
 
