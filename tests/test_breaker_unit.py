@@ -99,9 +99,7 @@ def test_next_delay_bounds():
         policy, attempt=1, elapsed_s=0.0, hint_s=1.5, rand=half, client_wait_s=2.0
     )
     assert not impatient.retry
-    patient = next_delay(
-        policy, attempt=1, elapsed_s=0.0, hint_s=0.9, rand=half, client_wait_s=2.0
-    )
+    patient = next_delay(policy, attempt=1, elapsed_s=0.0, hint_s=0.9, rand=half, client_wait_s=2.0)
     assert patient.retry
 
 

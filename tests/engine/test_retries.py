@@ -232,3 +232,32 @@ def test_a_400_is_not_retried(rrig, time_):
     rid = err.value.response.headers["x-aiwallet-request-id"]
     assert attempts(rrig, rid) == [(1, 400, "upstream_status")]
     assert len(rrig.fake.served) == 1 and time_.sleeps == []
+
+
+def test_an_x402_payment_is_never_retried_after_it_was_signed(tmp_path, fake, chain, time_):
+    """The router answers 500 to the paid request: a retry would sign (or send) the payment
+    again, so the paid attempt is the last one, whatever it answered."""
+    from engine.x402rig import OPENAI_MODEL, make_pay_rig
+
+    fake.reset()
+    config = Resilience(clock=time_.clock, sleep=time_.sleep, rand=lambda: 0.5)
+    pay = make_pay_rig(tmp_path, fake, chain, consent_timeout_s=20, resilience=config)
+    try:
+        pay.allow_payee()
+        pay.kit.router.error_after_payment = True
+        key = pay.app()
+        with pytest.raises(openai.APIStatusError) as err:
+            pay.rig.openai(key).chat.completions.create(
+                model=OPENAI_MODEL, messages=[{"role": "user", "content": "hello"}]
+            )
+        assert err.value.status_code == 502
+        assert pay.kit.router.served["402"] == 1
+        assert pay.kit.router.served["error_after_payment"] == 1
+        assert len(pay.wallet.payments.recent(10)) == 1 and time_.sleeps == []
+        rid = err.value.response.headers["x-aiwallet-request-id"]
+        assert [(a.n, a.status) for a in pay.wallet.requests.attempts(rid)] == [
+            (1, 402),
+            (2, 500),
+        ]
+    finally:
+        pay.close()

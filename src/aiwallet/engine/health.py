@@ -34,6 +34,7 @@ class ProviderHealth:
         self.wall = wall
         self.events: EventBus | None = None
         self._breakers: dict[str, Breaker] = {}
+        self._until: dict[str, datetime] = {}  # wall-clock retry time, fixed when it opened
 
     def breaker(self, provider: str) -> Breaker:
         found = self._breakers.get(provider)
@@ -42,13 +43,19 @@ class ProviderHealth:
             self._breakers[provider] = found
         return found
 
-    def retry_at(self, retry_in_s: float | None) -> datetime | None:
-        """The wall-clock time ``retry_in_s`` from now (None stays None)."""
-        return None if retry_in_s is None else self.wall() + timedelta(seconds=retry_in_s)
+    def retry_at(self, provider: str, snap: Snapshot) -> datetime | None:
+        """When an open breaker lets its probe through, on the wall clock (as it was reckoned
+        when it opened, so that every read says the same time)."""
+        if snap.retry_in_s is None:
+            return None
+        at = self._until.get(provider)
+        if at is None:
+            at = self._until[provider] = self.wall() + timedelta(seconds=snap.retry_in_s)
+        return at
 
     def describe(self, snap: Snapshot) -> dict[str, Any]:
         """A breaker as the admin API, the CLI and the GUI show it."""
-        at = self.retry_at(snap.retry_in_s)
+        at = self.retry_at(snap.provider, snap)
         return {
             **snap.to_json(),
             "health": HEALTH_WORDS[snap.state],
@@ -61,10 +68,11 @@ class ProviderHealth:
         return [self.describe(self.breaker(n).snapshot()) for n in names]
 
     def _changed(self, breaker: Breaker) -> None:
+        self._until.pop(breaker.provider, None)  # reckoned again from this change
+        snap = breaker.snapshot()
+        at = self.retry_at(breaker.provider, snap)
         if self.events is None:
             return
-        snap = breaker.snapshot()
-        at = self.retry_at(snap.retry_in_s)
         self.events.emit(
             BREAKER_EVENT,
             {
