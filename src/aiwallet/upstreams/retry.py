@@ -15,7 +15,8 @@ reached the client.
   base_s * 2**(n-1))]`` after attempt ``n``.
 - Bounds: at most ``max_attempts`` attempts, and no wait that would end past ``total_s``
   after the first attempt started, nor past what the client said it would wait (the official
-  SDKs send ``x-stainless-read-timeout`` / ``x-stainless-timeout``), less a margin for the attempt itself.
+  SDKs send ``x-stainless-read-timeout`` / ``x-stainless-timeout``), less a margin for the
+  attempt itself.
 """
 
 from __future__ import annotations
