@@ -15,7 +15,7 @@ def bench_env(tmp: Path) -> dict[str, str]:
     """Child environment (and this process's) with the tests' file keyring under ``tmp``."""
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "tests"),
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}",  # this checkout's code
         "PYTHON_KEYRING_BACKEND": "keyring_backend.TestFileKeyring",
         "AIWALLET_TEST_KEYRING_FILE": str(tmp / "keyring.json"),
     }

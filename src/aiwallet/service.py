@@ -6,6 +6,7 @@ user's actions, auditing each change.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from aiwallet.catalog_files import (
 )
 from aiwallet.domain.audit import AuditVerification
 from aiwallet.domain.catalog import Catalog
-from aiwallet.domain.errors import InvalidInput, NotFound
+from aiwallet.domain.errors import InvalidInput, NotFound, WalletError
 from aiwallet.domain.gateways import CLOUDFLARE_ENDPOINTS, cloudflare_base_url, gateway_secret_name
 from aiwallet.domain.local_servers import local_notes, local_options
 from aiwallet.domain.money import BudgetSpec
@@ -78,6 +79,7 @@ SIGNING_KEY_SECRET = "wallet:receipt-signing-key"  # noqa: S105 - a vault entry 
 PUBLIC_KEY_SETTING = "wallet_public_key"
 TIMEZONE_SETTING = "timezone"
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,6 +689,22 @@ class Wallet:
         from aiwallet.engine.client import require_engine
 
         return require_engine(self.data_dir, method, path, body)
+
+    def provider_health(self) -> list[dict[str, Any]] | None:
+        """Each provider's circuit breaker as the running engine sees it (see
+        ``Engine.provider_health``): this process's engine directly, another process's over
+        its admin API; None when no engine answers."""
+        engine = self._engine
+        if engine is not None and engine.loop is not None and engine.loop.is_running():
+            return engine.provider_health()
+        from aiwallet.engine.client import admin_call
+
+        try:
+            found = admin_call(self.data_dir, "GET", "/admin/v1/providers/health")
+        except WalletError as err:
+            log.warning("the running engine did not say how its providers are: %s", err)
+            return None
+        return found if isinstance(found, list) else None
 
     def notify_engine(self) -> bool:
         """Tell the engine on this data dir to reload: this process's own engine directly,

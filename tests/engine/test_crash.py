@@ -19,6 +19,7 @@ from fakeupstream import OPENAI_KEY, Script
 from waiting import wait_until
 
 TESTS = Path(__file__).resolve().parent.parent
+SRC = TESTS.parent / "src"  # this checkout's code, not whichever one is installed
 
 
 def serve_args(data_dir: DataDir) -> list[str]:
@@ -33,7 +34,7 @@ def start_serve(data_dir: DataDir) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}"},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()

@@ -42,6 +42,7 @@ from aiwallet.store import schema as t
 from fakeupstream import ANTHROPIC_KEY, OPENAI_KEY, FakeUpstream, Script
 
 TESTS = Path(__file__).resolve().parent.parent
+SRC = TESTS.parent / "src"  # this checkout's code, not whichever one is installed
 CYCLES = int(os.environ.get("AIWALLET_CRASH_LOOP_CYCLES", "4"))
 SEED = int(os.environ.get("AIWALLET_CRASH_LOOP_SEED", str(random.SystemRandom().randrange(10**9))))
 WORKERS = 8
@@ -59,7 +60,7 @@ class Serve:
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(TESTS)},
+            env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}"},
         )
         self.port = 0
         if not wait:

@@ -66,6 +66,7 @@ class Fault:
     log_status: int = 200
     log_code: str | None = None
     reaches_upstream: bool = True
+    attempts: int = 1  # attempts the engine makes (retryable faults: each one is scripted)
 
 
 FAULTS = [
@@ -77,6 +78,7 @@ FAULTS = [
         log_status=502,
         log_code="upstream_unavailable",
         reaches_upstream=False,
+        attempts=3,
     ),
     Fault(
         "dns",
@@ -86,6 +88,7 @@ FAULTS = [
         log_status=502,
         log_code="upstream_unavailable",
         reaches_upstream=False,
+        attempts=3,
     ),
     Fault(
         "timeout",
@@ -110,6 +113,7 @@ FAULTS = [
         code="upstream_unavailable",
         log_status=502,
         log_code="upstream_unavailable",
+        attempts=3,
     ),
     Fault(
         "529",
@@ -118,6 +122,7 @@ FAULTS = [
         code="upstream_unavailable",
         log_status=503,
         log_code="upstream_unavailable",
+        attempts=3,
     ),
     # Billed (what was relayed) and logged as the provider failing: the client saw 200 and
     # then a broken stream.
@@ -217,7 +222,7 @@ def test_fault_matrix(matrix_rig: Rig, fault: Fault, api: str, stream: bool) -> 
             )
     key = rig.app()
     if fault.script is not None:
-        rig.fake.script(fault.script)
+        rig.fake.script(fault.script, times=fault.attempts)
     audit_before = [(e.seq, e.hash) for e in rig.wallet.audit.entries()]
     assert audit_before, "the setup itself is audited"
 
@@ -255,11 +260,16 @@ def test_fault_matrix(matrix_rig: Rig, fault: Fault, api: str, stream: bool) -> 
     # -- what reached the provider -----------------------------------------------------------
     served = rig.fake.served
     if fault.reaches_upstream:
-        assert [s.headers.get("x-aiwallet-request-id") for s in served] == [req["id"]]
+        assert [s.headers.get("x-aiwallet-request-id") for s in served] == [req["id"]] * (
+            fault.attempts
+        )
         for s in served:  # the wallet's provider key, never the app key
             assert key not in str(s.headers)
     else:
         assert served == []
+    # every attempt is in the request log, the last one's outcome is the answer
+    attempts = rig.wallet.requests.attempts(req["id"])
+    assert [a.n for a in attempts] == list(range(1, fault.attempts + 1))
 
     # -- the ledger and the reservations -------------------------------------------------
     wait_until(

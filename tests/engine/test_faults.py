@@ -64,7 +64,7 @@ def test_429_is_relayed_with_retry_after(rig):
 @pytest.mark.parametrize(("status", "expected"), [(500, 502), (503, 503)])
 def test_upstream_5xx_is_upstream_unavailable(rig, status, expected):
     key = rig.app()
-    rig.fake.script(Script(status=status))
+    rig.fake.script(Script(status=status), times=3)  # every attempt (retries: test_retries)
     with pytest.raises(openai.APIStatusError) as err:
         rig.openai(key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
     assert err.value.status_code == expected and err.value.body["code"] == "upstream_unavailable"
@@ -73,7 +73,7 @@ def test_upstream_5xx_is_upstream_unavailable(rig, status, expected):
 
 def test_anthropic_overloaded_529(rig):
     key = rig.app()
-    rig.fake.script(Script(status=529))
+    rig.fake.script(Script(status=529), times=3)
     with pytest.raises(anthropic.APIStatusError) as err:
         rig.anthropic(key).messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=MSGS)
     assert (

@@ -113,7 +113,8 @@ def test_error_bodies_echoing_the_key_are_scrubbed_for_every_relayed_status(rig,
     provider = "anthropic" if api == "messages" else "openai"
     caplog.set_level(logging.WARNING, logger="aiwallet.engine.proxy")
     for n, status in enumerate(ECHO_STATUSES):
-        rig.fake.script(Script(echo_key="error", status=status))
+        # a 429 is retried (engine/attempts.py): every attempt answers it
+        rig.fake.script(Script(echo_key="error", status=status), times=3 if status == 429 else 1)
         resp = post(rig, api, app_key)
         assert resp.status_code == status
         assert_clean(resp, provider_key)
@@ -173,7 +174,7 @@ def test_the_sdks_see_the_scrubbed_error(rig):
     with pytest.raises(openai.BadRequestError) as oa:
         rig.openai(app_key).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
     assert "[redacted]" in oa.value.message and OPENAI_KEY not in str(oa.value.body)
-    rig.fake.script(Script(echo_key="error", status=429))
+    rig.fake.script(Script(echo_key="error", status=429), times=3)  # each attempt
     with pytest.raises(anthropic.RateLimitError) as an:
         rig.anthropic(app_key).messages.create(
             model="claude-sonnet-4-5", max_tokens=20, messages=MSGS

@@ -3,6 +3,7 @@ prompt templates, through a real engine with the official SDKs against the fake 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ import pytest
 from aiwallet.domain.bounds import chat_bound
 from aiwallet.domain.cost import bound_cost
 from aiwallet.domain.money import parse_budget_spec
+from aiwallet.upstreams.breaker import Outcome, Ticket
 from engine.conftest import cli
 from fakeupstream import OPENAI_KEY, Script
 from orkit.server import INFERENCE_KEY, MODELS, FakeOpenRouter
@@ -120,16 +122,23 @@ def test_the_cheapest_healthy_provider_serves_a_model(rig):
         # the same model, pinned to a provider, goes there whatever it costs
         raw = raw_create(client, model="openai/gpt-4o-mini", messages=HELLO, max_tokens=20)
         assert raw.headers["x-aiwallet-provider"] == "openai"
-        # an unhealthy provider (its breaker open) goes last
-        rig.engine.state.health = lambda name: name != "openrouter"
-        rig.engine.reload_soon()
-        raw = raw_create(client, model="gpt-4o-mini", messages=HELLO, max_tokens=20)
-        assert raw.headers["x-aiwallet-provider"] == "openai"
-        # and an app whose grant names the model only is never sent to another provider's id
+        # an app whose grant names the model only is never sent to another provider's id
         narrow = rig.openai(rig.app("narrow", models=["gpt-4o-mini"]))
-        rig.engine.state.health = lambda name: True
-        rig.engine.reload_soon()
         raw = raw_create(narrow, model="gpt-4o-mini", messages=HELLO, max_tokens=20)
+        assert raw.headers["x-aiwallet-provider"] == "openai"
+        # an unhealthy provider (its breaker open) goes last
+        health = rig.engine.state.health
+
+        async def open_breaker() -> bool:
+            breaker = health.breaker("openrouter")
+            for _ in range(health.policy.failures_to_open):
+                ticket = breaker.admit()
+                assert isinstance(ticket, Ticket)
+                breaker.record(ticket, Outcome.FAILURE)
+            return health.healthy("openrouter")
+
+        assert not asyncio.run_coroutine_threadsafe(open_breaker(), rig.engine.loop).result(5)
+        raw = raw_create(client, model="gpt-4o-mini", messages=HELLO, max_tokens=20)
         assert raw.headers["x-aiwallet-provider"] == "openai"
     finally:
         orfake.stop()

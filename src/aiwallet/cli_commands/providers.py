@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -219,8 +220,18 @@ def list_(state: Context, as_json: bool) -> None:
     """List configured providers (keys are never shown, only a hint)."""
     items = state.wallet.list_providers()
     rotate_after = state.wallet.pref(KEY_ROTATION_DAYS)
+    health = {h["provider"]: h for h in state.wallet.provider_health() or []}
     if as_json:
-        emit_json([{**p.to_json(), "rotation_due": p.rotation_due(rotate_after)} for p in items])
+        emit_json(
+            [
+                {
+                    **p.to_json(),
+                    "rotation_due": p.rotation_due(rotate_after),
+                    "health": health.get(p.name),  # None: no engine runs to say
+                }
+                for p in items
+            ]
+        )
         return
     rows = [
         [
@@ -230,11 +241,12 @@ def list_(state: Context, as_json: bool) -> None:
             p.key_hint or "-",
             _age(p, rotate_after),
             "-" if p.last_test_ok is None else ("ok" if p.last_test_ok else "failed"),
+            health_text(health.get(p.name)),
             ", ".join(n for n in (p.notes, "per-app keys" if p.subkeys else "") if n) or "-",
         ]
         for p in items
     ]
-    emit_table(rows, ["name", "kind", "base url", "key", "key age", "last test", "notes"])
+    emit_table(rows, ["name", "kind", "base url", "key", "key age", "last test", "health", "notes"])
     due = [p.name for p in items if p.rotation_due(rotate_after)]
     if due:
         click.echo(
@@ -242,6 +254,22 @@ def list_(state: Context, as_json: bool) -> None:
             f"{rotate_after} days ('aiwallet providers add NAME --replace').",
             err=True,
         )
+
+
+def health_text(health: dict[str, Any] | None) -> str:
+    """A provider's breaker as the health column says it: ok, open until HH:MM:SS (local
+    time), probing; ``-`` when no engine runs to say."""
+    if health is None:
+        return "-"
+    word = str(health.get("health", "-"))
+    retry_at = health.get("retry_at")
+    if word == "open" and isinstance(retry_at, str):
+        try:
+            until = datetime.fromisoformat(retry_at).astimezone()
+        except ValueError:
+            return word
+        return f"open until {until:%H:%M:%S}"
+    return word
 
 
 def _age(p: ProviderInfo, rotate_after: int) -> str:

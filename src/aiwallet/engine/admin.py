@@ -112,6 +112,9 @@ def add_admin_routes(app: web.Application) -> None:
             }
         )
 
+    async def providers_health(request: web.Request) -> web.Response:
+        return web.json_response(request.app[STATE].provider_health())
+
     async def reload(request: web.Request) -> web.Response:
         await request.app[ENGINE].reload()
         return web.json_response({"ok": True, "generation": request.app[STATE].generation})
@@ -154,6 +157,7 @@ def add_admin_routes(app: web.Application) -> None:
 
     app.router.add_get(adminauth.CHALLENGE_PATH, challenge)
     app.router.add_get("/admin/v1/status", guarded(status))
+    app.router.add_get("/admin/v1/providers/health", guarded(providers_health))
     app.router.add_get("/admin/v1/consent/pending", guarded(consent_pending))
     app.router.add_post("/admin/v1/consent/{id}/approve", guarded(consent_approve))
     app.router.add_post("/admin/v1/consent/{id}/deny", guarded(consent_deny))

@@ -16,6 +16,7 @@ from aiwallet.engine.errors import Api
 from aiwallet.engine.meter import StreamMeter
 from aiwallet.engine.routing import Route
 from aiwallet.engine.state import AppContext
+from aiwallet.store.attempts import AttemptRecord
 from aiwallet.store.records import Reservation
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Call:
     bounds: list[Bound] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     downgraded_from: str | None = None  # the model asked for, when a cheaper one served it
+    fallback_left: bool = False  # another route waits if this one fails before answering
     body: dict[str, Any] | None = None
     raw: bytes = b""  # the body as the client sent it: forwarded as is unless policy changed it
     prompt_bytes: int = 0
@@ -53,6 +55,8 @@ class Call:
     rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
     echoed: set[str] = field(default_factory=set)  # secrets the provider echoed (scrubbed)
     payment: PaidCall | None = None  # the x402 payment made for it (engine/payflow.py)
+    # every attempt at a provider (retries, fallbacks), written with its row (engine/owner.py)
+    attempts: list[AttemptRecord] = field(default_factory=list)
 
     @property
     def api(self) -> Api:

@@ -3,7 +3,8 @@
 Events: ``consent.requested`` / ``consent.answered`` / ``consent.cancelled`` (a prompt's
 lifecycle), ``consent.ended`` (an "until it exits" grant's process exited; its app is revoked),
 ``request.logged`` (a request was settled, released or refused; its row is
-committed), ``upstream.failed`` (a provider could not be reached or failed), and
+committed), ``upstream.failed`` (a provider could not be reached or failed),
+``provider.breaker`` (a provider's circuit breaker changed state: engine/health.py), and
 ``engine.reloaded`` (settings, apps or the pause switch changed).
 
 Subscribers are called on the engine's loop thread and must not block; the GUI subscribes

@@ -129,6 +129,7 @@ class RequestOwner:
         if write is None:
             result.set_result(finish(None))
             return result
+        write = self._with_attempts(write)
         written = self._state.writer.submit_nowait(write)
         self._background.add(written)
         written.add_done_callback(lambda f: self._written(f, finish, ending))
@@ -160,6 +161,23 @@ class RequestOwner:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _with_attempts(self, write: Callable[[Connection], Any]) -> Callable[[Connection], Any]:
+        """``write``, and the request's attempts at providers with it (same transaction),
+        unless it wrote no row (its reservation was closed already: someone else ended it)."""
+        call = self.call
+        attempts = tuple(call.attempts)  # as they are now: the ending decides
+        if not attempts:
+            return write
+        requests = self._state.requests
+
+        def both(conn: Connection) -> Any:
+            done = write(conn)
+            if done is not False:
+                requests.record_attempts_in(conn, call.request_id, attempts)
+            return done
+
+        return both
 
     def _free_rate_limit(self, ending: Ending) -> None:
         call = self.call
@@ -317,11 +335,15 @@ class RequestOwner:
                 "worst case",
             )  # fmt: skip
             if not call.sent:
-                ok = await state.write(lambda conn: state.budgets.release_in(conn, res.id, record))
+                ok = await state.write(
+                    self._with_attempts(lambda conn: state.budgets.release_in(conn, res.id, record))
+                )
             else:
                 ok = await state.write(
-                    lambda conn: state.budgets.settle_in(
-                        conn, res.id, res.amount_nano, spend, record
+                    self._with_attempts(
+                        lambda conn: state.budgets.settle_in(
+                            conn, res.id, res.amount_nano, spend, record
+                        )
                     )
                 )
             return Committed(record if ok else None, res.amount_nano if call.sent else 0)

@@ -28,6 +28,7 @@ from aiwallet.domain.errors import InvalidInput, NotFound, VaultError
 from aiwallet.domain.local_servers import is_budgeted
 from aiwallet.domain.money import format_usd, usd_string
 from aiwallet.domain.strictjson import parse_object
+from aiwallet.engine.attempts import Resilience, Sender
 from aiwallet.engine.call import Call
 from aiwallet.engine.endpoints import Endpoint
 from aiwallet.engine.errors import ProxyError, error_response
@@ -67,9 +68,16 @@ def app_key_of(request: web.Request) -> str | None:
 
 
 class Proxy:
-    def __init__(self, state: EngineState, session: aiohttp.ClientSession, max_body: int) -> None:
+    def __init__(
+        self,
+        state: EngineState,
+        session: aiohttp.ClientSession,
+        max_body: int,
+        resilience: Resilience | None = None,
+    ) -> None:
         self.state = state
         self.session = session
+        self.sender = Sender(session, state.health, resilience or Resilience())
         self.max_body = max_body
         self.background: set[asyncio.Future[Any]] = set()  # writes and tasks in flight
         self.limiter = RateLimiter()
@@ -477,6 +485,7 @@ class Proxy:
         bounds = call.bounds if len(call.bounds) == len(candidates) else []
         for i, route in enumerate(candidates):
             call.route = route
+            call.fallback_left = i < len(candidates) - 1
             if bounds:
                 call.bound = bounds[i]
             try:
@@ -559,20 +568,18 @@ class Proxy:
             ) from None
 
     async def _send(
-        self, call: Call, url: str, payload: bytes, headers: dict[str, str]
+        self,
+        call: Call,
+        url: str,
+        payload: bytes,
+        headers: dict[str, str],
+        *,
+        retry: bool = True,
     ) -> aiohttp.ClientResponse:
-        name = call.route.provider.name if call.route is not None else "?"
-        try:
-            return await self.session.post(url, data=payload, headers=headers)
-        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
-            raise ProxyError(
-                "upstream_timeout", f"provider {name!r} did not answer in time"
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise ProxyError(
-                "upstream_unavailable",
-                f"cannot reach provider {name!r} ({type(exc).__name__}); try again later",
-            ) from None
+        """The route's provider's last answer, its breaker asked first and retryable outcomes
+        tried again while nothing was relayed (engine/attempts.py); ``retry=False``: exactly
+        one attempt (a paid x402 resend)."""
+        return await self.sender.send(call, url, payload, headers, retry=retry)
 
     async def _paid(
         self,
@@ -597,7 +604,9 @@ class Proxy:
             up.release()
             raise ProxyError("no_solana_wallet", f"provider {name!r} asks for an x402 payment")
         paid = await self.payflow.pay(
-            call, up, lambda extra: self._send(call, url, payload, {**headers, **extra})
+            call,
+            up,
+            lambda extra: self._send(call, url, payload, {**headers, **extra}, retry=False),
         )
         if paid is None:
             raise ProxyError(
@@ -741,6 +750,12 @@ class Proxy:
                 "reached its limit for the period (the wallet's second budget layer); the "
                 "wallet's owner can raise the app's budget",
             )
+        if up.status == 429 and call.fallback_left:  # rate limited even after its retries
+            raise ProxyError(
+                "rate_limited",
+                f"provider {name!r} is rate limiting the wallet (HTTP 429)",
+                retry_after=_retry_after(up),
+            )
         if up.status in (401, 403):
             raise ProxyError(
                 "upstream_unavailable",
@@ -852,7 +867,13 @@ class Proxy:
 
 # A provider's failure before anything reached the app: the next route is tried.
 FALLBACK = frozenset(
-    {"upstream_unavailable", "upstream_timeout", "provider_key_unavailable", "no_provider"}
+    {
+        "upstream_unavailable",
+        "upstream_timeout",
+        "provider_key_unavailable",
+        "no_provider",
+        "rate_limited",
+    }
 )
 
 PURPOSE_HEADER = "x-aiwallet-purpose"

@@ -25,11 +25,13 @@ from aiohttp import web
 from aiwallet.domain.errors import WalletError
 from aiwallet.domain.providers import WireFormat
 from aiwallet.engine.admin import add_admin_routes
+from aiwallet.engine.attempts import Resilience
 from aiwallet.engine.consent import DEFAULT_TIMEOUT_S, ConsentManager
 from aiwallet.engine.context import CONSENT, ENGINE, PROXY, STATE
 from aiwallet.engine.endpoints import ENDPOINTS
 from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.events import EventBus
+from aiwallet.engine.health import ProviderHealth
 from aiwallet.engine.listener import process_started
 from aiwallet.engine.payflow import PaymentFlow
 from aiwallet.engine.port import WalletPort
@@ -99,9 +101,11 @@ class Engine:
         consent_timeout_s: float | None = None,
         session_ttl_s: int = DEFAULT_TTL_S,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        resilience: Resilience | None = None,
     ) -> None:
         """An engine for ``wallet`` (its port: ``service.Wallet.new_engine`` builds both). Not
-        started: nothing runs until :meth:`start`."""
+        started: nothing runs until :meth:`start`. ``resilience``: its retry and breaker
+        policies, clock and sleep (engine/attempts.py; tests inject theirs)."""
         if not _is_loopback(host) and not allow_non_loopback:
             raise WalletError(
                 f"refusing to listen on {host}: the wallet listens on loopback only",
@@ -112,6 +116,8 @@ class Engine:
         self.max_body = max_body
         self.timeouts = timeouts or Timeouts()
         self.state = EngineState(wallet)
+        self.resilience = resilience or Resilience()
+        self.state.health = ProviderHealth(self.resilience.clock, self.resilience.breaker)
         self.events = EventBus()
         self.consent: ConsentManager | None = None
         self.reconciler: Reconciler | None = None
@@ -188,7 +194,8 @@ class Engine:
         await self.state.reload()
         self.admin_token = await self.state.db(self._admin_token)
         self._session = make_session(self.timeouts)
-        self._proxy = Proxy(self.state, self._session, self.max_body)
+        self.state.health.events = self.events
+        self._proxy = Proxy(self.state, self._session, self.max_body, self.resilience)
         self._proxy.tokens = SessionTokens(self.session_ttl_s)
         # never in what an app receives (engine/scrub.py), nor in the logs
         self.state.add_engine_secret("the admin token", self.admin_token)
@@ -310,6 +317,22 @@ class Engine:
                 if not loop.is_running() or time.monotonic() > deadline:
                     future.cancel()
                     return False
+
+    def provider_health(self) -> list[dict[str, Any]]:
+        """Each configured provider's circuit breaker, from any thread: ``provider``,
+        ``health`` (``ok`` / ``open`` / ``probing``), ``state`` (closed / open / half_open),
+        ``failures``, ``retry_at`` (ISO UTC, while open) and ``retry_in_s``; [] when the
+        engine is not running. ``provider.breaker`` events say when one changes."""
+        loop = self.loop
+        if loop is None or not loop.is_running():
+            return []
+        if self.in_engine_thread():
+            return self.state.provider_health()
+
+        async def read() -> list[dict[str, Any]]:
+            return self.state.provider_health()
+
+        return asyncio.run_coroutine_threadsafe(read(), loop).result(RELOAD_WAIT_S)
 
     @property
     def url(self) -> str:

@@ -30,6 +30,7 @@ from aiwallet.domain.errors import InvalidInput, VaultError
 from aiwallet.domain.gateways import gateway_secret_name
 from aiwallet.domain.providers import provider_kind
 from aiwallet.domain.subkeys import SUBKEY_KINDS, management_ref
+from aiwallet.engine.health import ProviderHealth
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
 from aiwallet.engine.scrub import Labelled, Scrubber, load_vault_secrets, provider_label
@@ -105,9 +106,11 @@ class EngineState:
         self.subkey_managers: dict[str, str] = {}
         self._subkeys: dict[tuple[str, int], str] = {}
         self.make_subkey: Callable[[str, int], Awaitable[str | None]] | None = None
-        # is a provider taking requests (its circuit breaker closed or probing)? (routing)
-        self.health: Callable[[str], bool] = lambda _name: True
         self.generation = 0
+        # one circuit breaker per provider (engine/health.py); the engine replaces it with
+        # one on its own clock and policy
+        self.health = ProviderHealth()
+        self.provider_names: list[str] = []  # the configured providers, read at reload
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,6 +154,7 @@ class EngineState:
             routes={r.name: r.targets for r in p.routes.list()},
             healthy=self.provider_healthy,
         )
+        self.provider_names = [r.name for r in p.providers.list()]
         self.paused = p.paused()
         self.timezone = p.timezone()
         self.allowed_origins = p.allowed_origins()
@@ -216,7 +220,7 @@ class EngineState:
 
     def provider_healthy(self, name: str) -> bool:
         """Whether provider ``name`` takes requests now (its circuit breaker is not open)."""
-        return self.health(name)
+        return self.health.healthy(name)
 
     def learn_subkey(self, provider: str, app_id: int, key: str) -> None:
         """A per-app key just made: scrubbed from everything relayed, used from now on."""
@@ -259,6 +263,10 @@ class EngineState:
 
     async def reload(self) -> None:
         await self.db(self.reload_blocking)
+
+    def provider_health(self) -> list[dict[str, Any]]:
+        """Every configured provider's breaker, as the admin API shows it (on the loop)."""
+        return self.health.report(self.provider_names)
 
     # -- apps -----------------------------------------------------------------------------------
     def _load_app(self, key_hash: str) -> AppContext | None:

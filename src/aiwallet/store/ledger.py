@@ -9,6 +9,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.store import schema as t
+from aiwallet.store.attempts import AttemptRecord, attempts_of, record_attempts_in
 from aiwallet.store.db import Database
 from aiwallet.store.records import RequestRecord
 
@@ -123,6 +124,16 @@ class Requests:
 
     def record_in(self, conn: Connection, record: RequestRecord) -> None:
         conn.execute(_INSERT_REQUEST, record.row())
+
+    def record_attempts_in(
+        self, conn: Connection, request_id: str, attempts: tuple[AttemptRecord, ...]
+    ) -> None:
+        """The attempts made for a request, in the transaction that writes its row."""
+        record_attempts_in(conn, request_id, attempts)
+
+    def attempts(self, request_id: str) -> list[AttemptRecord]:
+        """The attempts made for a request, in order (none for one never sent)."""
+        return attempts_of(self.db, request_id)
 
     def recent(self, limit: int = 100, *, app_id: int | None = None) -> list[dict[str, object]]:
         q = select(t.requests).order_by(t.requests.c.ts.desc()).limit(limit)

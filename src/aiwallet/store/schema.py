@@ -225,6 +225,22 @@ requests = Table(
     Index("ix_requests_model", "model"),
 )
 
+# One row per attempt at a provider for a request (retries, fallbacks), written with the
+# request's own row when it ends (0010). No foreign key: the attempts of a request whose row
+# an older engine never wrote still say what was tried.
+request_attempts = Table(
+    "request_attempts",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("n", Integer, primary_key=True, autoincrement=False),  # 1, 2, ... in order
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("status", Integer),  # the provider's HTTP status; None: no answer came
+    Column("error", String(64)),  # why it failed (a stable code), None when it answered 2xx
+    Column("latency_ms", Integer, nullable=False),  # until its answer's headers (or failure)
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -1,0 +1,68 @@
+"""The attempts of each request (store side): written with the request's row, read back by
+request id. Metadata only, like the request log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from aiwallet.store import schema as t
+from aiwallet.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt at a provider for a request."""
+
+    n: int  # 1-based, in the order they were made
+    provider: str
+    model: str
+    started_at: datetime  # aware UTC
+    status: int | None  # the provider's HTTP status; None when no answer came
+    error: str | None  # a stable code when it failed (``connection_error``, ``upstream_status``)
+    latency_ms: int
+
+    def row(self, request_id: str) -> dict[str, Any]:
+        return {
+            "request_id": request_id,
+            "n": self.n,
+            "provider": self.provider,
+            "model": self.model,
+            "started_at": self.started_at,
+            "status": self.status,
+            "error": self.error[:64] if self.error else None,
+            "latency_ms": self.latency_ms,
+        }
+
+
+_INSERT = insert(t.request_attempts)
+
+
+def record_attempts_in(
+    conn: Connection, request_id: str, attempts: tuple[AttemptRecord, ...]
+) -> None:
+    """Write ``attempts`` inside the caller's transaction (nothing for none)."""
+    if attempts:
+        conn.execute(_INSERT, [a.row(request_id) for a in attempts])
+
+
+def attempts_of(db: Database, request_id: str) -> list[AttemptRecord]:
+    """A request's attempts, in order."""
+    c = t.request_attempts.c
+    q = select(t.request_attempts).where(c.request_id == request_id).order_by(c.n)
+    with db.read() as conn:
+        return [
+            AttemptRecord(
+                n=r["n"],
+                provider=r["provider"],
+                model=r["model"],
+                started_at=r["started_at"],
+                status=r["status"],
+                error=r["error"],
+                latency_ms=r["latency_ms"],
+            )
+            for r in conn.execute(q).mappings()
+        ]
