@@ -14,12 +14,27 @@ import pytest
 from aiwallet.domain.bounds import chat_bound
 from aiwallet.domain.cost import bound_cost
 from aiwallet.domain.money import parse_budget_spec
+from aiwallet.engine.attempts import Resilience
 from aiwallet.upstreams.breaker import Outcome, Ticket
-from engine.conftest import cli
+from engine.conftest import cli, make_rig
 from fakeupstream import OPENAI_KEY, Script
 from orkit.server import INFERENCE_KEY, MODELS, FakeOpenRouter
 
 HELLO = [{"role": "user", "content": "hello there"}]
+
+
+async def no_wait(_seconds: float) -> None:
+    """The retry backoff, without waiting (what is tested is where requests go)."""
+    await asyncio.sleep(0)
+
+
+@pytest.fixture
+def rig(tmp_path, fake):
+    fake.reset()
+    r = make_rig(tmp_path, fake, resilience=Resilience(sleep=no_wait))
+    yield r
+    r.engine.stop()
+    r.wallet.close()
 
 
 @pytest.fixture
@@ -40,7 +55,7 @@ def test_a_route_falls_back_when_its_first_target_fails(backup, capsys):
     code, out, _ = cli(capsys, rig, "routes", "add", "smart", "--to",
                        "openai/gpt-4o-mini,backup/gpt-4o-mini")  # fmt: skip
     assert code == 0 and "openai/gpt-4o-mini → backup/gpt-4o-mini" in out
-    rig.fake.script(Script(status=503))  # the first provider fails once
+    rig.fake.script(Script(status=503), times=3)  # the first provider fails, retries too
     raw = raw_create(rig.openai(rig.app()), model="smart", messages=HELLO, max_tokens=20)
     reply = raw.parse()
     assert reply.choices[0].message.content
@@ -48,7 +63,14 @@ def test_a_route_falls_back_when_its_first_target_fails(backup, capsys):
     assert raw.headers["x-aiwallet-model"] == "gpt-4o-mini"
     assert raw.headers["x-aiwallet-route"] == "smart"
     assert raw.headers["x-aiwallet-fallbacks"] == "1"
-    assert [s.status for s in rig.fake.served] == [503, 200]
+    assert [s.status for s in rig.fake.served] == [503, 503, 503, 200]
+    attempts = rig.wallet.requests.attempts(raw.headers["x-aiwallet-request-id"])
+    assert [(a.provider, a.status) for a in attempts] == [
+        ("openai", 503),
+        ("openai", 503),
+        ("openai", 503),
+        ("backup", 200),
+    ]
     (row,) = [r for r in rig.ledger_rows() if r["kind"] == "spend"]
     assert row["provider"] == "backup" and "openai/gpt-4o-mini: upstream_unavailable" in row["note"]
     (req,) = rig.requests()
@@ -75,11 +97,11 @@ def test_a_route_never_widens_the_grant(backup):
     rig = backup
     rig.wallet.set_route("smart", "openai/gpt-4o-mini,openai/gpt-4o")
     key = rig.app("narrow", models=["gpt-4o-mini"])
-    rig.fake.script(Script(status=503))
+    rig.fake.script(Script(status=503), times=3)
     with pytest.raises(openai.APIStatusError) as caught:
         rig.openai(key).chat.completions.create(model="smart", messages=HELLO, max_tokens=20)
     assert caught.value.status_code == 503  # gpt-4o is not this app's: never tried
-    assert len(rig.fake.served) == 1
+    assert {s.request_json["model"] for s in rig.fake.served} == {"gpt-4o-mini"}
     only = rig.app("other", models=["gpt-4o"])
     raw = raw_create(rig.openai(only), model="smart", messages=HELLO, max_tokens=20)
     assert raw.headers["x-aiwallet-model"] == "gpt-4o"  # its only allowed target

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from aiwallet.domain.money import parse_budget_spec
 from aiwallet.domain.reports import RequestRow
 from aiwallet.gui.app import DesktopApp
-from aiwallet.gui.pages.providers import AGE_COL, BALANCE_COL
+from aiwallet.gui.pages.providers import AGE_COL, BALANCE_COL, HEALTH_COL
 from aiwallet.gui.provider_view import balance_text, cap_text, key_age_text, usd_field
 from aiwallet.gui.request_model import Col, RequestLogModel
 from aiwallet.gui.subkeys_panel import SAYS_PROVIDER, SAYS_WALLET, ManagementKeyDialog
@@ -26,6 +26,7 @@ from aiwallet.preferences import BALANCE_REFRESH_MIN, KEY_ROTATION_DAYS, LOW_BAL
 from aiwallet.provider_keys import SubKeyView
 from aiwallet.service import Wallet
 from aiwallet.store import schema as t
+from aiwallet.upstreams.breaker import Outcome, Ticket
 from aiwallet.upstreams.client import Timeouts
 from fakeupstream import OPENAI_KEY
 from gui.conftest import start_app, wait_for_gui_tasks
@@ -334,3 +335,27 @@ def test_settings_page_keeps_the_provider_preferences(rig, qtbot):
     qtbot.waitUntil(lambda: settings.status.text() != "Saved.", timeout=10_000)
     assert "'lots' is not an amount of dollars" in settings.status.text()
     assert rig.wallet.pref(LOW_BALANCE_USD) == ""  # nothing written
+
+
+def test_an_open_breaker_shows_on_the_page_and_is_told(rig, qtbot):
+    """Repeated failures open a provider's circuit breaker: the Providers page says it is
+    paused until when, and a notification says so; a good probe shows it ok again."""
+    health = rig.engine.state.health
+
+    async def fail(times: int) -> str:
+        breaker = health.breaker("openrouter")
+        for _ in range(times):
+            ticket = breaker.admit()
+            assert isinstance(ticket, Ticket)
+            breaker.record(ticket, Outcome.FAILURE)
+        return breaker.state.value
+
+    assert rig.on_engine(fail(health.policy.failures_to_open)) == "open"
+    qtbot.waitUntil(lambda: rig.cell("openrouter", HEALTH_COL).startswith("paused until"))
+    assert rig.cell("openai", HEALTH_COL) == "ok"
+    qtbot.waitUntil(lambda: any(n[0] == "breaker:openrouter" for n in rig.notices))
+    (notice,) = [n for n in rig.notices if n[0] == "breaker:openrouter"]
+    assert "failed 5 times in a row" in notice[2] and "sends it nothing until" in notice[2]
+    # a fresh read from the engine (the page's refresh) agrees
+    found = {h["provider"]: h for h in rig.engine.provider_health()}
+    assert found["openrouter"]["health"] == "open"

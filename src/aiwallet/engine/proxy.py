@@ -865,15 +865,10 @@ class Proxy:
         return h
 
 
-# A provider's failure before anything reached the app: the next route is tried.
+# A provider's failure before anything reached the app: the next route is tried. Not a
+# timeout: the provider may still be working on (and billing) the request, as with retries.
 FALLBACK = frozenset(
-    {
-        "upstream_unavailable",
-        "upstream_timeout",
-        "provider_key_unavailable",
-        "no_provider",
-        "rate_limited",
-    }
+    {"upstream_unavailable", "provider_key_unavailable", "no_provider", "rate_limited"}
 )
 
 PURPOSE_HEADER = "x-aiwallet-purpose"

@@ -61,6 +61,7 @@ class Controller(QObject):
         super().__init__(parent)
         self.wallet = wallet
         self.engine: Engine | None = None
+        self.health: dict[str, dict[str, Any]] = {}  # provider → its breaker (engine events)
         self.engine_error: str | None = None
         self.paused = False
         self.pending: dict[str, dict[str, Any]] = {}
@@ -425,6 +426,35 @@ class Controller(QObject):
                 after=days(int(payload.get("after_days") or 0)),
             ),
         )
+
+    def on_event_provider_breaker(self, payload: dict[str, Any]) -> None:
+        """A provider's circuit breaker changed: the Providers page shows it, and an opened
+        one is told."""
+        provider = str(payload.get("provider"))
+        self.health[provider] = dict(payload)
+        self.mark_dirty()
+        if payload.get("state") != "open":
+            return
+        at = payload.get("retry_at")
+        when = (
+            datetime.fromisoformat(at).astimezone().strftime("%H:%M:%S")
+            if isinstance(at, str)
+            else "later"
+        )
+        self.notice.emit(
+            f"breaker:{provider}",
+            texts.NOTIFY_BREAKER_TITLE.format(provider=provider),
+            texts.NOTIFY_BREAKER.format(
+                provider=provider, failures=payload.get("failures"), at=when
+            ),
+        )
+
+    def load_health(self) -> list[dict[str, Any]]:
+        """Each provider's breaker as the engine has it (blocking: call it in a worker)."""
+        engine = self.engine
+        found = engine.provider_health() if engine is not None else []
+        self.health = {str(h.get("provider")): dict(h) for h in found}
+        return found
 
     def on_event_provider_limit_reached(self, payload: dict[str, Any]) -> None:
         self.mark_dirty()

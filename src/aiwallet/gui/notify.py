@@ -35,6 +35,7 @@ WARNING_KINDS = (
     "key_old",
     "provider_limit",
     "subkey_problem",
+    "breaker",
 )
 _LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "&": "＆"})
 

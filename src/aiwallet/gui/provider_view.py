@@ -6,6 +6,7 @@ Money is nano-dollars throughout; a "cent" is 10,000,000 nano."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -106,3 +107,16 @@ def usd_field(stored: str) -> str:
     text = format(value.normalize(), "f")
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def health_text(health: Mapping[str, Any] | None) -> tuple[str, bool]:
+    """A provider's circuit breaker in words, and whether it is a warning: "ok", "paused until
+    14:03:20" (open), "trying again" (one probe request allowed)."""
+    if not health or health.get("health") in (None, "ok"):
+        return "ok", False
+    if health.get("health") == "probing":
+        return "trying again", True
+    at = health.get("retry_at")
+    if isinstance(at, str):
+        return f"paused until {datetime.fromisoformat(at).astimezone():%H:%M:%S}", True
+    return "paused", True

@@ -149,6 +149,11 @@ NOTIFY_KEY_OLD = (
 )
 NOTIFY_LIMIT_REACHED_TITLE = "{label} stopped {app}"
 NOTIFY_LIMIT_REACHED = "{label} stopped {app} at its cap (the per-app key's own limit)"
+NOTIFY_BREAKER_TITLE = "{provider} is paused"
+NOTIFY_BREAKER = (
+    "{provider} failed {failures} times in a row: the wallet sends it nothing until {at}, "
+    "then tries one request (other providers serving the same models take its traffic)"
+)
 NOTIFY_SUBKEY_PROBLEM_TITLE = "Per-app key of {app} at {provider}"
 NOTIFY_SUBKEY_PROBLEM = "{problem}"
 

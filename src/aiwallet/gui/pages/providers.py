@@ -29,7 +29,13 @@ from aiwallet.gui import texts
 from aiwallet.gui.controller import Controller
 from aiwallet.gui.dialogs import ProviderDialog
 from aiwallet.gui.pages.base import Page
-from aiwallet.gui.provider_view import balance_low, balance_text, days, key_age_text
+from aiwallet.gui.provider_view import (
+    balance_low,
+    balance_text,
+    days,
+    health_text,
+    key_age_text,
+)
 from aiwallet.gui.signin import Opener, SignInDialog, SignInFlow, open_in_desktop_browser
 from aiwallet.gui.subkeys_panel import SubKeysPanel
 from aiwallet.gui.theme import WARN
@@ -41,8 +47,8 @@ from aiwallet.service import ProviderInfo, Wallet
 if TYPE_CHECKING:
     from aiwallet.upstreams.probe import ProbeResult
 
-HEADERS = ("Name", "Kind", "Key", "Key age", "Balance", "Per-app keys", "Last test")
-AGE_COL, BALANCE_COL = 3, 4
+HEADERS = ("Name", "Kind", "Key", "Key age", "Balance", "Per-app keys", "Last test", "Health")
+AGE_COL, BALANCE_COL, HEALTH_COL = 3, 4, 7
 OPENROUTER = "openrouter"
 
 
@@ -128,12 +134,13 @@ class ProvidersPage(Page):
     # -- reading ------------------------------------------------------------------------------
     async def refresh(self) -> None:
         wallet = self.controller.wallet
-        providers, status, rotation, low = await self.controller.run(
+        providers, status, rotation, low, _ = await self.controller.run(
             lambda: (
                 wallet.list_providers(),
                 wallet.vault_status(),
                 wallet.pref(KEY_ROTATION_DAYS),
                 wallet.pref(LOW_BALANCE_USD),
+                self.controller.load_health(),
             )
         )
         self.rotation_days = rotation
@@ -173,6 +180,7 @@ class ProvidersPage(Page):
                 item.setToolTip(tooltip_text(p.base_url if col == 1 else text))
                 self.table.setItem(row, col, item)
             self._fill_age(row, p)
+            self._fill_health(row, p)
             if selected is not None and p.name == selected.name:
                 self.table.selectRow(row)
         self._show_balances()
@@ -184,6 +192,14 @@ class ProvidersPage(Page):
             self.result.setText(
                 "No providers yet: connect OpenRouter, or add your OpenAI or Anthropic key."
             )
+
+    def _fill_health(self, row: int, p: ProviderInfo) -> None:
+        text, warn = health_text(self.controller.health.get(p.name))
+        item = QTableWidgetItem(text)
+        if warn:
+            item.setForeground(QColor(WARN))
+            item.setToolTip(tooltip_text("paused after repeated failures; it is tried again then"))
+        self.table.setItem(row, HEALTH_COL, item)
 
     def _fill_age(self, row: int, p: ProviderInfo) -> None:
         text = key_age_text(p.key_age_days, self.rotation_days)
