@@ -20,6 +20,7 @@ from aiwallet.store.records import Reservation
 
 if TYPE_CHECKING:
     from aiwallet.engine.payflow import PaidCall
+    from aiwallet.engine.translate import Translation
 
 
 @dataclass
@@ -47,9 +48,15 @@ class Call:
     rl_tokens: int | None = None  # tokens taken from the app's rate limit (None: none taken)
     echoed: set[str] = field(default_factory=set)  # secrets the provider echoed (scrubbed)
     payment: PaidCall | None = None  # the x402 payment made for it (engine/payflow.py)
+    # set when the model speaks the other wire format (engine/translate.py): ``endpoint`` is
+    # then the provider's, and the translation keeps the client's
+    translation: Translation | None = None
 
     @property
     def api(self) -> Api:
+        """The shape of the client's answers and errors."""
+        if self.translation is not None:
+            return self.translation.client.api
         return self.endpoint.api
 
     def elapsed_ms(self) -> int:

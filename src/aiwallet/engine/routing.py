@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiwallet.domain.catalog import PROVIDER_PREFERENCE, Catalog, PriceRow
 from aiwallet.domain.gateways import price_candidates
@@ -20,6 +20,8 @@ class Route:
     kind: ProviderKind
     upstream_model: str  # the model name sent upstream
     row: PriceRow
+    # the client's wire format when the provider speaks the other one (engine/translate.py)
+    translate_from: WireFormat | None = None
 
     @property
     def qualified(self) -> str:
@@ -81,7 +83,9 @@ class Router:
                 return row
         return None
 
-    def resolve(self, model: object, wire: WireFormat) -> Route:
+    def resolve(self, model: object, wire: WireFormat, *, translate: bool = False) -> Route:
+        """The route of ``model`` for a client of ``wire``; with ``translate``, a provider of
+        the other format serves it when none of ``wire`` does (the route says so)."""
         if not isinstance(model, str) or not model:
             raise ProxyError("invalid_request", "the request names no model", param="model")
         prefix, sep, rest = model.partition("/")
@@ -89,7 +93,7 @@ class Router:
             provider, kind = self.by_name[prefix]
             if kind.wire is not wire and (found := self._first(model, wire)) is not None:
                 return found  # ``anthropic/...`` at a gateway, beside a provider "anthropic"
-            if kind.wire is not wire:
+            if kind.wire is not wire and not translate:
                 raise ProxyError(
                     "invalid_request",
                     f"provider {prefix!r} speaks the {kind.wire.value} format; call it through "
@@ -99,10 +103,13 @@ class Router:
             row = self._price(kind, rest, provider)
             if row is None:
                 raise _unpriced(model, kind)
-            return Route(provider, kind, rest, row)
+            other = wire if kind.wire is not wire else None
+            return Route(provider, kind, rest, row, translate_from=other)
         found = self._first(model, wire)
         if found is not None:
             return found
+        if translate and (found := self._first(model, _other(wire))) is not None:
+            return replace(found, translate_from=wire)
         known = self.catalog.candidates(model)
         if known:
             vendors = ", ".join(sorted({r.provider for r in known}))
@@ -153,6 +160,10 @@ class Router:
                 if row.model not in out and scope_allows(scopes, route):
                     out[row.model] = route
         return list(out.values())
+
+
+def _other(wire: WireFormat) -> WireFormat:
+    return WireFormat.ANTHROPIC if wire is WireFormat.OPENAI else WireFormat.OPENAI
 
 
 def payment_priced(provider: str, model: str) -> PriceRow:
