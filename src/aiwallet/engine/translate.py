@@ -84,7 +84,9 @@ class Translation:
                 "error": {"message": message, "type": etype, "param": None, "code": None}
             }
         else:
-            kind = etype if etype in _ANTHROPIC_TYPES else _ANTHROPIC_BY_STATUS.get(status, "api_error")
+            kind = _ANTHROPIC_BY_STATUS.get(status) or (
+                etype if etype in _ANTHROPIC_TYPES else "api_error"
+            )
             body = {"type": "error", "error": {"type": kind, "message": message}}
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
