@@ -8,11 +8,14 @@ from __future__ import annotations
 import anthropic
 import openai
 import pytest
-
-from fakeupstream import Script
 from test_fault_matrix import TRANSPORT_ERRORS
 
-SONNET_IN, SONNET_OUT = 3_000, 15_000  # $3 and $15 per 1M: claude-sonnet-4-5, nano-dollars per token
+from fakeupstream import Script
+
+SONNET_IN, SONNET_OUT = (
+    3_000,
+    15_000,
+)  # $3 and $15 per 1M: claude-sonnet-4-5, nano-dollars per token
 MINI_IN, MINI_OUT = 150, 600  # $0.15 and $0.60 per 1M: gpt-4o-mini, nano-dollars per token
 REPLY = "".join(f"w{i} " for i in range(12))
 CONVERSATION = [
@@ -51,7 +54,9 @@ def test_openai_client_calls_claude(rig):
     assert served.path == "/v1/messages" and served.api == "anthropic"
     sent = served.request_json
     assert sent["system"] == [{"type": "text", "text": "be brief"}]
-    assert sent["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}]
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "hello there"}]}
+    ]
     assert sent["max_tokens"] == 64_000  # the model's output limit: the client set none
     assert (sent["temperature"], sent["stop_sequences"]) == (0.5, ["END"])
     assert r.object == "chat.completion" and r.choices[0].message.content == REPLY
@@ -117,9 +122,11 @@ def test_openai_client_stream_usage_chunk_when_asked(rig):
     rig.fake.script(Script(cached_tokens=2, cache_write_tokens=3))
     chunks = list(
         rig.openai(key).chat.completions.create(
-            model="claude-sonnet-4-5", messages=CONVERSATION, stream=True,
+            model="claude-sonnet-4-5",
+            messages=CONVERSATION,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
     )
     last = chunks[-1]
     assert last.choices == [] and last.usage is not None
@@ -298,7 +305,9 @@ def test_anthropic_client_tool_use_and_result_with_gpt(rig, stream):
 
 
 # -- images ------------------------------------------------------------------------------------
-PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
 
 
 def test_images_both_ways(rig):

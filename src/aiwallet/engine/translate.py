@@ -22,11 +22,10 @@ from aiwallet.domain.bounds import DEFAULT_MAX_OUTPUT
 from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.translate import anthropic_to_openai as a2o
 from aiwallet.domain.translate import openai_to_anthropic as o2a
-from aiwallet.domain.translate.stream import AnthropicToChat, ChatToAnthropic
+from aiwallet.domain.translate.stream import AnthropicToChat, ChatToAnthropic, parse_sse
 from aiwallet.domain.usage import Usage
 from aiwallet.engine.endpoints import ENDPOINTS, Endpoint
 from aiwallet.engine.errors import Api, ProxyError
-from aiwallet.engine.sse import parse_event
 
 if TYPE_CHECKING:
     from aiwallet.engine.call import Call
@@ -70,11 +69,11 @@ class Translation:
 
     def event(self, raw: bytes, usage: Usage | None) -> bytes:
         """One provider stream event as the client's events (none, one or a few)."""
-        ev = parse_event(raw)
+        event, data = parse_sse(raw)
         if self.to_chat is not None:
-            return self.to_chat.feed(ev.event, ev.data, usage)
+            return self.to_chat.feed(event, data, usage)
         assert self.to_messages is not None
-        return self.to_messages.feed(ev.data, usage)
+        return self.to_messages.feed(data, usage)
 
     def error(self, status: int, data: bytes) -> bytes:
         """A provider's error answer in the client's error shape (its message kept)."""
@@ -108,7 +107,9 @@ def start(call: Call) -> None:
     try:
         if client.path == CHAT:
             max_tokens = route.row.output_limit or DEFAULT_MAX_OUTPUT
-            translated = o2a.messages_request(body, model=route.upstream_model, max_tokens=max_tokens)
+            translated = o2a.messages_request(
+                body, model=route.upstream_model, max_tokens=max_tokens
+            )
             translation.include_usage = o2a.include_usage(body)
             translation.to_chat = AnthropicToChat(
                 include_usage=translation.include_usage, created=translation.created

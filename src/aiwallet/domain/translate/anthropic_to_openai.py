@@ -37,7 +37,9 @@ def chat_request(
     goes in ``max_field`` (``max_tokens`` for servers that know no other)."""
     check_fields(body, REQUEST_FIELDS)
     thinking = body.get("thinking")
-    if thinking is not None and not (isinstance(thinking, Mapping) and thinking.get("type") == "disabled"):
+    if thinking is not None and not (
+        isinstance(thinking, Mapping) and thinking.get("type") == "disabled"
+    ):
         raise refuse("thinking", "Chat Completions answers carry no thinking blocks")
     if body.get("service_tier") not in (None, "auto"):
         raise refuse("service_tier", "OpenAI's service tiers are not Anthropic's")
@@ -183,7 +185,9 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
 def _tools(body: Mapping[str, Any], out: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
-        out["tools"] = [_tool(obj(t, f"tools[{i}]"), i) for i, t in enumerate(items(tools, "tools"))]
+        out["tools"] = [
+            _tool(obj(t, f"tools[{i}]"), i) for i, t in enumerate(items(tools, "tools"))
+        ]
     choice = body.get("tool_choice")
     if choice is None:
         return
@@ -196,7 +200,10 @@ def _tools(body: Mapping[str, Any], out: dict[str, Any]) -> None:
     elif kind == "any":
         mapped = "required"
     elif kind == "tool":
-        mapped = {"type": "function", "function": {"name": text(choice.get("name"), "tool_choice.name")}}
+        mapped = {
+            "type": "function",
+            "function": {"name": text(choice.get("name"), "tool_choice.name")},
+        }
     else:
         raise refuse("tool_choice.type", f"OpenAI has no tool choice {kind!r}")
     out["tool_choice"] = mapped
@@ -208,7 +215,9 @@ def _tool(tool: Mapping[str, Any], i: int) -> dict[str, Any]:
     if tool.get("type") not in (None, "custom"):
         raise refuse(f"tools[{i}].type", f"{tool.get('type')!r} is an Anthropic server or "
                      "built-in tool, which OpenAI-wire models do not run")  # fmt: skip
-    check_fields(tool, frozenset({"type", "name", "description", "input_schema", _CACHE}), f"tools[{i}].")
+    check_fields(
+        tool, frozenset({"type", "name", "description", "input_schema", _CACHE}), f"tools[{i}]."
+    )
     fn: dict[str, Any] = {"name": text(tool.get("name"), f"tools[{i}].name")}
     if tool.get("description") is not None:
         fn["description"] = text(tool["description"], f"tools[{i}].description")

@@ -224,9 +224,8 @@ def _assistant_content(msg: Mapping[str, Any], where: str) -> list[dict[str, Any
                 raise refuse(f"{where}.content[{i}].type", "only text parts can go here")
             said = p.get("text") if p.get("type") == "text" else p.get("refusal")
             blocks.append({"type": "text", "text": text(said, f"{where}.content[{i}]")})
-    elif content is not None:
-        if text(content, f"{where}.content"):
-            blocks.append({"type": "text", "text": content})
+    elif content is not None and text(content, f"{where}.content"):
+        blocks.append({"type": "text", "text": content})
     if msg.get("refusal"):
         blocks.append({"type": "text", "text": text(msg["refusal"], f"{where}.refusal")})
     for i, call in enumerate(msg.get("tool_calls") or []):
@@ -258,7 +257,9 @@ def _tool_use(call: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _tools(chat: Mapping[str, Any], out: dict[str, Any]) -> None:
     tools = chat.get("tools")
     if tools is not None:
-        out["tools"] = [_tool(obj(t, f"tools[{i}]"), i) for i, t in enumerate(items(tools, "tools"))]
+        out["tools"] = [
+            _tool(obj(t, f"tools[{i}]"), i) for i, t in enumerate(items(tools, "tools"))
+        ]
     choice = _tool_choice(chat.get("tool_choice"))
     if chat.get("parallel_tool_calls") is False:
         choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
@@ -271,7 +272,9 @@ def _tool(tool: Mapping[str, Any], i: int) -> dict[str, Any]:
         raise refuse(f"tools[{i}].type", "Anthropic takes function tools only")
     check_fields(tool, frozenset({"type", "function"}), f"tools[{i}].")
     fn = obj(tool.get("function"), f"tools[{i}].function")
-    check_fields(fn, frozenset({"name", "description", "parameters", "strict"}), f"tools[{i}].function.")
+    check_fields(
+        fn, frozenset({"name", "description", "parameters", "strict"}), f"tools[{i}].function."
+    )
     if fn.get("strict"):
         raise refuse(f"tools[{i}].function.strict", "Anthropic has no strict schema mode")
     out: dict[str, Any] = {"name": text(fn.get("name"), f"tools[{i}].function.name")}

@@ -10,6 +10,7 @@ provider's stream, and the client sees the same counts in its own format's seman
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiwallet.domain.translate import (
@@ -23,10 +24,37 @@ from aiwallet.domain.usage import Usage
 DONE = b"data: [DONE]\n\n"
 
 
+_LINES = re.compile(r"\r\n|\r|\n")  # SSE's line ends, and only those
+
+
 def sse(payload: Any, event: str | None = None) -> bytes:
+    """One event. ASCII JSON: no character in it can be taken for a line end by a client
+    whose parser splits more eagerly than SSE does (U+2028 and the like)."""
     head = f"event: {event}\n" if event else ""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    body = json.dumps(payload, separators=(",", ":"))
     return f"{head}data: {body}\n\n".encode()
+
+
+def parse_sse(raw: bytes) -> tuple[str | None, str | None]:
+    """The ``event`` and ``data`` fields of one raw event, split at SSE's own line ends only
+    (a provider's JSON may hold a raw U+2028, which is no line end)."""
+    event: str | None = None
+    data: list[str] = []
+    for line in _LINES.split(raw.decode("utf-8", errors="replace")):
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+    return event, "\n".join(data) if data else None
+
+
+def _sub(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    """``obj[name]`` when it is an object, else an empty one (a malformed event says
+    nothing, rather than failing the stream)."""
+    value = obj.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _json(data: str | None) -> Any:
@@ -57,7 +85,7 @@ class AnthropicToChat:
             return b""
         kind = event or obj.get("type")
         if kind == "message_start":
-            msg = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+            msg = _sub(obj, "message")
             self.id, self.model = str(msg.get("id") or ""), str(msg.get("model") or "")
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
@@ -65,13 +93,13 @@ class AnthropicToChat:
         if kind == "content_block_delta":
             return self._delta(obj)
         if kind == "message_delta":
-            delta = obj.get("delta") if isinstance(obj.get("delta"), dict) else {}
+            delta = _sub(obj, "delta")
             self.finish = openai_finish(delta.get("stop_reason")) or "stop"
             return b""
         if kind == "message_stop":
             return self._end(usage)
         if kind == "error":
-            err = obj.get("error") if isinstance(obj.get("error"), dict) else {}
+            err = _sub(obj, "error")
             return sse({"error": {
                 "message": str(err.get("message") or "the provider's stream failed"),
                 "type": str(err.get("type") or "api_error"), "param": None, "code": None,
@@ -79,7 +107,7 @@ class AnthropicToChat:
         return b""  # ping, content_block_stop: nothing to say in chunks
 
     def _block_start(self, obj: dict[str, Any]) -> bytes:
-        block = obj.get("content_block") if isinstance(obj.get("content_block"), dict) else {}
+        block = _sub(obj, "content_block")
         if block.get("type") == "text" and block.get("text"):
             return self._chunk({"content": block["text"]})
         if block.get("type") != "tool_use":
@@ -95,7 +123,7 @@ class AnthropicToChat:
         return self._chunk({"tool_calls": [call]})
 
     def _delta(self, obj: dict[str, Any]) -> bytes:
-        delta = obj.get("delta") if isinstance(obj.get("delta"), dict) else {}
+        delta = _sub(obj, "delta")
         if delta.get("type") == "text_delta":
             return self._chunk({"content": str(delta.get("text") or "")})
         if delta.get("type") == "input_json_delta":
@@ -151,7 +179,7 @@ class ChatToAnthropic:
         if not isinstance(obj, dict):
             return b""
         if isinstance(obj.get("error"), dict):
-            err = obj["error"]
+            err = _sub(obj, "error")
             payload = {"type": "error", "error": {
                 "type": str(err.get("type") or "api_error"),
                 "message": str(err.get("message") or "the provider's stream failed"),
@@ -162,7 +190,7 @@ class ChatToAnthropic:
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta = _sub(choice, "delta")
             out += self._delta(delta)
             if choice.get("finish_reason") is not None:
                 self.finish = anthropic_stop(choice["finish_reason"])
@@ -170,7 +198,7 @@ class ChatToAnthropic:
 
     def _start(self, obj: dict[str, Any]) -> bytes:
         self.started = True
-        message = {
+        message: dict[str, Any] = {
             "id": str(obj.get("id") or ""),
             "type": "message",
             "role": "assistant",
@@ -199,7 +227,7 @@ class ChatToAnthropic:
 
     def _tool(self, call: dict[str, Any]) -> bytes:
         out = b""
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        fn = _sub(call, "function")
         at = call.get("index", 0)
         if call.get("id") or at != self.tool_at:  # a new call begins
             block = {"type": "tool_use", "id": str(call.get("id") or ""),
