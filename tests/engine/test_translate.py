@@ -10,7 +10,7 @@ import openai
 import pytest
 from test_fault_matrix import TRANSPORT_ERRORS
 
-from fakeupstream import Script
+from fakeupstream import ANTHROPIC_KEY, Script
 
 SONNET_IN, SONNET_OUT = (
     3_000,
@@ -401,3 +401,20 @@ def test_other_endpoints_still_refuse_the_other_format(rig):
     with pytest.raises(openai.InternalServerError) as err:
         rig.openai(key).responses.create(model="claude-sonnet-4-5", input="hi")
     assert err.value.status_code == 503 and err.value.body["code"] == "no_provider"
+
+
+@pytest.mark.parametrize("echo", ["answer", "escaped", "split"])
+def test_a_key_the_provider_echoes_never_reaches_the_client_translated(rig, echo):
+    key = rig.app()
+    client = rig.openai(key)
+    rig.fake.script(Script(echo_key=echo), times=2)
+    whole = client.chat.completions.create(model="claude-sonnet-4-5", messages=CONVERSATION)
+    chunks = list(
+        client.chat.completions.create(
+            model="claude-sonnet-4-5", messages=CONVERSATION, stream=True
+        )
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    for text in (whole.choices[0].message.content, streamed):
+        assert text.endswith("[redacted]") and ANTHROPIC_KEY not in text
+        assert ANTHROPIC_KEY[:20] not in text

@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from aiwallet.domain.errors import InvalidInput
 from aiwallet.domain.translate import (
     check_fields,
     items,
@@ -36,6 +37,8 @@ def chat_request(
     """The Chat request for the Messages request ``body``, to run ``model``; the output limit
     goes in ``max_field`` (``max_tokens`` for servers that know no other)."""
     check_fields(body, REQUEST_FIELDS)
+    if body.get("max_tokens") is None:  # as Anthropic's API would answer it
+        raise InvalidInput("max_tokens: Field required", param="max_tokens")
     thinking = body.get("thinking")
     if thinking is not None and not (
         isinstance(thinking, Mapping) and thinking.get("type") == "disabled"
