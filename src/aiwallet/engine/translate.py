@@ -44,6 +44,7 @@ def translatable(path: str) -> bool:
 @dataclass
 class Translation:
     client: Endpoint  # what the client called (its answers' and errors' shape)
+    client_body: Mapping[str, Any] = field(default_factory=dict)  # as the client sent it
     include_usage: bool = False  # an OpenAI client asked for its stream's usage chunk
     created: int = field(default_factory=lambda: int(time.time()))
     to_chat: AnthropicToChat | None = None
@@ -103,7 +104,7 @@ def start(call: Call) -> None:
     route, body = call.route, call.body
     assert route is not None and body is not None
     client = call.endpoint
-    call.translation = translation = Translation(client)
+    call.translation = translation = Translation(client, client_body=dict(body))
     try:
         if client.path == CHAT:
             max_tokens = route.row.output_limit or DEFAULT_MAX_OUTPUT
