@@ -56,11 +56,12 @@ def test_no_key_unknown_key_and_revoked(rig):
         403,
         "consent_required",
     )
-    # a keyless body the wallet cannot serve is refused before anyone is asked
+    # a keyless body the wallet cannot serve is refused before anyone is asked (gpt-4o-mini
+    # is served to Anthropic clients translated, but not without Anthropic's max_tokens)
     assert_anthropic_error(
         post(rig, "/v1/messages", key="sk-ant-not-a-wallet-key", json=body, anthropic_style=True),
-        503,
-        "no_provider",
+        400,
+        "invalid_request",
     )
     key = rig.app("victim")
     assert post(rig, "/v1/chat/completions", key=key, json=body).status_code == 200

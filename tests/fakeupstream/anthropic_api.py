@@ -11,6 +11,7 @@ from fakeupstream import hostile, tokens
 from fakeupstream.common import (
     ECHO_MARK,
     ERROR_ECHOES,
+    TOOL_INPUT,
     Cut,
     Stream,
     answer,
@@ -21,6 +22,7 @@ from fakeupstream.common import (
     echo_word,
     stable_id,
     start_sse,
+    tool_input_pieces,
 )
 from fakeupstream.script import Script, Served
 
@@ -134,13 +136,20 @@ async def messages(
         words = tokens.reply_words(n)
         stop = "max_tokens" if n < script.reply_tokens else "end_turn"
     words = [*words, *echo_word(script)]
+    tool = {"type": "tool_use", "id": f"toolu_{stable_id(body, 16)}", "name": script.tool_call}
+    if script.tool_call:
+        stop = "tool_use"
     if not body.get("stream"):
         msg: dict[str, Any] = {
             "id": mid,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [*searches, {"type": "text", "text": "".join(words)}],
+            "content": [
+                *searches,
+                {"type": "text", "text": "".join(words)},
+                *([{**tool, "input": TOOL_INPUT}] if script.tool_call else []),
+            ],
             "stop_reason": stop,
             "stop_sequence": None,
         }
@@ -190,6 +199,13 @@ async def messages(
                 {"index": text_index, "delta": {"type": "text_delta", "text": word}},
             )
         await ev("content_block_stop", {"index": text_index})
+        if script.tool_call:
+            start = {"index": text_index + 1, "content_block": {**tool, "input": {}}}
+            await ev("content_block_start", start)
+            for piece in tool_input_pieces():
+                partial = {"type": "input_json_delta", "partial_json": piece}
+                await ev("content_block_delta", {"index": text_index + 1, "delta": partial})
+            await ev("content_block_stop", {"index": text_index + 1})
         delta: dict[str, Any] = {"delta": {"stop_reason": stop, "stop_sequence": None}}
         if script.usage != "missing":
             delta["usage"] = (

@@ -23,6 +23,13 @@ def stable_id(body: Any, n: int = 24) -> str:
 
 
 CREATED = 1_700_000_000
+TOOL_INPUT = {"city": "Paris", "days": 2}  # what a scripted tool call passes
+
+
+def tool_input_pieces() -> list[str]:
+    """TOOL_INPUT's JSON in the pieces a stream sends it in."""
+    text = dumps(TOOL_INPUT)
+    return [text[:9], text[9:]]
 
 
 def dumps(obj: Any) -> str:

@@ -12,6 +12,7 @@ from fakeupstream import hostile, tokens
 from fakeupstream.common import (
     CREATED,
     ERROR_ECHOES,
+    TOOL_INPUT,
     Cut,
     Stream,
     answer,
@@ -22,6 +23,7 @@ from fakeupstream.common import (
     echo_word,
     stable_id,
     start_sse,
+    tool_input_pieces,
 )
 from fakeupstream.script import Script, Served
 
@@ -125,6 +127,9 @@ async def chat(
         finish = "length" if n < script.reply_tokens else "stop"
     words = [*words, *echo_word(script)]
     cid, created, model = f"chatcmpl-{stable_id(body)}", CREATED, body.get("model")
+    call_id = f"call_{stable_id(body, 16)}"
+    if script.tool_call:
+        finish = "tool_calls"
     if not body.get("stream"):
         msg = {
             "id": cid,
@@ -139,6 +144,7 @@ async def chat(
                         "content": "".join(words),
                         "refusal": None,
                         "annotations": [],
+                        **_tool_calls(script, call_id),
                     },
                     "logprobs": None,
                     "finish_reason": finish,
@@ -198,6 +204,10 @@ async def chat(
                         ]
                     )
                 )
+        for delta in _tool_call_deltas(script, call_id):
+            await stream.send(
+                chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+            )
         await stream.send(
             chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])
         )
@@ -209,6 +219,23 @@ async def chat(
     except (Cut, ConnectionResetError):
         pass
     return resp
+
+
+def _tool_calls(script: Script, call_id: str) -> dict[str, Any]:
+    if not script.tool_call:
+        return {}
+    fn = {"name": script.tool_call, "arguments": dumps(TOOL_INPUT)}
+    return {"tool_calls": [{"id": call_id, "type": "function", "function": fn}]}
+
+
+def _tool_call_deltas(script: Script, call_id: str) -> list[dict[str, Any]]:
+    """A scripted tool call as OpenAI streams it: id and name first, then the arguments."""
+    if not script.tool_call:
+        return []
+    first = {"index": 0, "id": call_id, "type": "function",
+             "function": {"name": script.tool_call, "arguments": ""}}  # fmt: skip
+    rest = [{"index": 0, "function": {"arguments": p}} for p in tool_input_pieces()]
+    return [{"tool_calls": [c]} for c in (first, *rest)]
 
 
 async def start_sse_or_none(request: web.Request) -> web.StreamResponse:

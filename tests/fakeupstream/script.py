@@ -49,6 +49,9 @@ class Script:
     # Wait (before the response headers, at most 30 s) until the test opens the gate of this
     # name (FakeUpstream.open_gate): requests held in flight together, as long as a test needs.
     gate: str = ""
+    # After the text, call the tool of this name (chat tool_calls / a tool_use block) with
+    # the arguments TOOL_INPUT, ending the turn for it (finish tool_calls / stop tool_use).
+    tool_call: str = ""
 
     @classmethod
     def from_json(cls, text: str) -> Script:

@@ -21,6 +21,7 @@ from aiwallet.store.records import Reservation
 
 if TYPE_CHECKING:
     from aiwallet.engine.payflow import PaidCall
+    from aiwallet.engine.translate import Translation
 
 
 @dataclass
@@ -57,9 +58,15 @@ class Call:
     payment: PaidCall | None = None  # the x402 payment made for it (engine/payflow.py)
     # every attempt at a provider (retries, fallbacks), written with its row (engine/owner.py)
     attempts: list[AttemptRecord] = field(default_factory=list)
+    # set when the model speaks the other wire format (engine/translate.py): ``endpoint`` is
+    # then the provider's, and the translation keeps the client's
+    translation: Translation | None = None
 
     @property
     def api(self) -> Api:
+        """The shape of the client's answers and errors."""
+        if self.translation is not None:
+            return self.translation.client.api
         return self.endpoint.api
 
     def elapsed_ms(self) -> int:

@@ -43,6 +43,8 @@ from aiwallet.engine.templating import FIELD as TEMPLATE_FIELD
 from aiwallet.engine.templating import apply_template, template_ref
 from aiwallet.engine.tokens import PREFIX as SESSION_PREFIX
 from aiwallet.engine.tokens import SessionTokens
+from aiwallet.engine.translate import start as start_translation
+from aiwallet.engine.translate import translatable
 from aiwallet.store.budgets import WALLET as WALLET_SCOPE
 from aiwallet.store.budgets import BudgetRefused
 from aiwallet.store.providers import ProviderRecord
@@ -268,8 +270,16 @@ class Proxy:
 
     def _resolve(self, call: Call) -> None:
         assert call.body is not None
-        call.candidates = self.state.router.chain(call.body.get("model"), call.endpoint.wire)
-        call.route = call.candidates[0]
+        path = call.endpoint.path
+        chain = self.state.router.chain(
+            call.body.get("model"), call.endpoint.wire, translate=translatable(path)
+        )
+        # one wire format per request: a route's targets of another format than its first
+        # are not fallen back to (the request was translated, or not, for the first)
+        call.route = chain[0]
+        call.candidates = [r for r in chain if r.translate_from == call.route.translate_from]
+        if call.route.translate_from is not None:  # from here on, the provider's request
+            start_translation(call)
 
     def _bound(self, call: Call) -> None:
         """The request's worst case (and the caps set in the forwarded body for it)."""
@@ -535,7 +545,10 @@ class Proxy:
         url = upstream_url(
             route.kind, route.provider.base_url, call.endpoint.path, call.request.query_string
         )
-        headers = upstream_headers(route.kind, key, dict(call.request.headers), gateway)
+        sent = dict(call.request.headers)
+        if call.translation is not None:
+            sent = call.translation.headers(sent)
+        headers = upstream_headers(route.kind, key, sent, gateway)
         headers["x-aiwallet-request-id"] = call.request_id  # lets a provider's logs be matched
         call.sent = True
         up = await self._send(call, url, payload, headers)
@@ -657,6 +670,9 @@ class Proxy:
             note = answer.problem or "no usage reported"
         done = await owner.end(Ending(up.status, None, usage, self._note(call, note)))
         headers.update(self.headers(call, cost=done.cost_nano, remaining=done.remaining_nano))
+        if call.translation is not None:  # billed as the provider's answer: then translated
+            translated = call.translation.answer(body)
+            body = self._scrub(call, translated, "its translated answer")
         return web.Response(status=up.status, body=body, headers=headers)
 
     async def _stream(
@@ -683,7 +699,7 @@ class Proxy:
                 meter,
                 lambda: owner.end(self._stream_ending(call, Ended.COMPLETE)),
                 bound,
-                lambda raw: self._scrub(call, raw, "a stream event"),
+                lambda raw: self._relayed_event(call, raw),
             )
         await owner.end(self._stream_ending(call, ended))
         if ended is Ended.COMPLETE:
@@ -694,6 +710,15 @@ class Proxy:
             # it would take for a whole answer (or, if it left, so nothing more is sent).
             call.request.transport.abort()
         return resp
+
+    def _relayed_event(self, call: Call, raw: bytes) -> bytes:
+        """A stream event as it reaches the client: scrubbed, and in the client's format
+        (scrubbed again after translating: the re-encoded JSON is new bytes)."""
+        out = self._scrub(call, raw, "a stream event")
+        if call.translation is None:
+            return out
+        usage = call.meter.usage if call.meter is not None else None
+        return self._scrub(call, call.translation.event(out, usage), "a stream event")
 
     def _stream_ending(self, call: Call, ended: Ended) -> Ending:
         """How a stream that ``ended`` so is billed (and noted: a secret the provider echoed
@@ -773,6 +798,9 @@ class Proxy:
         # less any secret of the wallet they echo (some echo the key, or the whole header).
         headers = self._relayed_headers(call, up, "application/json")
         data = self._scrub(call, data, "an error answer")
+        if call.translation is not None:  # in the client's shape, the provider's words kept
+            data = self._scrub(call, call.translation.error(up.status, data), "an error answer")
+            headers["Content-Type"] = "application/json"
         await owner.end(Ending(up.status, "upstream_status", note=self._note(call, None)))
         headers.update(self.headers(call, cost=0))
         return web.Response(status=up.status, body=data, headers=headers)

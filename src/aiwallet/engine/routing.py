@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiwallet.domain.catalog import PROVIDER_PREFERENCE, Catalog, PriceRow
 from aiwallet.domain.gateways import gateway_ids, price_candidates
@@ -21,6 +21,8 @@ class Route:
     upstream_model: str  # the model name sent upstream
     row: PriceRow
     via: str | None = None  # the user's route (fallback chain) it came from
+    # the client's wire format when the provider speaks the other one (engine/translate.py)
+    translate_from: WireFormat | None = None
 
     @property
     def qualified(self) -> str:
@@ -88,7 +90,9 @@ class Router:
                 return row
         return None
 
-    def resolve(self, model: object, wire: WireFormat) -> Route:
+    def resolve(self, model: object, wire: WireFormat, *, translate: bool = False) -> Route:
+        """The route of ``model`` for a client of ``wire``; with ``translate``, a provider of
+        the other format serves it when none of ``wire`` does (the route says so)."""
         if not isinstance(model, str) or not model:
             raise ProxyError("invalid_request", "the request names no model", param="model")
         prefix, sep, rest = model.partition("/")
@@ -96,7 +100,7 @@ class Router:
             provider, kind = self.by_name[prefix]
             if kind.wire is not wire and (found := self._first(model, wire)) is not None:
                 return found  # ``anthropic/...`` at a gateway, beside a provider "anthropic"
-            if kind.wire is not wire:
+            if kind.wire is not wire and not translate:
                 raise ProxyError(
                     "invalid_request",
                     f"provider {prefix!r} speaks the {kind.wire.value} format; call it through "
@@ -106,10 +110,13 @@ class Router:
             row = self._price(kind, rest, provider)
             if row is None:
                 raise _unpriced(model, kind)
-            return Route(provider, kind, rest, row)
+            other = wire if kind.wire is not wire else None
+            return Route(provider, kind, rest, row, translate_from=other)
         found = self._first(model, wire)
         if found is not None:
             return found
+        if translate and (found := self._first(model, _other(wire))) is not None:
+            return replace(found, translate_from=wire)
         known = self.catalog.candidates(model)
         if known:
             vendors = ", ".join(sorted({r.provider for r in known}))
@@ -158,20 +165,21 @@ class Router:
                         break
         return [route for _, route in sorted(found.values(), key=lambda kr: kr[0])]
 
-    def chain(self, model: object, wire: WireFormat) -> list[Route]:
+    def chain(self, model: object, wire: WireFormat, *, translate: bool = False) -> list[Route]:
         """The routes to try for ``model``, in order: a user's route's targets (each that
         resolves), a model pinned to a provider (``openai/gpt-4.1``) alone, else every
-        provider that serves it (:meth:`serving`)."""
+        provider that serves it (:meth:`serving`). With ``translate``, a target of the other
+        wire format is served through translation (:meth:`resolve`)."""
         if isinstance(model, str) and model in self.routes:
             out: list[Route] = []
             problems: list[str] = []
             for target in self.routes[model]:
                 try:
-                    r = self.resolve(target, wire)
+                    r = self.resolve(target, wire, translate=translate)
                 except ProxyError as exc:
                     problems.append(f"{target}: {exc.message}")
                     continue
-                out.append(Route(r.provider, r.kind, r.upstream_model, r.row, via=model))
+                out.append(replace(r, via=model))
             if not out:
                 raise ProxyError(
                     "no_provider",
@@ -180,9 +188,9 @@ class Router:
                     + ")",
                 )
             return out
-        first = self.resolve(model, wire)
+        first = self.resolve(model, wire, translate=translate)
         prefix = model.partition("/")[0] if isinstance(model, str) else ""
-        if prefix in self.by_name or first.kind.local:
+        if prefix in self.by_name or first.kind.local or first.translate_from is not None:
             return [first]
         rest = [r for r in self.serving(str(model), wire) if r.qualified != first.qualified]
         return [first, *rest]
@@ -220,6 +228,10 @@ class Router:
                 if row.model not in out and scope_allows(scopes, route):
                     out[row.model] = route
         return list(out.values())
+
+
+def _other(wire: WireFormat) -> WireFormat:
+    return WireFormat.ANTHROPIC if wire is WireFormat.OPENAI else WireFormat.OPENAI
 
 
 def payment_priced(provider: str, model: str) -> PriceRow:
