@@ -251,3 +251,46 @@ def test_prompt_templates_render_into_the_request(rig, capsys, tmp_path):
     assert "You review {{language}} code." in out
     assert cli(capsys, rig, "prompts", "remove", "review")[0] == 0
     assert rig.wallet.templates.list() == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(
+    "targets, served_by",
+    [
+        ("anthropic/claude-sonnet-4-5,openai/gpt-4o-mini", "openai"),  # translated → native
+        ("openai/gpt-4o-mini,anthropic/claude-sonnet-4-5", "anthropic"),  # native → translated
+    ],
+    ids=["to-native", "to-translated"],
+)
+def test_a_route_falls_back_across_wire_formats(rig, targets, served_by, stream):
+    """An OpenAI-SDK client's route whose targets speak both formats: when the first fails,
+    the next is tried in its own format (the client's request translated again, or as sent),
+    and the client gets an answer its SDK parses; the reservation covers the costlier."""
+    rig.wallet.set_route("mixed", targets)
+    rig.fake.script(Script(status=503), times=3)  # the first target fails, its retries too
+    client = rig.openai(rig.app(models=["*"]))
+    if stream:
+        with client.chat.completions.with_streaming_response.create(
+            model="mixed", messages=HELLO, max_tokens=30, stream=True,
+            stream_options={"include_usage": True},
+        ) as resp:  # fmt: skip
+            headers = resp.headers
+            chunks = list(resp.parse())
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    else:
+        raw = client.chat.completions.with_raw_response.create(
+            model="mixed", messages=HELLO, max_tokens=30
+        )
+        headers, reply = raw.headers, raw.parse()
+        text = reply.choices[0].message.content or ""
+        assert reply.usage is not None and reply.usage.completion_tokens > 0
+    assert text
+    assert headers["x-aiwallet-provider"] == served_by
+    assert headers["x-aiwallet-fallbacks"] == "1"
+    served = rig.fake.served
+    assert [s.status for s in served] == [503, 503, 503, 200]
+    assert served[-1].api == served_by  # the fallback went in its own wire format
+    (row,) = [r for r in rig.ledger_rows() if r["kind"] == "spend"]
+    assert row["provider"] == served_by and row["amount_nano"] > 0
+    assert rig.wallet.budgets.open_reservations() == []

@@ -383,7 +383,7 @@ def test_anthropic_fields_gpt_cannot_take_are_refused_in_anthropic_shape(rig, ex
 
 def test_provider_error_reaches_the_client_in_its_own_shape(rig):
     key = rig.app()
-    rig.fake.script(Script(status=429))
+    rig.fake.script(Script(status=429, retry_after=120))  # past the retry cap: relayed
     with pytest.raises(openai.RateLimitError) as err:
         rig.openai(key).chat.completions.create(model="claude-sonnet-4-5", messages=CONVERSATION)
     assert "rate limit" in err.value.body["message"]

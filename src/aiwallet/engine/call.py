@@ -37,7 +37,11 @@ class Call:
     # the routes to try in order (a user's route, or every provider serving the model); the
     # bound of each, and what failed before the one that served it
     candidates: list[Route] = field(default_factory=list)
-    bounds: list[Bound] = field(default_factory=list)
+    bounds: list[Bound | None] = field(default_factory=list)  # None: another wire format's
+    # the request as the client sent it (templates rendered), to prepare a fallback of the
+    # other wire format from: translated again, or sent as it is
+    client_endpoint: Endpoint | None = None
+    client_body: dict[str, Any] | None = None
     fallbacks: list[str] = field(default_factory=list)
     downgraded_from: str | None = None  # the model asked for, when a cheaper one served it
     fallback_left: bool = False  # another route waits if this one fails before answering

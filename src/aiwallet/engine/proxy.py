@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 from dataclasses import replace
@@ -22,7 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from aiwallet.domain.appkeys import looks_like_app_key
-from aiwallet.domain.bounds import BOUNDS, flag
+from aiwallet.domain.bounds import BOUNDS, Bound, flag
 from aiwallet.domain.cost import affordable_output, bound_cost
 from aiwallet.domain.errors import InvalidInput, NotFound, VaultError
 from aiwallet.domain.local_servers import is_budgeted
@@ -37,7 +38,7 @@ from aiwallet.engine.events import EventBus
 from aiwallet.engine.owner import Ending, RequestOwner
 from aiwallet.engine.ratelimit import Limits, RateLimiter
 from aiwallet.engine.relay import WRITE_ERRORS, Ended, UpstreamCut, read_whole, relay_stream
-from aiwallet.engine.routing import scope_allows
+from aiwallet.engine.routing import Route, scope_allows
 from aiwallet.engine.state import AppContext, EngineState, KeyUnavailable
 from aiwallet.engine.templating import FIELD as TEMPLATE_FIELD
 from aiwallet.engine.templating import apply_template, template_ref
@@ -274,10 +275,9 @@ class Proxy:
         chain = self.state.router.chain(
             call.body.get("model"), call.endpoint.wire, translate=translatable(path)
         )
-        # one wire format per request: a route's targets of another format than its first
-        # are not fallen back to (the request was translated, or not, for the first)
-        call.route = chain[0]
-        call.candidates = [r for r in chain if r.translate_from == call.route.translate_from]
+        call.route, call.candidates = chain[0], chain
+        if len(chain) > 1:  # a fallback of the other wire format starts again from this
+            call.client_endpoint, call.client_body = call.endpoint, copy.deepcopy(call.body)
         if call.route.translate_from is not None:  # from here on, the provider's request
             start_translation(call)
 
@@ -288,9 +288,15 @@ class Proxy:
         try:
             call.bound = bound_of(call.body, call.raw, call.route.row)
             self._apply_caps(call)
-            call.bounds = [call.bound] + [
-                bound_of(call.body, call.raw, r.row) for r in call.candidates[1:]
+            # the targets of the same wire format share this body; another format's are
+            # bounded when (if) they are tried (_switch_wire)
+            same = call.route.translate_from
+            bounds: list[Bound | None] = [call.bound]
+            bounds += [
+                bound_of(call.body, call.raw, r.row) if r.translate_from == same else None
+                for r in call.candidates[1:]
             ]
+            call.bounds = bounds
         except InvalidInput as exc:
             raise ProxyError("invalid_request", str(exc), param=exc.param) from None
 
@@ -351,7 +357,10 @@ class Proxy:
     def _worst(self, call: Call) -> tuple[int, int]:
         """The largest worst case among the routes that may serve ``call`` (any of them may
         be the one billed), and which route has it."""
-        costs = [bound_cost(b, r.row) for r, b in zip(call.candidates, call.bounds, strict=True)]
+        costs = [
+            bound_cost(b, r.row) if b is not None else -1
+            for r, b in zip(call.candidates, call.bounds, strict=True)
+        ]
         i = max(range(len(costs)), key=costs.__getitem__)
         return costs[i], i
 
@@ -361,7 +370,9 @@ class Proxy:
             call.bounds = [call.bound]
             call.candidates = call.candidates[:1] or [call.route]
         amount, worst_i = self._worst(call)
-        row, ep, bound = call.candidates[worst_i].row, call.endpoint, call.bounds[worst_i]
+        row, ep = call.candidates[worst_i].row, call.endpoint
+        bound = call.bounds[worst_i]
+        assert bound is not None
         try:
             call.reservation = await self._try_reserve(call, amount)
             return
@@ -378,9 +389,11 @@ class Proxy:
                 raise await self._exceeded(call, refused) from None
             self._clamp(call, affordable)
             call.bounds = [
-                replace(b, output_tokens=min(b.output_tokens, affordable)) for b in call.bounds
+                replace(b, output_tokens=min(b.output_tokens, affordable)) if b else None
+                for b in call.bounds
             ]
             call.bound = call.bounds[call.candidates.index(call.route)]
+            assert call.bound is not None
             try:
                 call.reservation = await self._try_reserve(call, self._worst(call)[0])
             except BudgetRefused as again:
@@ -493,21 +506,66 @@ class Proxy:
         usable key) goes on to the next; anything else is the answer."""
         candidates = call.candidates or ([call.route] if call.route else [])
         bounds = call.bounds if len(call.bounds) == len(candidates) else []
+        prepared: object = candidates[0].translate_from if candidates else None
         for i, route in enumerate(candidates):
-            call.route = route
-            call.fallback_left = i < len(candidates) - 1
-            if bounds:
-                call.bound = bounds[i]
+            last = i == len(candidates) - 1
+            call.fallback_left = not last
+            if route.translate_from != prepared:
+                prepared = _UNPREPARED  # until the switch is made
+                try:
+                    await self._switch_wire(call, route)  # the other wire format's request
+                except ProxyError as err:  # untranslatable, or more than the budget has left
+                    if last:
+                        raise
+                    call.fallbacks.append(f"{route.qualified}: {err.code}")
+                    continue
+                prepared = route.translate_from
+            else:
+                call.route = route
+                if bounds and bounds[i] is not None:
+                    call.bound = bounds[i]
             try:
                 return await self._forward_one(call, owner)
             except ProxyError as err:
-                last = i == len(candidates) - 1
                 if last or owner.ended or call.payment is not None or err.code not in FALLBACK:
                     raise
                 call.fallbacks.append(f"{route.qualified}: {err.code}")
                 log.info("%s: %s failed (%s); trying %s", call.request_id, route.qualified,
                          err.code, candidates[i + 1].qualified)  # fmt: skip
         raise ProxyError("no_provider", "no provider could serve this request")
+
+    async def _switch_wire(self, call: Call, route: Route) -> None:
+        """Make ``call`` the request of ``route``, a fallback of the other wire format than
+        the route before it: the client's request translated for it (or as the client sent
+        it), bounded and capped like the first, and the reservation grown to its worst case
+        if that is larger (all or nothing: else it is not tried, ``budget_exceeded``)."""
+        assert call.client_endpoint is not None and call.client_body is not None
+        call.endpoint, call.body = call.client_endpoint, copy.deepcopy(call.client_body)
+        call.translation, call.route, call.rewrite = None, route, True
+        if route.translate_from is not None:
+            start_translation(call)
+        else:
+            call.raw = json.dumps(call.body, separators=(",", ":"), ensure_ascii=False).encode()
+            call.prompt_bytes = len(call.raw)
+        assert call.body is not None
+        try:
+            call.bound = BOUNDS[call.endpoint.path](call.body, call.raw, route.row)
+        except InvalidInput as exc:
+            raise ProxyError("invalid_request", str(exc), param=exc.param) from None
+        self._apply_caps(call)
+        if call.clamped_to is not None:
+            self._clamp(call, call.clamped_to)
+            call.bound = replace(call.bound, output_tokens=min(call.bound.output_tokens,
+                                                               call.clamped_to))  # fmt: skip
+        res, cost = call.reservation, bound_cost(call.bound, route.row)
+        if res is not None and cost > res.amount_nano:
+            budgets = self.state.budgets
+            try:
+                call.reservation = await self.state.write(
+                    lambda conn: budgets.grow_in(conn, res, cost - res.amount_nano)
+                )
+            except BudgetRefused as refused:
+                raise _exceeded(refused) from None
 
     async def _forward_one(self, call: Call, owner: RequestOwner) -> web.StreamResponse:
         assert call.route is not None and call.body is not None
@@ -892,6 +950,8 @@ class Proxy:
             h["x-aiwallet-downgraded-from"] = call.downgraded_from
         return h
 
+
+_UNPREPARED = object()  # the call is prepared for no route (a switch to another wire failed)
 
 # A provider's failure before anything reached the app: the next route is tried. Not a
 # timeout: the provider may still be working on (and billing) the request, as with retries.
