@@ -377,6 +377,18 @@ _SCHEMAS: dict[str, JSON] = {
             "in_flight_settlements": {"type": "integer", "minimum": 0},
         },
     },
+    "ProviderHealth": {
+        "type": "object",
+        "required": ["provider", "state", "failures", "health"],
+        "properties": {
+            "provider": {"type": "string"},
+            "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
+            "health": {"type": "string", "enum": ["ok", "open", "probing"]},
+            "failures": {"type": "integer", "minimum": 0},
+            "retry_in_s": {"type": ["number", "null"]},
+            "retry_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
     "Reloaded": {
         "type": "object",
         "required": ["ok", "generation"],
@@ -737,6 +749,17 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "security": _ADMIN_AUTH,
                 "responses": {
                     "200": _json(_ref("EngineStatus"), "The engine"),
+                    **_errors(_ADMIN),
+                },
+            }
+        },
+        "/admin/v1/providers/health": {
+            "get": {
+                "operationId": "providersHealth",
+                "summary": "Each provider's circuit breaker (ok, open until when, probing)",
+                "security": _ADMIN_AUTH,
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("ProviderHealth")}, "Health"),
                     **_errors(_ADMIN),
                 },
             }
