@@ -28,6 +28,7 @@ from aiwallet.engine.events import EventBus
 from aiwallet.engine.payflow import payment_event
 from aiwallet.engine.ratelimit import RateLimiter
 from aiwallet.engine.state import EngineState
+from aiwallet.store.attempts import AttemptRecord
 from aiwallet.store.budgets import X402_SOURCE
 from aiwallet.store.payments import payment_spend
 from aiwallet.store.records import RequestRecord, Reservation, SpendEntry
@@ -69,6 +70,13 @@ def _past(usage: Usage, bound: Bound | None) -> bool:
         usage.output_tokens > bound.total_output_tokens
         or usage.total_prompt_tokens > bound.prompt_tokens
     )
+
+
+def only_a_good_one(attempts: tuple[AttemptRecord, ...]) -> bool:
+    """The common case, one attempt that was answered (below 400): not written apart (the
+    request row holds its provider, model, status and time; store/attempts.py reads it back
+    from there), so that every request does not pay for a second row."""
+    return len(attempts) == 1 and attempts[0].status is not None and attempts[0].status < 400
 
 
 def costs_differ(reported_nano: int, catalog_nano: int) -> bool:
@@ -167,14 +175,15 @@ class RequestOwner:
         unless it wrote no row (its reservation was closed already: someone else ended it)."""
         call = self.call
         attempts = tuple(call.attempts)  # as they are now: the ending decides
-        if not attempts:
-            return write
-        requests = self._state.requests
+        if not attempts or only_a_good_one(attempts):
+            return write  # none, or one answered: the request's own row says it all
+        hot = self._state.budgets.hot  # batched with the request's row (the hot statements)
 
         def both(conn: Connection) -> Any:
             done = write(conn)
             if done is not False:
-                requests.record_attempts_in(conn, call.request_id, attempts)
+                for attempt in attempts:
+                    hot.insert(conn, "insert_attempt", attempt.row(call.request_id))
             return done
 
         return both

@@ -29,6 +29,9 @@ class Route:
         return f"{self.provider.name}/{self.upstream_model}"
 
 
+SERVING_CACHE = 4096  # models remembered per router (it is rebuilt at every reload)
+
+
 def _rank(kind: ProviderKind) -> int:
     if kind.catalog_provider in PROVIDER_PREFERENCE:
         return PROVIDER_PREFERENCE.index(kind.catalog_provider)
@@ -57,6 +60,7 @@ class Router:
             key=lambda pk: (_rank(pk[1]), pk[0].name),
         )
         self.by_name = {p.name: (p, k) for p, k in self.providers}
+        self._serving: dict[tuple[str, WireFormat], list[tuple[tuple[int, int, str], Route]]] = {}
 
     def _price(
         self, kind: ProviderKind, model: str, provider: ProviderRecord | None = None
@@ -138,13 +142,29 @@ class Router:
         then the model's own vendor (preference order). A bare catalog name (``gpt-4o-mini``)
         is also looked for at OpenRouter and the gateways under their ids for it
         (``openai/gpt-4o-mini``, ``anthropic/claude-sonnet-4.5``), each priced by its own row.
-        Servers on this machine are not among them (see :meth:`_first`)."""
-        found: dict[str, tuple[tuple[int, int, int, str], Route]] = {}
+        Servers on this machine are not among them (see :meth:`_first`).
+
+        Who serves a model is found once per router (it is rebuilt at every reload) and
+        kept; only the health order is decided per call (a breaker opens at any time)."""
+        known = self._serving.get((model, wire))
+        if known is None:
+            known = self._find_serving(model, wire)
+            if len(self._serving) >= SERVING_CACHE:  # bounded: names are the callers' text
+                self._serving.clear()
+            self._serving[(model, wire)] = known
+        if len(known) < 2:
+            return [route for _, route in known]
+        ranked = sorted(known, key=lambda kr: (not self.healthy(kr[1].provider.name), kr[0]))
+        return [route for _, route in ranked]
+
+    def _find_serving(
+        self, model: str, wire: WireFormat
+    ) -> list[tuple[tuple[int, int, str], Route]]:
+        found: dict[str, tuple[tuple[int, int, str], Route]] = {}
 
         def add(provider: ProviderRecord, kind: ProviderKind, name: str, row: PriceRow) -> None:
             route = Route(provider, kind, name, row)
-            key = (0 if self.healthy(provider.name) else 1, row.input + row.output,
-                   _rank(kind), provider.name)  # fmt: skip
+            key = (row.input + row.output, _rank(kind), provider.name)
             if route.qualified not in found:
                 found[route.qualified] = (key, route)
 
@@ -163,7 +183,7 @@ class Router:
                     if (row := self._price(kind, gid)) is not None:
                         add(provider, kind, gid, row)
                         break
-        return [route for _, route in sorted(found.values(), key=lambda kr: kr[0])]
+        return sorted(found.values(), key=lambda kr: kr[0])
 
     def chain(self, model: object, wire: WireFormat, *, translate: bool = False) -> list[Route]:
         """The routes to try for ``model``, in order: a user's route's targets (each that

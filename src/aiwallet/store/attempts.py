@@ -50,10 +50,29 @@ def record_attempts_in(
 
 
 def attempts_of(db: Database, request_id: str) -> list[AttemptRecord]:
-    """A request's attempts, in order."""
+    """A request's attempts, in order. A request answered at its first attempt has no rows
+    of its own (engine/owner.py writes none for it): that attempt is its request row's."""
     c = t.request_attempts.c
     q = select(t.request_attempts).where(c.request_id == request_id).order_by(c.n)
     with db.read() as conn:
+        rows = list(conn.execute(q).mappings())
+        if not rows:
+            r = (
+                conn.execute(select(t.requests).where(t.requests.c.id == request_id))
+                .mappings()
+                .first()
+            )
+            # answered (a first byte came) and no row: one attempt answered below 400 (a
+            # stream cut after it keeps its 200; the request row says how it ended)
+            if r is None or r["provider"] is None or r["ttfb_ms"] is None:
+                return []
+            status = r["status"] if r["status"] < 400 else 200
+            return [
+                AttemptRecord(
+                    1, r["provider"], r["model"] or "", r["ts"], status, None,
+                    int(r["ttfb_ms"]),
+                )
+            ]  # fmt: skip
         return [
             AttemptRecord(
                 n=r["n"],
@@ -64,5 +83,5 @@ def attempts_of(db: Database, request_id: str) -> list[AttemptRecord]:
                 error=r["error"],
                 latency_ms=r["latency_ms"],
             )
-            for r in conn.execute(q).mappings()
+            for r in rows
         ]

@@ -52,7 +52,8 @@ LEDGER_COLUMNS = (
     "catalog_cost_nano",
 )
 REQUEST_COLUMNS = tuple(c.name for c in t.requests.c)
-_DATETIME = {"created_at", "ts", "window_end", "closed_at"}
+ATTEMPT_COLUMNS = tuple(c.name for c in t.request_attempts.c)
+_DATETIME = {"created_at", "ts", "window_end", "closed_at", "started_at"}
 _JSON = {"counter_ids", "price_row"}
 _BOOL = {"stream", "over_reserved", "cost_differs"}
 _BATCH_KEY = "aiwallet_deferred_inserts"
@@ -102,6 +103,9 @@ def _statements(is_postgres: bool) -> dict[str, ClauseElement]:
         .returning(*(t.reservations.c[name] for name in RESERVATION_COLUMNS)),
         "insert_ledger": insert(t.ledger).values(**_values(t.ledger, LEDGER_COLUMNS)),
         "insert_request": insert(t.requests).values(**_values(t.requests, REQUEST_COLUMNS)),
+        "insert_attempt": insert(t.request_attempts).values(
+            **_values(t.request_attempts, ATTEMPT_COLUMNS)
+        ),
     }
 
 
