@@ -9,15 +9,11 @@ Needs Debian's ``xvfb`` and the Qt xcb libraries (``.ci/run`` installs them).
 
 from __future__ import annotations
 
-import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
-from shotkit import child_env, x_display
+from shotkit import per_theme_main
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOWN_PATH = "/home/ana/.local/share/aiwallet/vault.sealed"  # what a user's dialog shows
@@ -123,29 +119,7 @@ def _child(out: Path, work: Path, theme: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out", nargs="?", default="docs/screenshots")
-    parser.add_argument("--themes", default="light,dark")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        out, work, theme = args.child
-        _child(Path(out), Path(work), theme)
-        return
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aiwallet-firstrun-shots-"))
-    env = child_env(work)
-    try:
-        with x_display(env, "1600x1000x24"):
-            for theme in args.themes.split(","):
-                subprocess.run(
-                    [sys.executable, __file__, "--child", str(out), str(work), theme],
-                    env=dict(env, AIWALLET_THEME=theme), check=True, timeout=180,
-                )  # fmt: skip
-                print(f"wrote {theme} first-run screenshots to {out}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    per_theme_main(__file__, _child, doc=__doc__, what="first-run", timeout_s=180)
 
 
 if __name__ == "__main__":

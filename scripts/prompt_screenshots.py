@@ -21,17 +21,14 @@ Needs Debian's ``xvfb`` (and the Qt xcb libraries); each theme runs in its own p
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import walletkit
-from shotkit import child_env, x_display
+from shotkit import per_theme_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,30 +171,10 @@ def _child(out: Path, data: Path, theme: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out", nargs="?", default="docs/screenshots")
-    parser.add_argument("--themes", default="light,dark")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        out, data, theme = args.child
-        _child(Path(out), Path(data), theme)
-        return
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aiwallet-prompt-shots-"))
-    env = child_env(work)
-    try:
-        with x_display(env, "1600x1200x24"):
-            for theme in args.themes.split(","):
-                subprocess.run(
-                    [sys.executable, __file__, "--child", str(out), str(work / theme), theme],
-                    env=dict(env, AIWALLET_THEME=theme), check=True, timeout=240,
-                )  # fmt: skip
-                for kind in KINDS:
-                    print(f"wrote {out / f'prompt-{kind}-{theme}.png'}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    per_theme_main(
+        __file__, _child, doc=__doc__, what="prompt", size="1600x1200x24", timeout_s=240,
+        work_per_theme=True,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

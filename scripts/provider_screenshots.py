@@ -12,14 +12,10 @@ Needs Debian's ``xvfb`` and the Qt xcb libraries.
 
 from __future__ import annotations
 
-import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from shotkit import child_env, x_display
+from shotkit import per_theme_main
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = (("pr-review-agent", "3/day"), ("nightly-summarizer", "10/week"), ("notebook", "2/day"))
@@ -147,29 +143,7 @@ def _child(out: Path, work: Path, theme: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out", nargs="?", default="docs/screenshots")
-    parser.add_argument("--themes", default="light,dark")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        out, work, theme = args.child
-        _child(Path(out), Path(work), theme)
-        return
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aiwallet-provider-shots-"))
-    env = child_env(work)
-    try:
-        with x_display(env, "1600x1000x24"):
-            for theme in args.themes.split(","):
-                subprocess.run(
-                    [sys.executable, __file__, "--child", str(out), str(work), theme],
-                    env=dict(env, AIWALLET_THEME=theme), check=True, timeout=240,
-                )  # fmt: skip
-                print(f"wrote {theme} provider screenshots to {out}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    per_theme_main(__file__, _child, doc=__doc__, what="provider", timeout_s=240)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@ keyring, the sources first on the path) and an X display (Xvfb when there is non
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +56,42 @@ def x_display(env: dict[str, str], size: str) -> Iterator[None]:
         if xvfb is not None:
             xvfb.terminate()
             xvfb.wait(10)
+
+
+def per_theme_main(
+    script: str,
+    child: Callable[[Path, Path, str], None],
+    *,
+    doc: str | None,
+    what: str,
+    size: str = "1600x1000x24",
+    timeout_s: float = 240,
+    work_per_theme: bool = False,
+) -> None:
+    """The ``main`` of a screenshot script: ``SCRIPT [OUT_DIR] [--themes light,dark]`` runs
+    ``script --child OUT WORK THEME`` once per theme under an X display (Xvfb when there is
+    none), and ``--child`` calls ``child(out, work, theme)`` in that process."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("out", nargs="?", default="docs/screenshots")
+    parser.add_argument("--themes", default="light,dark")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        out, work, theme = args.child
+        child(Path(out), Path(work), theme)
+        return
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"aiwallet-{what.replace(' ', '-')}-shots-"))
+    env = child_env(work)
+    try:
+        with x_display(env, size):
+            for theme in args.themes.split(","):
+                data = work / theme if work_per_theme else work
+                subprocess.run(
+                    [sys.executable, script, "--child", str(out), str(data), theme],
+                    env=dict(env, AIWALLET_THEME=theme), check=True, timeout=timeout_s,
+                )  # fmt: skip
+                print(f"wrote {theme} {what} screenshots to {out}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
