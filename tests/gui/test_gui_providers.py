@@ -370,3 +370,25 @@ def test_an_open_breaker_shows_on_the_page_and_is_told(rig, qtbot):
     # a fresh read from the engine (the page's refresh) agrees
     found = {h["provider"]: h for h in rig.engine.provider_health()}
     assert found["openrouter"]["health"] == "open"
+
+
+def test_an_edit_made_while_a_save_is_read_back_is_kept(rig, qtbot):
+    """A save reads the stored values back into the page; a field the user changed in the
+    meantime keeps the user's value (it is theirs to save next), the others show the stored
+    form ("$2.50" as 2.50)."""
+    settings = rig.app.window.settings
+    rig.app.window.show_page(5)
+    qtbot.waitUntil(lambda: settings.loads > 0, timeout=10_000)
+    before = settings.loads
+    settings.low_balance.setText("$2.50")
+    settings.save.click()
+    settings.rotation.setValue(45)  # typed before the save's read-back came
+    qtbot.waitUntil(lambda: settings.loads > before, timeout=10_000)
+    assert settings.status.text() == "Saved."
+    assert settings.low_balance.text() == "2.50"  # the stored form
+    assert settings.rotation.value() == 45  # the edit survives the read-back
+    assert rig.wallet.pref(KEY_ROTATION_DAYS) == 30  # and is not saved until saved
+    rig.app.controller.mark_dirty()  # an engine event reloads the page: still kept
+    before = settings.loads
+    qtbot.waitUntil(lambda: settings.loads > before, timeout=10_000)
+    assert settings.rotation.value() == 45

@@ -3,6 +3,7 @@ low-balance threshold, balance refresh and key rotation reminder, data dir."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QUrl
@@ -40,6 +41,7 @@ class SettingsPage(Page):
 
     def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
         super().__init__(controller, parent)
+        self._shown: dict[str, Any] | None = None  # the values last shown (edits: the rest)
         card = Card("Preferences")
         form = QFormLayout()
         form.setHorizontalSpacing(18)
@@ -155,9 +157,12 @@ class SettingsPage(Page):
                 wallet.pref(KEY_ROTATION_DAYS),
             )
         )
-        self.low_balance.setText(usd_field(low))
-        self.balance_refresh.setValue(refresh)
-        self.rotation.setValue(rotation)
+        self._show({
+            "low_balance": usd_field(low), "balance_refresh": refresh, "rotation": rotation,
+            "port": port, "timeout": timeout,
+            "thresholds": ", ".join(str(t) for t in thresholds),
+            "upstream": upstream, "login": login,
+        })  # fmt: skip
         catalog = status["catalog"]
         rows = [
             ("Version", f"aiwallet {__version__}"),
@@ -176,11 +181,41 @@ class SettingsPage(Page):
             )
             + "</table>"
         )
-        self.port.setValue(port)
-        self.timeout.setValue(timeout)
-        self.thresholds.setText(", ".join(str(t) for t in thresholds))
-        self.upstream.setChecked(upstream)
-        self.login.setChecked(login)
+
+    # -- the fields: what was read, and what the user changed since ------------------------------
+    def _field_values(self) -> dict[str, Any]:
+        return {
+            "low_balance": self.low_balance.text(),
+            "balance_refresh": self.balance_refresh.value(),
+            "rotation": self.rotation.value(),
+            "port": self.port.value(),
+            "timeout": self.timeout.value(),
+            "thresholds": self.thresholds.text(),
+            "upstream": self.upstream.isChecked(),
+            "login": self.login.isChecked(),
+        }
+
+    def _show(self, stored: dict[str, Any]) -> None:
+        """Show the stored values, except in a field the user changed since it was last
+        shown (a reload, after a save or an engine event, never overwrites an edit)."""
+        now = self._field_values()
+        shown_before = self._shown or now
+        setters: dict[str, Callable[[Any], None]] = {
+            "low_balance": self.low_balance.setText,
+            "balance_refresh": self.balance_refresh.setValue,
+            "rotation": self.rotation.setValue,
+            "port": self.port.setValue,
+            "timeout": self.timeout.setValue,
+            "thresholds": self.thresholds.setText,
+            "upstream": self.upstream.setChecked,
+            "login": self.login.setChecked,
+        }
+        for name, value in stored.items():
+            if now[name] == shown_before[name]:  # untouched: show what is stored
+                setters[name](value)
+        # what is shown of the store from now on: an edited field stays edited (it differs
+        # from the stored value) until it is saved or set back
+        self._shown = {**self._field_values(), **stored}
 
     def _verify(self) -> None:
         self.audit_result.setText("Checking…")
@@ -218,6 +253,7 @@ class SettingsPage(Page):
                 self.upstream.isChecked(),
                 self.login.isChecked(),
                 providers,
+                as_shown=self._field_values(),  # what this save writes, as the fields show
             ),
             "Saving settings",
         )
@@ -230,6 +266,7 @@ class SettingsPage(Page):
         upstream: bool,
         login: bool,
         providers: dict[Pref[Any], Any] | None = None,
+        as_shown: dict[str, Any] | None = None,
     ) -> None:
         wallet = self.controller.wallet
 
@@ -255,4 +292,8 @@ class SettingsPage(Page):
             self.status.setText(shown(exc, 300))
             return
         self.status.setText("Saved.")
+        # the saved values are the ones shown now: the read-back shows them as stored
+        # ("$2.50" as 2.50), and leaves alone a field edited since
+        if as_shown is not None:
+            self._shown = as_shown
         self.reload()
