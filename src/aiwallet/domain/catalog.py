@@ -112,7 +112,7 @@ class PriceRow:
         return chosen
 
 
-def _row_ref(source_tag: str, fields: Mapping[str, Any]) -> str:
+def row_ref(source_tag: str, fields: Mapping[str, Any]) -> str:
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     return f"{source_tag}:{fields['provider']}/{fields['model']}@{digest}"
@@ -248,7 +248,7 @@ def parse_row(provider: str, model_id: str, raw: Mapping[str, Any], source_tag: 
         output_limit=_int_or_none(limit.get("output"), f"{where} limit.output"),
         tiers=_parse_tiers(cost, where),
         is_reasoning_model=bool(raw.get("reasoning", False)),
-        ref=_row_ref(source_tag, fields),
+        ref=row_ref(source_tag, fields),
     )
 
 

@@ -8,13 +8,12 @@ the auto router) or that add a per-request fee the worst case cannot bound are l
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from aiwallet.domain.catalog import PriceRow, price_per_m_to_nano
+from aiwallet.domain.catalog import PriceRow, price_per_m_to_nano, row_ref
 from aiwallet.domain.errors import CatalogError
 
 SOURCE_TAG = "openrouter-api"
@@ -77,8 +76,6 @@ def parse_row(raw: Mapping[str, Any]) -> PriceRow | None:
         "cache_write": cache_write,
         "reasoning": reasoning,
     }
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     name = raw.get("name")
     return PriceRow(
         provider="openrouter",
@@ -91,7 +88,7 @@ def parse_row(raw: Mapping[str, Any]) -> PriceRow | None:
         reasoning=reasoning,
         context_limit=_limit(raw.get("context_length")) or _limit(top.get("context_length")),
         output_limit=_limit(top.get("max_completion_tokens")),
-        ref=f"{SOURCE_TAG}:openrouter/{model_id}@{digest}",
+        ref=row_ref(SOURCE_TAG, fields),
     )
 
 

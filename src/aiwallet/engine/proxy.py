@@ -276,7 +276,8 @@ class Proxy:
             call.body.get("model"), call.endpoint.wire, translate=translatable(path)
         )
         call.route, call.candidates = chain[0], chain
-        if len(chain) > 1:  # a fallback of the other wire format starts again from this
+        if any(r.translate_from != chain[0].translate_from for r in chain[1:]):
+            # a fallback of the other wire format starts again from this (only then copied)
             call.client_endpoint, call.client_body = call.endpoint, copy.deepcopy(call.body)
         if call.route.translate_from is not None:  # from here on, the provider's request
             start_translation(call)
