@@ -5,6 +5,8 @@ itself without HTTP, an approval is one transaction, and a failed start leaves n
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -14,7 +16,10 @@ import pytest
 import aiwallet.engine
 from aiwallet.engine.client import AdminAuth
 from aiwallet.engine.writer import BatchWriter
+from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
+from aiwallet.store.writer_lock import DataDirInUse
+from test_crash import SRC, TESTS, serve_args
 from waiting import wait_until
 
 ENGINE_DIR = Path(aiwallet.engine.__file__).parent
@@ -55,8 +60,8 @@ def test_nothing_starts_in_a_constructor(rig):
     writer.close()  # closing a writer that never started is a no-op
 
 
-def test_failed_starts_on_a_busy_port_leave_no_thread_or_session(rig):
-    other = Wallet.open(rig.data_dir)
+def test_failed_starts_on_a_busy_port_leave_no_thread_or_session(rig, tmp_path):
+    other = Wallet.open(DataDir(tmp_path / "other"))  # its own data dir: only the port clashes
     try:
         busy = rig.engine.port
 
@@ -72,11 +77,69 @@ def test_failed_starts_on_a_busy_port_leave_no_thread_or_session(rig):
         for _ in range(10):
             fail_once()
         assert sorted(t.name for t in threading.enumerate()) == baseline
-        # the running engine is untouched: its engine.json (the CLI's way to it) is still there
-        assert rig.data_dir.engine_file.exists()
+        # the port's data dir lock was given back each time: an engine starts there now
+        engine = other.new_engine(port=0)
+        engine.start()
+        engine.stop()
         assert httpx.get(rig.url + "/healthz").json() == {"ok": True}
     finally:
         other.close()
+
+
+def test_a_second_engine_on_the_same_sqlite_data_dir_is_refused(rig):
+    """One writer per SQLite ledger (its counters live in the engine's memory): a second
+    engine on the data dir, on any port, is refused before it touches anything."""
+    assert rig.engine.state.live is not None  # the running one keeps its counters in memory
+    other = Wallet.open(rig.data_dir)
+    try:
+        engine_file = rig.data_dir.engine_file.read_text()
+        for _ in range(3):
+            engine = other.new_engine(port=0)
+            with pytest.raises(DataDirInUse) as refused:
+                engine.start()
+            assert refused.value.code == "data_dir_in_use"
+            assert "already running on this data dir" in str(refused.value)
+            assert engine._thread is None and engine._runner is None
+        # the running engine is untouched: its engine.json (the CLI's way to it) is the same
+        assert rig.data_dir.engine_file.read_text() == engine_file
+        assert httpx.get(rig.url + "/healthz").json() == {"ok": True}
+    finally:
+        other.close()
+
+
+def test_aiwallet_serve_on_a_data_dir_in_use_exits_with_the_reason(rig):
+    proc = subprocess.run(
+        serve_args(rig.data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}"},
+    )
+    assert proc.returncode != 0
+    assert "another aiwallet engine is already running on this data dir" in proc.stderr
+    assert httpx.get(rig.url + "/healthz").json() == {"ok": True}
+
+
+def test_two_data_dirs_on_one_sqlite_file_cannot_both_run(rig, tmp_path, monkeypatch):
+    """A SQLite ledger outside the data dir is locked beside its file: a second data dir
+    pointed at the same file is refused too."""
+    shared = tmp_path / "shared.sqlite3"
+    monkeypatch.setenv("AIWALLET_DATABASE_URL", f"sqlite:///{shared}")
+    first, second = Wallet.open(DataDir(tmp_path / "a")), Wallet.open(DataDir(tmp_path / "b"))
+    try:
+        running = first.new_engine(port=0)
+        running.start()
+        try:
+            with pytest.raises(DataDirInUse, match="SQLite ledger"):
+                second.new_engine(port=0).start()
+        finally:
+            running.stop()
+        again = second.new_engine(port=0)  # the lock went with the first engine
+        again.start()
+        again.stop()
+    finally:
+        first.close()
+        second.close()
 
 
 def _approve_once(rig):

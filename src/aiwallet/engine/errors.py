@@ -141,6 +141,14 @@ CODES: Mapping[str, ErrorKind] = _kinds(
         "budget layer, e.g. its OpenRouter key) reached its limit for the period",
     ),
     (
+        "data_dir_in_use",
+        409,
+        _BAD,
+        _BAD,
+        "Another engine already runs on this data dir or SQLite ledger (one writer per "
+        "SQLite ledger, enforced by a lock); use that one or stop it",
+    ),
+    (
         "provider_key_unavailable",
         503,
         _SERVER,

@@ -280,11 +280,8 @@ class PaymentFlow:
         extra = amount_nano - res.amount_nano
         if extra <= 0:
             return
-        budgets = self.state.budgets
         try:
-            call.reservation = await self.state.write(
-                lambda conn: budgets.grow_in(conn, res, extra)
-            )
+            call.reservation = await self.state.grow(res, extra)
         except BudgetRefused as refused:
             raise ProxyError(
                 "budget_exceeded",

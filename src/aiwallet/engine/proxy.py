@@ -47,7 +47,7 @@ from aiwallet.engine.tokens import SessionTokens
 from aiwallet.engine.translate import start as start_translation
 from aiwallet.engine.translate import translatable
 from aiwallet.store.budgets import WALLET as WALLET_SCOPE
-from aiwallet.store.budgets import BudgetRefused
+from aiwallet.store.budgets import BudgetRefused, InFlight
 from aiwallet.store.providers import ProviderRecord
 from aiwallet.store.records import Reservation, SpendEntry
 from aiwallet.upstreams.client import client_headers, upstream_headers, upstream_url
@@ -383,7 +383,9 @@ class Proxy:
             if not ep.max_fields:
                 raise await self._exceeded(call, refused) from None
             remaining = refused.remaining_nano
-            states = await self.state.db(self._remaining, call.ctx.app.id)
+            states = self.state.remaining(call.ctx.budgets, call.ts)
+            if states is None:
+                states = await self.state.db(self._remaining, call.ctx.app.id)
             remaining = min([remaining, *states])
             affordable = min(bound.output_tokens, affordable_output(remaining, bound, row))
             if affordable < self.state.min_clamped_output:
@@ -445,7 +447,13 @@ class Proxy:
     async def _exceeded(self, call: Call, refused: BudgetRefused) -> ProxyError:
         """``budget_exceeded``, saying how much of the budget requests in flight hold (one
         cheap read, on this refusal path only)."""
-        budgets = self.state.budgets
+        budgets, live = self.state.budgets, self.state.live
+        if live is not None:  # the grants not yet recorded are known here only
+            return _exceeded(
+                refused.explained(
+                    InFlight(*live.in_flight(refused.budget, call.ts, self.state.timezone))
+                )
+            )
         try:
             held = await self.state.db(
                 budgets.in_flight, refused.budget, call.ts, self.state.timezone
@@ -461,7 +469,6 @@ class Proxy:
 
     async def _try_reserve(self, call: Call, amount: int) -> Reservation:
         assert call.ctx is not None and call.route is not None
-        budgets, tz = self.state.budgets, self.state.timezone
         route = call.route
         priced = SpendEntry(
             route.provider.name, route.upstream_model, route.row.ref, None, "estimated"
@@ -473,18 +480,13 @@ class Proxy:
             # paid for at the top-up, which the wallet-wide budget counted: the app's own
             # budget counts what it uses of the credit
             held = tuple(b for b in held if b.scope != WALLET_SCOPE)
-        return await self.state.write(
-            lambda conn: budgets.reserve_in(
-                conn,
-                tuple(b.id for b in held),
-                amount,
-                at=call.ts,
-                tz=tz,
-                request_id=call.request_id,
-                app_id=call.ctx.app.id if call.ctx else None,
-                known=held,
-                priced=priced,
-            )
+        return await self.state.reserve(
+            held,
+            amount,
+            at=call.ts,
+            request_id=call.request_id,
+            app_id=call.ctx.app.id if call.ctx else None,
+            priced=priced,
         )
 
     def _clamp(self, call: Call, tokens: int) -> None:
@@ -560,11 +562,8 @@ class Proxy:
                                                                call.clamped_to))  # fmt: skip
         res, cost = call.reservation, bound_cost(call.bound, route.row)
         if res is not None and cost > res.amount_nano:
-            budgets = self.state.budgets
             try:
-                call.reservation = await self.state.write(
-                    lambda conn: budgets.grow_in(conn, res, cost - res.amount_nano)
-                )
+                call.reservation = await self.state.grow(res, cost - res.amount_nano)
             except BudgetRefused as refused:
                 raise _exceeded(refused) from None
 

@@ -33,6 +33,7 @@ from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.events import EventBus
 from aiwallet.engine.health import ProviderHealth
 from aiwallet.engine.listener import process_started
+from aiwallet.engine.live_budgets import LiveBudgets
 from aiwallet.engine.payflow import PaymentFlow
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.provider_watch import ProviderWatch
@@ -44,6 +45,8 @@ from aiwallet.engine.subkeys import SubKeyKeeper
 from aiwallet.engine.tokens import DEFAULT_TTL_S, SessionTokens
 from aiwallet.engine.wallet_api import add_wallet_routes
 from aiwallet.paths import write_private
+from aiwallet.store.reservation_journal import ReservationJournal
+from aiwallet.store.writer_lock import EngineLocks, hold_engine_locks
 from aiwallet.upstreams.client import Timeouts, make_session
 
 log = logging.getLogger(__name__)
@@ -142,6 +145,8 @@ class Engine:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.recovered: list[Any] = []
+        self.replayed = 0  # grants found only in the journal at start (engine/live_budgets.py)
+        self._locks: EngineLocks | None = None
 
     @property
     def proxy(self) -> Proxy | None:
@@ -186,11 +191,19 @@ class Engine:
 
     async def _start(self) -> None:
         wallet = self.wallet
+        # one engine per data dir and per SQLite ledger, before anything is touched (a
+        # non-blocking flock: no wait on the loop)
+        self._locks = hold_engine_locks(wallet.data_dir.root, wallet.db.sqlite_file)
         self.state.start()
+        journal = self._journal()
+        if journal is not None:  # grants a killed engine never recorded become open ones
+            self.replayed = await self.state.db(self._replay, journal)
         # payments first: a reservation whose payment the chain can place is billed exactly
         self.reconciler = Reconciler(self.state, self.events)
         self.reconciled = await self.reconciler.run_once(at_start=True)
         self.recovered = await self.state.db(wallet.recover_open)
+        if wallet.db.is_sqlite:  # this engine is the ledger's only writer: counters in memory
+            self._go_live(journal)
         await self.state.reload()
         self.admin_token = await self.state.db(self._admin_token)
         self._session = make_session(self.timeouts)
@@ -271,10 +284,50 @@ class Engine:
             self.consent.close()  # its peer-lookup worker
         if self._proxy is not None and self._proxy.payflow is not None:
             self._proxy.payflow.close()  # its signing threads
-        self.state.close()
+        self.state.close()  # the writer drains: every grant is recorded
+        live, self.state.live = self.state.live, None
+        if live is not None:
+            self.wallet.db.counter_listener = None
+            self.wallet.budgets.live_reserve = None
+            live.close()
         if self._wrote_engine_file:  # never another engine's (a second start on a busy port)
             self._remove_engine_files()
             self._wrote_engine_file = False
+        if self._locks is not None:
+            self._locks.release()
+            self._locks = None
+
+    def _journal(self) -> ReservationJournal | None:
+        """The reservation journal beside a SQLite ledger's file (None: not SQLite, or a
+        ledger in memory, which no restart could recover anyway)."""
+        path = self.wallet.db.sqlite_file
+        return ReservationJournal(path.with_name(path.name + "-grants")) if path else None
+
+    def _replay(self, journal: ReservationJournal) -> int:
+        """Blocking: record every grant of the journal the ledger lacks, then drop the
+        journal (all of it is in the database now)."""
+        entries = list(journal.entries())
+        missing = 0
+        if entries:
+            with self.wallet.db.begin() as conn:
+                missing = self.wallet.budgets.replay_in(conn, entries)
+        if missing:
+            log.warning(
+                "%d reservation(s) found only in the journal: billed at worst case", missing
+            )
+        journal.remove_all()
+        return missing
+
+    def _go_live(self, journal: ReservationJournal | None) -> None:
+        assert self.loop is not None
+        live = LiveBudgets(
+            self.wallet.budgets, self.state.writer, journal, self.state.db, self.loop
+        )
+        if journal is not None:
+            journal.open()
+        self.wallet.db.counter_listener = live.listener
+        self.wallet.budgets.live_reserve = live.reserve_blocking
+        self.state.live = live
 
     def stop(self) -> None:
         if self.loop is not None and self._thread is not None and self.loop.is_running():

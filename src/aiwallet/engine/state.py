@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -31,6 +32,7 @@ from aiwallet.domain.gateways import gateway_secret_name
 from aiwallet.domain.providers import provider_kind
 from aiwallet.domain.subkeys import SUBKEY_KINDS, management_ref
 from aiwallet.engine.health import ProviderHealth
+from aiwallet.engine.live_budgets import LiveBudgets
 from aiwallet.engine.port import WalletPort
 from aiwallet.engine.routing import Router
 from aiwallet.engine.scrub import Labelled, Scrubber, load_vault_secrets, provider_label
@@ -40,7 +42,7 @@ from aiwallet.payments.keys import SolanaKey
 from aiwallet.preferences import MIN_CLAMPED_OUTPUT_TOKENS
 from aiwallet.store.apps import AppRecord, GrantRecord
 from aiwallet.store.providers import ProviderRecord
-from aiwallet.store.records import Budget
+from aiwallet.store.records import Budget, Reservation, SpendEntry
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class EngineState:
         self._db_workers = db_workers
         self._db_pool: ThreadPoolExecutor | None = None
         self._writer: BatchWriter | None = None
+        self.live: LiveBudgets | None = None  # set by the engine when it owns a SQLite ledger
         self._apps: dict[str, tuple[float, AppContext | None]] = {}
         self._secrets: dict[str, str | None] = {}
         self._gateway_tokens: dict[str, str | None] = {}  # provider name → its gateway token
@@ -144,6 +147,55 @@ class EngineState:
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run a store write in the writer's next transaction (group commit)."""
         return await self.writer.submit(fn)
+
+    # -- reservations -----------------------------------------------------------------------
+    async def reserve(
+        self,
+        held: tuple[Budget, ...],
+        amount_nano: int,
+        *,
+        at: datetime,
+        request_id: str,
+        app_id: int | None,
+        priced: SpendEntry | None,
+    ) -> Reservation:
+        """Reserve on every budget of ``held``, all or nothing (raises ``BudgetRefused``):
+        granted in memory where this engine is its SQLite ledger's only writer
+        (engine/live_budgets.py), else by the database's conditional update, committed."""
+        tz = self.timezone
+        if self.live is not None:
+            return await self.live.reserve(
+                held, amount_nano, at=at, tz=tz, request_id=request_id, app_id=app_id,
+                priced=priced,
+            )  # fmt: skip
+        budgets = self.budgets
+        return await self.write(
+            lambda conn: budgets.reserve_in(
+                conn,
+                tuple(b.id for b in held),
+                amount_nano,
+                at=at,
+                tz=tz,
+                request_id=request_id,
+                app_id=app_id,
+                known=held,
+                priced=priced,
+            )
+        )
+
+    async def grow(self, res: Reservation, extra_nano: int) -> Reservation:
+        """Hold ``extra_nano`` more on every budget ``res`` holds, or raise BudgetRefused."""
+        if self.live is not None:
+            return await self.live.grow(res, extra_nano)
+        budgets = self.budgets
+        return await self.write(lambda conn: budgets.grow_in(conn, res, extra_nano))
+
+    def remaining(self, held: tuple[Budget, ...], at: datetime) -> list[int] | None:
+        """What the budgets have left as the live counters see it (None: no live counters;
+        read the database)."""
+        if self.live is None:
+            return None
+        return self.live.remaining(held, at, self.timezone)
 
     def reload_blocking(self) -> None:
         p = self.port

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from aiwallet.domain.errors import WalletError
+from aiwallet.store import counter_events
+from aiwallet.store.counter_events import CounterEvent
 from aiwallet.store.db import Database
 from aiwallet.store.hotsql import HotStatements
 
@@ -120,8 +122,12 @@ class BatchWriter:
     def _run_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         conn = self._connection()
+        listener = self.db.counter_listener
+        events: list[CounterEvent] = []
         try:
             with conn.begin():
+                if listener is not None:
+                    counter_events.collect(conn)
                 if len(batch) > 1:
                     self.hot.start_batch(conn)  # ledger and request rows: one executemany each
                 for job in batch:
@@ -130,10 +136,14 @@ class BatchWriter:
                     except WalletError as exc:
                         outcomes.append((False, exc))
                 self.hot.flush_batch(conn)
+                events = counter_events.take(conn)
         except Exception:
             self.hot.abandon_batch(conn)
+            counter_events.take(conn)  # rolled back: nothing happened
             self._drop_connection()  # start the next batch on a fresh connection
             raise
+        if events and listener is not None:  # committed; told before any waiter hears
+            listener(events)
         return outcomes
 
     def _connection(self) -> Connection:

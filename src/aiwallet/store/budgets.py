@@ -19,17 +19,36 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
+from typing import Protocol
 
 from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, text, update
 
 from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound
 from aiwallet.domain.money import BudgetSpec, Period, format_usd
 from aiwallet.domain.windows import Window, describe_until, window_for
+from aiwallet.store import counter_events
 from aiwallet.store import schema as t
 from aiwallet.store.audit import append_audit
+from aiwallet.store.counter_events import CounterEvent
 from aiwallet.store.db import Database
 from aiwallet.store.hotsql import RESERVATION_COLUMNS, HotStatements
 from aiwallet.store.records import Budget, BudgetState, RequestRecord, Reservation, SpendEntry
+from aiwallet.store.reservation_journal import Entry, Granted, Grown
+
+
+class LiveReserve(Protocol):
+    def __call__(
+        self,
+        budget_ids: Sequence[int],
+        amount_nano: int,
+        *,
+        at: datetime,
+        tz: tzinfo,
+        request_id: str,
+        app_id: int | None = None,
+        priced: SpendEntry | None = None,
+    ) -> Reservation: ...
+
 
 X402_SOURCE = "x402"  # a cost that is an x402 payment, not priced tokens
 WALLET = "wallet"
@@ -116,6 +135,9 @@ _IN_FLIGHT_SQL = {
 }
 
 
+_USED = t.budget_counters.c.spent_nano + t.budget_counters.c.reserved_nano
+
+
 def counter_key(budget: Budget, window: Window) -> str:
     """Counters are per budget, period and window (a day and a month can start together)."""
     return f"{budget.period.value}:{window.key}"
@@ -137,6 +159,8 @@ def _reservation(r: RowMapping) -> Reservation:
 
 
 class Budgets:
+    live_reserve: LiveReserve | None = None  # set by an engine keeping counters in memory
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self.hot = HotStatements(db.engine.dialect)
@@ -301,7 +325,14 @@ class Budgets:
         app_id: int | None = None,
         priced: SpendEntry | None = None,
     ) -> Reservation:
-        """Reserve ``amount_nano`` on every budget in ``budget_ids``, all or nothing."""
+        """Reserve ``amount_nano`` on every budget in ``budget_ids``, all or nothing (blocking;
+        committed on return). While an engine in this process keeps the counters in memory
+        (:attr:`live_reserve`), it grants the reservation: the database alone could not."""
+        if self.live_reserve is not None:
+            return self.live_reserve(
+                budget_ids, amount_nano, at=at, tz=tz, request_id=request_id, app_id=app_id,
+                priced=priced,
+            )  # fmt: skip
         with self.db.begin() as conn:
             return self.reserve_in(
                 conn, budget_ids, amount_nano, at=at, tz=tz, request_id=request_id,
@@ -420,6 +451,9 @@ class Budgets:
                 "move_counter",
                 {"b_id": cid, "b_reserved": res.amount_nano, "b_spent": spent_nano},
             )
+        counter_events.note(
+            conn, CounterEvent(res.id, res.counter_ids, spent_nano - res.amount_nano)
+        )
         return res
 
     def settle(
@@ -545,10 +579,12 @@ class Budgets:
                 t.reservations.c.state == "settled",
             )
         ).first()
-        for cid in res[0] if res is not None else []:
+        refunded = tuple(int(cid) for cid in (res[0] if res is not None else []))
+        for cid in refunded:
             self.hot.run(
-                conn, "move_counter", {"b_id": int(cid), "b_reserved": 0, "b_spent": -amount_nano}
+                conn, "move_counter", {"b_id": cid, "b_reserved": 0, "b_spent": -amount_nano}
             )
+        counter_events.note(conn, CounterEvent(None, refunded, -amount_nano))
         conn.execute(
             insert(t.ledger).values(
                 ts=datetime.now(UTC), kind="refund", app_id=spent["app_id"], request_id=ref_id,
@@ -572,6 +608,104 @@ class Budgets:
         if request is not None:
             self.hot.insert(conn, "insert_request", request.row())
         return True
+
+    # -- reservations granted in memory (engine/live_budgets.py) -------------------------
+    def counter_used(self, budget_id: int, key: str) -> tuple[int | None, int]:
+        """(counter id or None, spent + reserved) of one budget's window, as committed."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.budget_counters.c.id, _USED).where(
+                    t.budget_counters.c.budget_id == budget_id,
+                    t.budget_counters.c.window_key == key,
+                )
+            ).first()
+        return (None, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def by_ids(self, budget_ids: Sequence[int]) -> list[Budget]:
+        """The budgets of ``budget_ids`` that exist, in id order."""
+        with self.db.read() as conn:
+            rows = conn.execute(_SELECT_BUDGETS, {"b_ids": list(budget_ids)}).mappings()
+            return sorted((_budget(r) for r in rows), key=lambda b: b.id)
+
+    def record_in(self, conn: Connection, granted: Granted) -> dict[int, int]:
+        """Record a reservation the live counters granted: its counters take it without the
+        limit check (that was made in memory, which knows every grant not yet recorded
+        here); returns each budget's counter id. A budget deleted since is skipped."""
+        hot, counter_ids, by_budget = self.hot, [], {}
+        for budget_id, key, window_end in granted.parts:  # budget-id order
+            params = {"b_bid": budget_id, "b_key": key, "b_amt": granted.amount_nano}
+            row = hot.run(conn, "take_granted", params).fetchone()
+            if row is None:
+                exists = conn.execute(
+                    select(t.budgets.c.id).where(t.budgets.c.id == budget_id)
+                ).first()
+                if exists is None:
+                    continue
+                hot.run(
+                    conn,
+                    "insert_counter",
+                    {"budget_id": budget_id, "window_key": key, "window_end": window_end},
+                )
+                row = hot.run(conn, "take_granted", params).fetchone()
+            counter_ids.append(int(row[0]))
+            by_budget[budget_id] = int(row[0])
+        hot.run(
+            conn,
+            "insert_reservation",
+            {
+                "id": granted.id,
+                "request_id": granted.request_id,
+                "app_id": granted.app_id,
+                "created_at": granted.created_at,
+                "amount_nano": granted.amount_nano,
+                "counter_ids": counter_ids,
+                "state": "open",
+                "provider": granted.provider,
+                "model": granted.model,
+                "price_row_ref": granted.price_row_ref,
+            },
+        )
+        return by_budget
+
+    def grow_granted_in(self, conn: Connection, reservation_id: str, amount_nano: int) -> bool:
+        """Grow an open recorded reservation to ``amount_nano`` in all, as the live counters
+        granted (no limit check here); False if it is closed or already that large."""
+        r = t.reservations.c
+        row = conn.execute(
+            select(r.amount_nano, r.counter_ids).where(r.id == reservation_id, r.state == "open")
+        ).first()
+        if row is None or int(row[0]) >= amount_nano:
+            return False
+        extra = amount_nano - int(row[0])
+        for cid in self.hot.read_json(row[1]):
+            self.hot.run(
+                conn, "move_counter", {"b_id": int(cid), "b_reserved": -extra, "b_spent": 0}
+            )
+        conn.execute(
+            update(t.reservations).where(r.id == reservation_id).values(amount_nano=amount_nano)
+        )
+        return True
+
+    def replay_in(self, conn: Connection, entries: Sequence[Entry]) -> int:
+        """Record what a journal holds that the database lacks (an engine died before its
+        writer recorded it): those reservations are then open, for :meth:`recover_open`.
+        Returns how many were missing."""
+        r = t.reservations.c
+        ids = [e.id for e in entries if isinstance(e, Granted)]
+        known: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            known.update(str(x) for (x,) in conn.execute(select(r.id).where(r.id.in_(chunk))))
+        missing = 0
+        for e in entries:
+            if isinstance(e, Granted):
+                if e.id not in known:
+                    self.record_in(conn, e)
+                    known.add(e.id)
+                    missing += 1
+            elif isinstance(e, Grown):
+                self.grow_granted_in(conn, e.id, e.amount_nano)
+        return missing
 
     def open_reservations(self) -> list[Reservation]:
         with self.db.read() as conn:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.pool import NullPool
 
 from aiwallet.domain.errors import WalletError
+from aiwallet.store import counter_events
+from aiwallet.store.counter_events import CounterEvent
 
 _migrate_lock = threading.Lock()
 
@@ -90,12 +92,34 @@ class Database:
             )
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        # told of every committed budget counter change (store/counter_events.py): set by an
+        # engine that keeps its counters in memory; called on the committing thread
+        self.counter_listener: Callable[[list[CounterEvent]], None] | None = None
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database's file (None: PostgreSQL, or SQLite in memory)."""
+        if not self.is_sqlite:
+            return None
+        path = make_url(self.url).database
+        return Path(path).resolve() if path and path != ":memory:" else None
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success. Budget
+        counter changes made in it reach :attr:`counter_listener` after the commit."""
+        listener = self.counter_listener
         with self.engine.begin() as conn:
-            yield conn
+            if listener is None:
+                yield conn
+                return
+            counter_events.collect(conn)
+            try:
+                yield conn
+            finally:
+                events = counter_events.take(conn)
+        if events:  # committed: the block and the commit both succeeded
+            listener(events)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

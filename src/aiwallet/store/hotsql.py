@@ -85,6 +85,12 @@ def _statements(is_postgres: bool) -> dict[str, ClauseElement]:
         )
         .values(reserved_nano=_c.reserved_nano + bindparam("b_amt"))
         .returning(_c.id, _c.spent_nano + _c.reserved_nano),
+        # a reservation the engine's live counters already granted (engine/live_budgets.py):
+        # recorded on the counter without the limit check, which was made in memory
+        "take_granted": update(t.budget_counters)
+        .where(_c.budget_id == bindparam("b_bid"), _c.window_key == bindparam("b_key"))
+        .values(reserved_nano=_c.reserved_nano + bindparam("b_amt"))
+        .returning(_c.id),
         "used": select(_c.spent_nano + _c.reserved_nano).where(
             _c.budget_id == bindparam("b_bid"), _c.window_key == bindparam("b_key")
         ),
