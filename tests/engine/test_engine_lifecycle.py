@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_crash import SRC, TESTS, serve_args
 
 import aiwallet.engine
 from aiwallet.engine.client import AdminAuth
@@ -19,7 +20,6 @@ from aiwallet.engine.writer import BatchWriter
 from aiwallet.paths import DataDir
 from aiwallet.service import Wallet
 from aiwallet.store.writer_lock import DataDirInUse
-from test_crash import SRC, TESTS, serve_args
 from waiting import wait_until
 
 ENGINE_DIR = Path(aiwallet.engine.__file__).parent
