@@ -672,7 +672,18 @@ class Wallet:
             vault=self.vault,
             catalog=self.catalog, timezone=lambda: self.timezone, signing_key=self.signing_key,
             openrouter_prices=lambda: load_openrouter_prices(self.data_dir.openrouter_models),
+            topup=lambda provider, nano: self.solana.topup(provider, nano).to_json(),
         )  # fmt: skip
+
+    def ledger_kept_elsewhere(self) -> bool:
+        """Whether an engine in another process keeps this SQLite ledger's budget counters in
+        memory (it holds the ledger's lock): reservations must then be asked of it."""
+        engine = self._engine
+        if not self.db.is_sqlite or (engine is not None and engine.state.live is not None):
+            return False
+        from aiwallet.store.writer_lock import engine_running
+
+        return engine_running(self.data_dir.root, self.db.sqlite_file)
 
     def new_engine(self, **kw: Any) -> Engine:
         """The loopback engine for this wallet (not started). Imported here so that opening a

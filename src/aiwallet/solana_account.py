@@ -51,6 +51,7 @@ from aiwallet.preferences import (
 from aiwallet.store.budgets import BudgetRefused
 from aiwallet.store.payments import PaymentRecord, bill_in, open_reservation_of
 from aiwallet.store.providers import ProviderRecord
+from aiwallet.store.writer_lock import DataDirInUse
 from aiwallet.upstreams.client import upstream_url
 from aiwallet.vault import key_hint
 
@@ -194,6 +195,11 @@ class SolanaAccount:
     ) -> TopupResult:
         """Pay ``amount_nano`` to a prepaid router by x402 (blocking: signing, RPC, HTTP)."""
         w = self.w
+        if w.ledger_kept_elsewhere():
+            raise DataDirInUse(
+                "an engine in another process keeps this wallet's budgets: top up through it "
+                "('aiwallet wallet topup' asks it)"
+            )
         record, old_key = self._prepaid(provider)
         st = self.status()
         if st.address is None:

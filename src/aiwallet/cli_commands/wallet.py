@@ -170,17 +170,24 @@ def payments(state: Context, limit: int, as_json: bool) -> None:
 def topup(state: Context, provider: str, amount: str, as_json: bool) -> None:
     """Top up a prepaid x402 router's credit by AMOUNT dollars (paid in USDC now)."""
     nano = parse_usd(amount)
-    result = state.wallet.solana.topup(provider, nano)
+    w = state.wallet
+    if w.ledger_kept_elsewhere():  # the running engine grants it, from its live counters
+        result = w.engine_call(
+            "POST", "/admin/v1/wallet/topup", {"provider": provider, "amount_nano": nano}
+        )
+    else:
+        result = w.solana.topup(provider, nano).to_json()
     if as_json:
-        emit_json(result.to_json())
+        emit_json(result)
         return
-    p = result.payment
+    p = result["payment"]
     click.echo(
-        f"Paid {format_usd(p.amount_nano, places=None)} to {term(provider)} "
-        f"({p.state}; transaction {p.tx_signature or 'not yet known'})"
+        f"Paid {format_usd(int(p['amount_nano']), places=None)} to {term(provider)} "
+        f"({p['state']}; transaction {p['tx_signature'] or 'not yet known'})"
     )
-    if result.balance_atomic is not None:
-        click.echo(f"Its credit is now {format_atomic(result.balance_atomic, USDC_DECIMALS)} USDC")
+    balance = result["router_balance_atomic"]
+    if balance is not None:
+        click.echo(f"Its credit is now {format_atomic(int(balance), USDC_DECIMALS)} USDC")
 
 
 @group.command("credit")

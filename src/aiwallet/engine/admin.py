@@ -155,6 +155,18 @@ def add_admin_routes(app: web.Application) -> None:
         req = await request.app[CONSENT].deny(request.match_info["id"], always=always, scope=scope)
         return web.json_response(req.to_json())
 
+    async def wallet_topup(request: web.Request) -> web.Response:
+        """A prepaid router's top-up, run here for the CLI: this engine grants its
+        reservation from the budget counters it keeps in memory."""
+        body = await _json_object(request)
+        provider, nano = body.get("provider"), body.get("amount_nano")
+        if not isinstance(provider, str) or not provider:
+            raise ProxyError("invalid_request", "provider must be a provider's name")
+        if not isinstance(nano, int) or isinstance(nano, bool) or nano <= 0:
+            raise ProxyError("invalid_request", "amount_nano must be a positive integer")
+        state = request.app[STATE]
+        return web.json_response(await state.db(state.port.topup, provider, nano))
+
     app.router.add_get(adminauth.CHALLENGE_PATH, challenge)
     app.router.add_get("/admin/v1/status", guarded(status))
     app.router.add_get("/admin/v1/providers/health", guarded(providers_health))
@@ -162,3 +174,4 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/admin/v1/consent/{id}/approve", guarded(consent_approve))
     app.router.add_post("/admin/v1/consent/{id}/deny", guarded(consent_deny))
     app.router.add_post("/admin/v1/reload", guarded(reload))
+    app.router.add_post("/admin/v1/wallet/topup", guarded(wallet_topup))

@@ -93,6 +93,22 @@ class LiveBudgets:
     ) -> Reservation:
         """Grant ``amount_nano`` on every budget of ``held`` or raise :class:`BudgetRefused`;
         on disk (the journal) on return, in the database soon after."""
+        res, _ = await self._grant(
+            held, amount_nano, at=at, tz=tz, request_id=request_id, app_id=app_id, priced=priced
+        )
+        return res
+
+    async def _grant(
+        self,
+        held: Sequence[Budget],
+        amount_nano: int,
+        *,
+        at: datetime,
+        tz: tzinfo,
+        request_id: str,
+        app_id: int | None,
+        priced: SpendEntry | None,
+    ) -> tuple[Reservation, asyncio.Future[dict[int, int]]]:
         parts = []
         for b in sorted(held, key=lambda b: b.id):
             window = window_for(b.period, at, tz)
@@ -106,7 +122,7 @@ class LiveBudgets:
             used = self._counters[key].used
             if used + amount_nano > b.amount_nano:
                 raise BudgetRefused(b, b.amount_nano - used, end)
-            left = b.amount_nano - used
+            left = b.amount_nano - used - amount_nano  # what is left once this is taken
             remaining = left if remaining is None else min(remaining, left)
         for _, key, _ in parts:
             self._counters[key].used += amount_nano
@@ -132,11 +148,12 @@ class LiveBudgets:
         recorded = self._writer.submit_nowait(lambda conn: budgets.record_in(conn, granted))
         recorded.add_done_callback(lambda f: self._recorded(f, tuple(k for _, k, _ in parts)))
         self.granted += 1
-        return Reservation(
+        res = Reservation(
             granted.id, request_id, app_id, amount_nano, (), granted.created_at,
             remaining_nano=remaining, provider=granted.provider, model=granted.model,
             price_row_ref=granted.price_row_ref,
         )  # fmt: skip
+        return res, recorded
 
     async def grow(self, res: Reservation, extra_nano: int) -> Reservation:
         """Take ``extra_nano`` more for an open grant on all its budgets, or refuse."""
@@ -210,12 +227,12 @@ class LiveBudgets:
 
         async def grant() -> Reservation:
             held = await self._read(self._budgets.by_ids, list(budget_ids))
-            res = await self.reserve(
+            res, recorded = await self._grant(
                 held, amount_nano, at=at, tz=tz, request_id=request_id, app_id=app_id,
                 priced=priced,
             )  # fmt: skip
-            await self._writer.submit(lambda conn: None)  # its record is committed by now
-            return res
+            ids = await asyncio.shield(recorded)  # committed: the caller goes on in the database
+            return replace(res, counter_ids=tuple(ids[b.id] for b in held if b.id in ids))
 
         future: ThreadFuture[Reservation] = asyncio.run_coroutine_threadsafe(grant(), self._loop)
         return future.result(60)

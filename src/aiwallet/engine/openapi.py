@@ -389,6 +389,22 @@ _SCHEMAS: dict[str, JSON] = {
             "retry_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
+    "Topup": {
+        "type": "object",
+        "required": ["provider", "amount_nano"],
+        "properties": {
+            "provider": {"type": "string", "minLength": 1},
+            "amount_nano": {"type": "integer", "minimum": 1},
+        },
+    },
+    "TopupResult": {
+        "type": "object",
+        "required": ["payment", "router_balance_atomic"],
+        "properties": {
+            "payment": {"type": "object"},
+            "router_balance_atomic": {"type": ["integer", "null"]},
+        },
+    },
     "Reloaded": {
         "type": "object",
         "required": ["ok", "generation"],
@@ -772,6 +788,18 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "responses": {
                     "200": _json(_ref("Reloaded"), "Reloaded"),
                     **_errors(_ADMIN),
+                },
+            }
+        },
+        "/admin/v1/wallet/topup": {
+            "post": {
+                "operationId": "walletTopup",
+                "summary": "Top up a prepaid x402 router, the reservation granted by this engine",
+                "security": _ADMIN_AUTH,
+                "requestBody": _body("Topup", required=True),
+                "responses": {
+                    "200": _json(_ref("TopupResult"), "Paid"),
+                    **_errors("invalid_request", "budget_exceeded", _ADMIN),
                 },
             }
         },

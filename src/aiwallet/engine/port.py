@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import nacl.signing
@@ -63,6 +64,10 @@ class WalletPort:
     openrouter_prices: Callable[[], Mapping[str, PriceRow]]  # OpenRouter's own list (cached)
     timezone: Callable[[], ZoneInfo]  # the user's zone, as set now
     signing_key: Callable[[], nacl.signing.SigningKey]  # the receipt key (reads the vault)
+    # a prepaid x402 router's top-up (provider, nano-dollars) → the result as JSON; blocking
+    # (signing, RPC, HTTP). The engine runs it for the CLI while it keeps a SQLite ledger's
+    # counters in memory, so that the reservation is granted where the counters are
+    topup: Callable[[str, int], dict[str, Any]]
 
     def recover_open(self) -> list[tuple[Reservation, str]]:
         return self.budgets.recover_open(actor="engine")

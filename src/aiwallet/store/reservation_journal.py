@@ -100,9 +100,9 @@ class ReservationJournal:
     """Append-only segments ``<base>.<n>`` beside the ledger (one process writes: the one
     holding the ledger's lock)."""
 
-    def __init__(self, base: Path, *, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, base: Path, *, segment_bytes: int | None = None) -> None:
         self.base = base
-        self.segment_bytes = segment_bytes
+        self.segment_bytes = segment_bytes or SEGMENT_BYTES
         self._fd: int | None = None
         self._seq = 0
         self._size = 0
