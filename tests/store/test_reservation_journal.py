@@ -84,11 +84,15 @@ def test_a_journal_rolls_over_into_numbered_segments(tmp_path):
     assert journal.segments() == []
 
 
+def res_key(budget) -> str:
+    return counter_key(budget, window_for(budget.period, datetime.now(UTC), UTCZ))
+
+
 def test_counter_events_reach_the_listener_only_after_a_commit(db):
     budgets = Budgets(db)
     b = budgets.set_budget(parse_budget_spec("1/day"))
-    heard: list[list[CounterEvent]] = []
-    db.counter_listener = heard.append
+    heard: list[tuple[int, list[CounterEvent]]] = []
+    db.counter_listener = lambda epoch, events: heard.append((epoch, events))
     try:
         res = budgets.reserve([b.id], 500, at=NOW, tz=UTCZ, request_id="x")
         with pytest.raises(RuntimeError), db.begin() as conn:
@@ -96,6 +100,8 @@ def test_counter_events_reach_the_listener_only_after_a_commit(db):
             raise RuntimeError("rolled back")
         assert heard == []  # the release did not happen: nobody was told it did
         assert budgets.release(res.id)
-        assert heard == [[CounterEvent(res.id, res.counter_ids, -500)]]
+        [(epoch, events)] = heard
+        assert events == [CounterEvent(res.id, res.counter_ids, -500)] and epoch > 0
+        assert budgets.counters_now([(b.id, res_key(b))]) == (epoch, [(res.counter_ids[0], 0)])
     finally:
         db.counter_listener = None

@@ -48,6 +48,7 @@ Key = tuple[int, str]  # (budget id, counter key)
 class _Counter:
     used: int  # spent + reserved: committed, plus grants not yet recorded
     counter_id: int | None
+    epoch: int  # the counter events its read from the database already includes
 
 
 @dataclass(slots=True)
@@ -191,23 +192,37 @@ class LiveBudgets:
         held = [o.amount for o in self._open.values() if any(k == key for _, k, _ in o.parts)]
         return len(held), sum(held)
 
+    def forget_idle(self) -> None:
+        """Drop every counter no open grant holds: the database has all of it committed (room
+        comes back here only after a commit), so the next use reads it again, exactly. After
+        a budget change that keeps memory from outliving a removed budget (SQLite may give a
+        new one the same id)."""
+        held = {key for o in self._open.values() for _, key, _ in o.parts}
+        for key in [k for k in self._counters if k not in held and k not in self._loading]:
+            c = self._counters.pop(key)
+            if c.counter_id is not None:
+                self._by_id.pop(c.counter_id, None)
+
     # -- what the database says (after each commit) --------------------------------------
-    def listener(self, events: list[CounterEvent]) -> None:
+    def listener(self, epoch: int, events: list[CounterEvent]) -> None:
         """``Database.counter_listener``: called on the committing thread."""
         if self._loop.is_closed():
             return
-        self._loop.call_soon_threadsafe(self.apply, events)
+        self._loop.call_soon_threadsafe(self.apply, epoch, events)
 
-    def apply(self, events: Sequence[CounterEvent]) -> None:
+    def apply(self, epoch: int, events: Sequence[CounterEvent]) -> None:
         for ev in events:
             entry = self._open.pop(ev.reservation_id, None) if ev.reservation_id else None
-            if entry is not None:
-                keys = [k for _, k, _ in entry.parts]
-            else:  # not granted here (an earlier life's, or a refund): by counter id
-                keys = [self._by_id[c] for c in ev.counter_ids if c in self._by_id]
-            for key in keys:
-                c = self._counters.get(key)
-                if c is not None:
+            if entry is not None:  # a grant of this engine: its counters were read before it
+                for _, key, _ in entry.parts:
+                    self._counters[key].used += ev.delta_nano
+                continue
+            # not granted here (an earlier life's, a refund): by counter id, unless the
+            # counter was read from the database after this commit (the read has it)
+            for cid in ev.counter_ids:
+                found = self._by_id.get(cid)
+                c = self._counters.get(found) if found is not None else None
+                if c is not None and epoch > c.epoch:
                     c.used += ev.delta_nano
 
     # -- blocking callers in this process (a top-up) ------------------------------------
@@ -246,9 +261,9 @@ class LiveBudgets:
             for k in todo:
                 self._loading[k] = done
             try:
-                found = await self._read(self._read_counters, todo)
+                epoch, found = await self._read(self._budgets.counters_now, todo)
                 for k, (cid, used) in zip(todo, found, strict=True):
-                    self._counters.setdefault(k, _Counter(used, cid))
+                    self._counters.setdefault(k, _Counter(used, cid, epoch))
                     if cid is not None:
                         self._by_id[cid] = k
                 done.set_result(None)
@@ -261,9 +276,6 @@ class LiveBudgets:
                     self._loading.pop(k, None)
         for w in waits:
             await w
-
-    def _read_counters(self, keys: list[Key]) -> list[tuple[int | None, int]]:
-        return [self._budgets.counter_used(bid, key) for bid, key in keys]
 
     def _recorded(self, future: asyncio.Future[dict[int, int]], keys: tuple[Key, ...]) -> None:
         if future.cancelled():

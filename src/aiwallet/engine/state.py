@@ -315,6 +315,8 @@ class EngineState:
 
     async def reload(self) -> None:
         await self.db(self.reload_blocking)
+        if self.live is not None:  # a budget may be gone, or new under a reused id
+            self.live.forget_idle()
 
     def provider_health(self) -> list[dict[str, Any]]:
         """Every configured provider's breaker, as the admin API shows it (on the loop)."""

@@ -123,7 +123,7 @@ class BatchWriter:
         outcomes: list[tuple[bool, Any]] = []
         conn = self._connection()
         listener = self.db.counter_listener
-        events: list[CounterEvent] = []
+        epoch, events = 0, list[CounterEvent]()
         try:
             with conn.begin():
                 if listener is not None:
@@ -136,14 +136,14 @@ class BatchWriter:
                     except WalletError as exc:
                         outcomes.append((False, exc))
                 self.hot.flush_batch(conn)
-                events = counter_events.take(conn)
+                epoch, events = self.db.stamp_counter_events(conn)
         except Exception:
             self.hot.abandon_batch(conn)
             counter_events.take(conn)  # rolled back: nothing happened
             self._drop_connection()  # start the next batch on a fresh connection
             raise
         if events and listener is not None:  # committed; told before any waiter hears
-            listener(events)
+            listener(epoch, events)
         return outcomes
 
     def _connection(self) -> Connection:

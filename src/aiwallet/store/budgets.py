@@ -610,16 +610,22 @@ class Budgets:
         return True
 
     # -- reservations granted in memory (engine/live_budgets.py) -------------------------
-    def counter_used(self, budget_id: int, key: str) -> tuple[int | None, int]:
-        """(counter id or None, spent + reserved) of one budget's window, as committed."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(t.budget_counters.c.id, _USED).where(
-                    t.budget_counters.c.budget_id == budget_id,
-                    t.budget_counters.c.window_key == key,
-                )
-            ).first()
-        return (None, 0) if row is None else (int(row[0]), int(row[1]))
+    def counters_now(
+        self, keys: Sequence[tuple[int, str]]
+    ) -> tuple[int, list[tuple[int | None, int]]]:
+        """(counter id or None, spent + reserved) of each (budget id, counter key), read in a
+        write transaction so that no commit interleaves, with the number of the last batch of
+        counter events the read includes (``Database.counter_epoch``)."""
+        c = t.budget_counters.c
+        out: list[tuple[int | None, int]] = []
+        with self.db.begin() as conn:
+            epoch = self.db.counter_epoch
+            for budget_id, key in keys:
+                row = conn.execute(
+                    select(c.id, _USED).where(c.budget_id == budget_id, c.window_key == key)
+                ).first()
+                out.append((None, 0) if row is None else (int(row[0]), int(row[1])))
+        return epoch, out
 
     def by_ids(self, budget_ids: Sequence[int]) -> list[Budget]:
         """The budgets of ``budget_ids`` that exist, in id order."""

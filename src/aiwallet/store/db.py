@@ -94,7 +94,8 @@ class Database:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         # told of every committed budget counter change (store/counter_events.py): set by an
         # engine that keeps its counters in memory; called on the committing thread
-        self.counter_listener: Callable[[list[CounterEvent]], None] | None = None
+        self.counter_listener: Callable[[int, list[CounterEvent]], None] | None = None
+        self.counter_epoch = 0  # the number of the last committed batch of counter events
 
     @property
     def sqlite_file(self) -> Path | None:
@@ -117,9 +118,18 @@ class Database:
             try:
                 yield conn
             finally:
-                events = counter_events.take(conn)
+                epoch, events = self.stamp_counter_events(conn)
         if events:  # committed: the block and the commit both succeeded
-            listener(events)
+            listener(epoch, events)
+
+    def stamp_counter_events(self, conn: Connection) -> tuple[int, list[CounterEvent]]:
+        """The counter events noted in ``conn``'s transaction, numbered while it still holds
+        the write lock (SQLite has one writer at a time): a reader of the counters in a write
+        transaction knows which numbers its read already includes."""
+        events = counter_events.take(conn)
+        if events:
+            self.counter_epoch += 1
+        return self.counter_epoch, events
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
