@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass, replace
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiwallet.domain.errors import NotFound
-from aiwallet.domain.windows import window_for
+from aiwallet.domain.money import Period
+from aiwallet.domain.windows import Window, window_for
 from aiwallet.engine.writer import BatchWriter
 from aiwallet.store.budgets import BudgetRefused, Budgets, counter_key
 from aiwallet.store.counter_events import CounterEvent
@@ -40,6 +41,12 @@ from aiwallet.store.records import Budget, Reservation, SpendEntry
 from aiwallet.store.reservation_journal import Granted, Grown, ReservationJournal
 
 log = logging.getLogger(__name__)
+
+
+def _budget_id(b: Budget) -> int:
+    return b.id
+
+
 T = TypeVar("T")
 Key = tuple[int, str]  # (budget id, counter key)
 
@@ -77,6 +84,7 @@ class LiveBudgets:
         self._by_id: dict[int, Key] = {}
         self._open: dict[str, _Open] = {}
         self._loading: dict[Key, asyncio.Future[None]] = {}
+        self._windows: dict[tuple[Period, tzinfo], tuple[Window, str]] = {}
         self._keep_journal = False  # a grant failed to record: the next start replays it
         self.granted = 0
 
@@ -111,9 +119,9 @@ class LiveBudgets:
         priced: SpendEntry | None,
     ) -> tuple[Reservation, asyncio.Future[dict[int, int]]]:
         parts = []
-        for b in sorted(held, key=lambda b: b.id):
-            window = window_for(b.period, at, tz)
-            parts.append((b, (b.id, counter_key(b, window)), window.end))
+        for b in sorted(held, key=_budget_id) if len(held) > 1 else held:
+            window, ckey = self._window(b, at, tz)
+            parts.append((b, (b.id, ckey), window.end))
         missing = [key for _, key, _ in parts if key not in self._counters]
         if missing:
             await self._load(missing)
@@ -128,7 +136,7 @@ class LiveBudgets:
         for _, key, _ in parts:
             self._counters[key].used += amount_nano
         granted = Granted(
-            id=str(uuid.uuid4()),
+            id=os.urandom(16).hex(),
             request_id=request_id,
             app_id=app_id,
             amount_nano=amount_nano,
@@ -253,6 +261,15 @@ class LiveBudgets:
         return future.result(60)
 
     # -- internals ------------------------------------------------------------------------
+    def _window(self, budget: Budget, at: datetime, tz: tzinfo) -> tuple[Window, str]:
+        """``budget``'s window at ``at`` and its counter key, worked out once per window."""
+        cached = self._windows.get((budget.period, tz))
+        if cached is not None and cached[0].contains(at):
+            return cached
+        window = window_for(budget.period, at, tz)
+        found = self._windows[(budget.period, tz)] = (window, counter_key(budget, window))
+        return found
+
     async def _load(self, keys: list[Key]) -> None:
         waits = [self._loading[k] for k in keys if k in self._loading]
         todo = [k for k in keys if k not in self._loading]

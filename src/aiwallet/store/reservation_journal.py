@@ -18,6 +18,7 @@ is committed (the writer tells), and the whole journal at a clean stop or after 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -54,7 +55,7 @@ class Granted:
                 "app_id": self.app_id,
                 "amount": self.amount_nano,
                 "at": self.created_at.isoformat(),
-                "parts": [[b, key, end and end.isoformat()] for b, key, end in self.parts],
+                "parts": [[b, key, _iso(end)] for b, key, end in self.parts],
                 "provider": self.provider,
                 "model": self.model,
                 "ref": self.price_row_ref,
@@ -90,6 +91,12 @@ class Grown:
 
 
 Entry = Granted | Grown
+
+
+@functools.lru_cache(maxsize=64)
+def _iso(end: datetime | None) -> str | None:
+    """A window's end, written once per window rather than once per grant."""
+    return None if end is None else end.isoformat()
 
 
 def _line(d: dict[str, Any]) -> bytes:
