@@ -3,9 +3,13 @@
 200 requests at once from two apps, each with its own daily budget under a wallet-wide one
 smaller than their sum: OpenAI chat completions and Anthropic messages, whole and streamed,
 clients that hang up after the first stream event, and requests whose ``max_tokens`` the
-budget clamps. Afterwards, through what the engine wrote and what the fake upstream recorded:
+budget clamps (whichever arrive when too little is left; and, every time, a first request of
+a third app that its budget cannot afford whole, held in flight while the others race). The
+fake upstream holds every forwarded request at a gate until all 200 are refused or forwarded,
+so the race is decided by the reservations alone. Afterwards, through what the engine wrote
+and what the fake upstream recorded:
 
-- every refusal is 402 ``budget_exceeded``, and every shape got through at least once;
+- every refusal is 402 ``budget_exceeded``, and every kind of request got through;
 - spent ≤ limit in every budget's window, exactly (no overshoot at all);
 - each request the fake served has exactly one ledger row and the ledger has no other; a
   request the fake finished is billed exactly its usage, priced here from the catalog; a
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +37,11 @@ from fakeupstream import Script
 from waiting import wait_until
 
 N = 200
+GATE = "race"
 MODELS = {"openai": "gpt-4o", "anthropic": "claude-haiku-4-5"}
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 END = {"openai": "data: [DONE]", "anthropic": "event: message_stop"}
-BIG = 1500  # max_tokens whose worst case fits a fresh budget, but not a nearly spent one
+BIG = 400  # max_tokens whose worst case fits a fresh budget, but not a nearly spent one
 # (api, stream, leaves after the first event, max_tokens)
 SHAPES = [
     ("openai", False, False, 60),
@@ -50,6 +56,10 @@ SHAPES = [
 ]
 LIMITS = {"a": "0.02", "b": "0.03"}  # per app and day
 WALLET_LIMIT = "0.04"  # less than the apps' sum: it binds for both
+# App c sends one request first, which its budget cannot afford whole: it is clamped, every
+# time, and held (reserved) at the fake's gate while the other 199 race
+FIRST = ("openai", True, False, 4000)
+FIRST_LIMIT = "0.002"
 
 
 @dataclass
@@ -73,12 +83,16 @@ def request(api: str, key: str, stream: bool, max_tokens: int, i: int) -> dict[s
     return {"url": PATHS[api], "headers": headers, "json": body}
 
 
-async def one(client: httpx.AsyncClient, keys: dict[str, str], i: int) -> Outcome:
-    shape = SHAPES[i % len(SHAPES)]
+async def one(
+    client: httpx.AsyncClient, keys: dict[str, str], i: int, refused: list[int]
+) -> Outcome:
+    shape = SHAPES[i % len(SHAPES)] if i >= 0 else FIRST
     api, stream, leaves, max_tokens = shape
-    app = "ab"[i % 2]
+    app = "ab"[i % 2] if i >= 0 else "c"
     finished = False
     async with client.stream("POST", **request(api, keys[app], stream, max_tokens, i)) as r:
+        if r.status_code != 200:
+            refused[0] += 1  # answered without going upstream
         if r.status_code == 200 and stream:
             async for line in r.aiter_lines():
                 if leaves and line.startswith("data:"):
@@ -99,12 +113,37 @@ async def one(client: httpx.AsyncClient, keys: dict[str, str], i: int) -> Outcom
     )
 
 
-def race(url: str, keys: dict[str, str]) -> list[Outcome]:
-    async def main() -> list[Outcome]:
+def race(rig: Any, keys: dict[str, str]) -> tuple[list[Outcome], bool]:
+    """All N requests at once; the fake holds every request that got through at its gate
+    until each of the N has been either refused or forwarded, so that the race is decided by
+    the reservations alone (not by how soon early requests settle on a busy machine), and a
+    client leaving after the first event does so while its stream is still going. Returns the
+    outcomes and whether every request was accounted for before the gate opened."""
+    refused = [0]
+
+    async def open_gate() -> bool:
+        deadline = time.monotonic() + 20  # bounded: the fake's gate gives up after 30 s
+        try:
+            while time.monotonic() < deadline:
+                if refused[0] + rig.fake.at_gate(GATE) >= N:
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+        finally:
+            rig.fake.open_gate(GATE)
+
+    async def main() -> tuple[list[Outcome], bool]:
         limits = httpx.Limits(max_connections=N + 10, max_keepalive_connections=N + 10)
         timeout = httpx.Timeout(30.0, connect=10.0)
-        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
-            return await asyncio.gather(*(one(client, keys, i) for i in range(N)))
+        async with httpx.AsyncClient(base_url=rig.url, limits=limits, timeout=timeout) as client:
+            first = asyncio.ensure_future(one(client, keys, -1, refused))
+            for _ in range(1000):  # bounded: 10 s
+                if rig.fake.at_gate(GATE) or first.done():
+                    break
+                await asyncio.sleep(0.01)
+            gate = asyncio.ensure_future(open_gate())
+            rest = await asyncio.gather(*(one(client, keys, i, refused) for i in range(N - 1)))
+            return [await first, *rest], await gate
 
     return asyncio.run(main())
 
@@ -126,11 +165,13 @@ def header(headers: dict[str, str], name: str) -> str | None:
 def test_every_request_shape_races_for_one_budget(backend_rig):
     rig = backend_rig
     # long enough answers that a client can leave mid-stream, and cost close to the reservation
-    rig.fake.set_default(Script(reply_tokens=40, event_delay_s=0.008))
-    keys = {name: rig.app(name, budget=f"{limit}/day") for name, limit in LIMITS.items()}
+    rig.fake.set_default(Script(reply_tokens=40, event_delay_s=0.02, gate=GATE))
+    limits = {**LIMITS, "c": FIRST_LIMIT}
+    keys = {name: rig.app(name, budget=f"{limit}/day") for name, limit in limits.items()}
     rig.wallet.set_budget(parse_budget_spec(f"{WALLET_LIMIT}/day"))
     try:
-        outcomes = race(rig.url, keys)
+        outcomes, all_in = race(rig, keys)
+        assert all_in, "the requests were neither refused nor forwarded within 20 s"
         rids = {o.rid for o in outcomes}
         assert None not in rids and len(rids) == N
         # the engine settles a stream its client left on its own time: wait for every request
@@ -163,9 +204,10 @@ def test_every_request_shape_races_for_one_budget(backend_rig):
         kinds["clamped"] += o.clamped is not None
         kinds[f"app {o.app}"] += 1
     wanted = [(a, st) for a in MODELS for st in (False, True)]
-    wanted += ["left mid-stream", "clamped", "app a", "app b"]
+    wanted += ["left mid-stream", "clamped", "app a", "app b", "app c"]
     assert all(kinds[k] for k in wanted), kinds
     print(f"race: {dict(tally)}; answered: {dict(kinds)}")
+    assert (outcomes[0].app, outcomes[0].status) == ("c", 200) and outcomes[0].clamped, outcomes[0]
     assert all(o.finished for o in ok if not o.shape[2]), "a 200 without its end"
 
     # one ledger row per request the fake served, none for anything else
@@ -243,4 +285,5 @@ def test_every_request_shape_races_for_one_budget(backend_rig):
         ("wallet", None): sum(ledger_by_app.values()),
         ("app", app_ids["a"]): ledger_by_app[app_ids["a"]],
         ("app", app_ids["b"]): ledger_by_app[app_ids["b"]],
+        ("app", app_ids["c"]): ledger_by_app[app_ids["c"]],
     }
