@@ -45,14 +45,19 @@ compare: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/soak.py --postgres
 
 # The long modes of the proof suite: 10x fuzzing (400 hostile-provider examples for the hard
-# cap), 20 crash-loop cycles, a 30-minute soak, and the LiteLLM comparison.
+# cap), the 200-way races, 20 crash-loop cycles and a 30-minute soak on both backends (SQLite
+# and a throw-away PostgreSQL, which must be installed: AIWALLET_REQUIRE_POSTGRES=1), and the
+# LiteLLM comparison.
 proof: $(STAMP)
-	AIWALLET_FUZZ_LONG=1 AIWALLET_CRASH_LOOP_CYCLES=20 QT_QPA_PLATFORM=offscreen \
-		$(BIN)/pytest -q tests/fuzz tests/engine/test_crash_loop.py tests/engine/test_fault_matrix.py \
-		tests/engine/test_hard_cap_property.py
+	AIWALLET_REQUIRE_POSTGRES=1 AIWALLET_FUZZ_LONG=1 AIWALLET_CRASH_LOOP_CYCLES=20 \
+		QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q tests/fuzz tests/engine/test_crash_loop.py \
+		tests/engine/test_budgets.py tests/engine/test_race_shapes.py \
+		tests/engine/test_fault_matrix.py tests/engine/test_hard_cap_property.py
 	$(BIN)/python bench/soak.py --minutes 30
+	$(BIN)/python bench/soak.py --minutes 30 --postgres
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/compare.py --policy
 

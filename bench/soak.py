@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/soak.py                # 2 minutes
     .venv/bin/python bench/soak.py --minutes 30   # the long mode
+    .venv/bin/python bench/soak.py --postgres     # the ledger on a throw-away PostgreSQL
 
 Starts the fake upstream and `aiwallet serve` as separate processes on 127.0.0.1 (OpenAI and
 Anthropic providers pointed at the fake; a wallet budget big enough never to run out) and
@@ -14,9 +15,17 @@ soak. The reset is simulated: once an app has been refused (HTTP 402 `budget_exc
 (`aiwallet --data-dir D budget set APP X/day`), which a running engine picks up at once
 through its admin API.
 
-Reported at the start and the end: the engine's RSS, open file descriptors, threads, and
-`in_flight_settlements` from `GET /admin/v1/status` (its background settlement tasks; the
-engine exposes no other task count). Checked at the end (PASS/FAIL):
+With `--postgres` the ledger is a fresh database on a throw-away PostgreSQL server
+(tests/pgserver.py: initdb in a temp dir, loopback only, stopped at the end), which the engine
+and the CLI reach through `AIWALLET_DATABASE_URL`; the data dir stays local.
+
+Reported at the start, after the warm-up (`--warmup` seconds of traffic: caches, pools and
+the allocator's arenas filled), and at the end: the engine's RSS, open file descriptors,
+threads, and `in_flight_settlements` from `GET /admin/v1/status` (its background settlement
+tasks; the engine exposes no other task count). Checked at the end (PASS/FAIL, and the exit
+status is 1 on any FAIL):
+
+* the engine's RSS at the end is at most 10 % above its RSS after the warm-up;
 
 * every request the fake upstream served with status 200 (matched by the
   `x-aiwallet-request-id` header the engine forwards) has exactly one ledger spend row, and the
@@ -41,7 +50,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -54,6 +62,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+import sqlalchemy as sa
 from benchkit import bench_env, serve_args, spawn_printing_port
 
 BENCH = Path(__file__).resolve().parent
@@ -63,6 +72,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 OPENAI_MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-haiku-4-5"
 KINDS = ("openai", "openai-stream", "anthropic", "anthropic-stream")
+RSS_GROWTH_MAX = 0.10  # end vs after warm-up
 REQUEST_ID = "x-aiwallet-request-id"
 
 
@@ -138,6 +148,7 @@ class Run:
     fake_url: str
     data_dir: Path
     env: dict[str, str]
+    db: sa.Engine  # the ledger, read-only use (SQLite in the data dir, or PostgreSQL)
     deadline: float
     cap: int
     reset_after: float
@@ -268,14 +279,11 @@ async def raiser(run: Run) -> None:
 
 def check_budgets(run: Run) -> None:
     """Every counter's spent (and spent + reserved) within its budget's amount, right now."""
-    db = sqlite3.connect(f"file:{run.data_dir / 'wallet.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        rows = db.execute(
-            "SELECT b.scope, b.app_id, b.amount_nano, c.window_key, c.spent_nano, "
-            "c.reserved_nano FROM budget_counters c JOIN budgets b ON b.id = c.budget_id"
-        ).fetchall()
-    finally:
-        db.close()
+    rows = query(
+        run.db,
+        "SELECT b.scope, b.app_id, b.amount_nano, c.window_key, c.spent_nano, "
+        "c.reserved_nano FROM budget_counters c JOIN budgets b ON b.id = c.budget_id",
+    )
     run.budget_samples += 1
     for scope, app_id, amount, window, spent, reserved in rows:
         if scope == "app" and amount:
@@ -284,6 +292,24 @@ def check_budgets(run: Run) -> None:
             run.budget_violations.append(
                 f"{scope} {app_id} {window}: spent {spent} reserved {reserved} > {amount}"
             )
+
+
+def ledger_engine(url: str | None, data_dir: Path) -> sa.Engine:
+    """The ledger for reading while the engine writes: SQLite opened read-only, or the
+    PostgreSQL database at ``url``."""
+    if url is None:
+        path = data_dir / "wallet.sqlite3"
+        return sa.create_engine(
+            f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": 10}
+        )
+    return sa.create_engine(url, pool_size=2)
+
+
+def query(db: sa.Engine, sql: str) -> list[tuple[Any, ...]]:
+    """Rows with every number as an int (PostgreSQL sums bigints as numeric)."""
+    with db.connect() as conn:
+        rows = conn.execute(sa.text(sql)).all()
+    return [tuple(int(v) if isinstance(v, Decimal) else v for v in r) for r in rows]
 
 
 async def engine_stats(session: aiohttp.ClientSession, run: Run, pid: int) -> dict[str, Any]:
@@ -340,7 +366,9 @@ async def monitor(session: aiohttp.ClientSession, run: Run, pid: int, checkpoint
             next_checkpoint += checkpoint
 
 
-async def soak(run: Run, pid: int, conc: int, checkpoint: float) -> tuple[dict[str, Any], ...]:
+async def soak(
+    run: Run, pid: int, conc: int, checkpoint: float, warmup: float
+) -> tuple[dict[str, Any], ...]:
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
@@ -350,12 +378,19 @@ async def soak(run: Run, pid: int, conc: int, checkpoint: float) -> tuple[dict[s
         workers = [
             worker(s, run, app, j + k) for k, app in enumerate(run.apps) for j in range(conc)
         ]
+
+        async def after_warmup() -> dict[str, Any]:
+            await asyncio.sleep(warmup)  # traffic runs meanwhile
+            return await engine_stats(s, run, pid)
+
+        warm_task = asyncio.ensure_future(after_warmup())
         background = [
             asyncio.ensure_future(raiser(run)),
             asyncio.ensure_future(monitor(s, run, pid, checkpoint)),
         ]
         try:
             await asyncio.gather(*workers)
+            warm = await warm_task
         finally:
             run.stop = True
             for task in background:
@@ -373,7 +408,7 @@ async def soak(run: Run, pid: int, conc: int, checkpoint: float) -> tuple[dict[s
             await asyncio.sleep(0.2)
             end = await engine_stats(s, run, pid)
         await asyncio.to_thread(check_budgets, run)
-    return start, end, {"elapsed": elapsed}
+    return start, warm, end, {"elapsed": elapsed}
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -396,11 +431,13 @@ def no_cache_or_reasoning(api: str, usage: dict[str, Any]) -> bool:
     return not usage.get("cache_read_input_tokens") and not usage.get("cache_creation_input_tokens")
 
 
-def checks(run: Run) -> list[tuple[str, bool, str]]:
+def checks(
+    run: Run, url: str | None, warm: dict[str, Any], end: dict[str, Any]
+) -> list[tuple[str, bool, str]]:
     from aiwallet.paths import DataDir
     from aiwallet.service import Wallet
 
-    w = Wallet.open(DataDir(run.data_dir))
+    w = Wallet.open(DataDir(run.data_dir), url=url)
     try:
         rows = {
             "openai": w.catalog.get("openai", OPENAI_MODEL),
@@ -408,26 +445,33 @@ def checks(run: Run) -> list[tuple[str, bool, str]]:
         }
     finally:
         w.close()
-    db = sqlite3.connect(f"file:{run.data_dir / 'wallet.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        ledger = db.execute(
-            "SELECT request_id, app_id, amount_nano, token_source FROM ledger WHERE kind='spend'"
-        ).fetchall()
-        open_res = db.execute("SELECT count(*) FROM reservations WHERE state='open'").fetchone()[0]
-        counters = dict(
-            db.execute(
-                "SELECT b.app_id, sum(c.spent_nano) FROM budget_counters c "
-                "JOIN budgets b ON b.id = c.budget_id WHERE b.scope='app' GROUP BY b.app_id"
-            ).fetchall()
+    ledger = query(
+        run.db,
+        "SELECT request_id, app_id, amount_nano, token_source FROM ledger WHERE kind='spend'",
+    )
+    [(open_res,)] = query(run.db, "SELECT count(*) FROM reservations WHERE state='open'")
+    counters = dict(
+        query(
+            run.db,
+            "SELECT b.app_id, sum(c.spent_nano) FROM budget_counters c "
+            "JOIN budgets b ON b.id = c.budget_id WHERE b.scope='app' GROUP BY b.app_id",
         )
-        wallet_spent = db.execute(
-            "SELECT coalesce(sum(c.spent_nano), 0) FROM budget_counters c "
-            "JOIN budgets b ON b.id = c.budget_id WHERE b.scope='wallet'"
-        ).fetchone()[0]
-    finally:
-        db.close()
+    )
+    [(wallet_spent,)] = query(
+        run.db,
+        "SELECT coalesce(sum(c.spent_nano), 0) FROM budget_counters c "
+        "JOIN budgets b ON b.id = c.budget_id WHERE b.scope='wallet'",
+    )
 
-    out: list[tuple[str, bool, str]] = []
+    growth = end["rss_mib"] / warm["rss_mib"] - 1
+    out: list[tuple[str, bool, str]] = [
+        (
+            f"memory: end within {RSS_GROWTH_MAX:.0%} of after warm-up",
+            growth <= RSS_GROWTH_MAX,
+            f"RSS {warm['rss_mib']:.1f} MiB after warm-up, {end['rss_mib']:.1f} MiB at the end "
+            f"({growth:+.1%})",
+        )
+    ]
     served = [s for s in run.served if s["path"] in ("/v1/chat/completions", "/v1/messages")]
     no_rid = [s for s in served if not s["rid"]]
     ok = [s for s in served if s["status"] == 200]
@@ -518,7 +562,20 @@ def main() -> None:
     ap.add_argument("--reset-after", type=float, default=10.0, help="seconds refused, then raise")
     ap.add_argument("--checkpoint", type=float, default=60.0, help="drain the fake's record")
     ap.add_argument("--max-requests", type=int, default=0, help="default: 3,000 per second")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds of traffic before the memory baseline (default: 10 %% of the run, "
+        "10 to 60 s)",
+    )
+    ap.add_argument(
+        "--postgres", action="store_true", help="the ledger on a throw-away PostgreSQL server"
+    )
     args = ap.parse_args()
+    seconds = args.minutes * 60
+    warmup = args.warmup if args.warmup is not None else min(60.0, max(10.0, seconds / 10))
+    warmup = min(warmup, seconds / 2)
 
     from aiwallet.domain.money import parse_budget_spec
     from aiwallet.paths import DataDir
@@ -528,13 +585,23 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="aiwallet-soak-"))
     env = bench_env(tmp)
     fake = engine = None
+    pg: Any = None
+    url: str | None = None
+    if args.postgres:
+        from pgserver import start_pg_server
+
+        pg = start_pg_server()
+        if isinstance(pg, str):
+            raise SystemExit(f"--postgres: {pg}")
+        url = pg.create_database()
+        env["AIWALLET_DATABASE_URL"] = url  # the engine's and the CLI's; the data dir is local
     try:
         fake, fake_port = spawn_printing_port(
             [sys.executable, str(Path(__file__).resolve()), "--serve-fake"], env, tmp / "fake.log"
         )
         fake_url = f"http://127.0.0.1:{fake_port}"
         data_dir = DataDir(tmp / "wallet")
-        w = Wallet.open(data_dir)
+        w = Wallet.open(data_dir, url=url)
         w.add_provider("openai", kind="openai", api_key=OPENAI_KEY, base_url=f"{fake_url}/v1")
         w.add_provider("anthropic", kind="anthropic", api_key=ANTHROPIC_KEY, base_url=fake_url)
         w.set_budget(parse_budget_spec("1000/day"))
@@ -550,26 +617,32 @@ def main() -> None:
         engine, engine_port = spawn_printing_port(
             serve_args(data_dir.root), env, tmp / "engine.log"
         )
-        seconds = args.minutes * 60
         run = Run(
             apps=apps,
             engine_url=f"http://127.0.0.1:{engine_port}",
             fake_url=fake_url,
             data_dir=data_dir.root,
             env=env,
+            db=ledger_engine(url, data_dir.root),
             deadline=time.monotonic() + seconds,
             cap=args.max_requests or int(seconds * 3000),
             reset_after=args.reset_after,
         )
         load0 = os.getloadavg()
-        start, end, info = asyncio.run(soak(run, engine.pid, args.concurrency, args.checkpoint))
+        start, warm, end, info = asyncio.run(
+            soak(run, engine.pid, args.concurrency, args.checkpoint, warmup)
+        )
         load1 = os.getloadavg()
-        results = checks(run)
+        results = checks(run, url, warm, end)
+        run.db.dispose()
     finally:
         stop(engine)
         stop(fake)
+        if pg is not None:
+            pg.stop()
 
-    report(run, args, start, end, info, results, load0, load1)
+    info |= {"backend": "PostgreSQL" if url else "SQLite", "warmup": warmup}
+    report(run, args, (start, warm, end), info, results, load0, load1)
     if not all(ok for _, ok, _ in results):
         sys.exit(1)
 
@@ -577,22 +650,23 @@ def main() -> None:
 def report(
     run: Run,
     args: argparse.Namespace,
-    start: dict[str, Any],
-    end: dict[str, Any],
+    samples: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
     info: dict[str, Any],
     results: list[tuple[str, bool, str]],
     load0: tuple[float, float, float],
     load1: tuple[float, float, float],
 ) -> None:
+    start, warm, end = samples
     elapsed = info["elapsed"]
     total = sum(run.counts.values())
     ok = sum(n for (_, _, o), n in run.counts.items() if o == "200")
     refused = sum(n for (_, _, o), n in run.counts.items() if o.startswith("402"))
     other = total - ok - refused
     print(
-        f"\nsoak: {elapsed:.0f} s, 3 apps × {args.concurrency} workers, {total:,} requests "
-        f"({total / elapsed:,.0f}/s): {ok:,} answered 200, {refused:,} refused 402 "
-        f"budget_exceeded, {other} other; load average {load0[0]:.2f} → {load1[0]:.2f}"
+        f"\nsoak on {info['backend']}: {elapsed:.0f} s, 3 apps × {args.concurrency} workers, "
+        f"{total:,} requests ({total / elapsed:,.0f}/s): {ok:,} answered 200, "
+        f"{refused:,} refused 402 budget_exceeded, {other} other; "
+        f"load average {load0[0]:.2f} → {load1[0]:.2f}"
     )
     outcomes = collections.Counter[str]()
     for (_, _, o), n in run.counts.items():
@@ -622,16 +696,25 @@ def report(
             f"\n`budget set` through the CLI: {len(run.cli_ms)} calls, p50 "
             f"{statistics.median(run.cli_ms):.0f} ms (a new Python process each)"
         )
-    peak_rss = max([start["rss_mib"], end["rss_mib"], *(s["rss_mib"] for s in run.engine_samples)])
-    peak_fds = max([start["fds"], end["fds"], *(s["fds"] for s in run.engine_samples)])
-    print("\n| engine | start | peak (10 s samples) | end |\n|---|---:|---:|---:|")
-    print(f"| RSS (MiB) | {start['rss_mib']:.1f} | {peak_rss:.1f} | {end['rss_mib']:.1f} |")
-    print(f"| open fds | {start['fds']} | {peak_fds} | {end['fds']} |")
-    print(f"| threads | {start['threads']} | | {end['threads']} |")
-    print(f"| TCP connections | {start['connections']} | | {end['connections']} |")
+    peak_rss = max([warm["rss_mib"], end["rss_mib"], *(s["rss_mib"] for s in run.engine_samples)])
+    peak_fds = max([warm["fds"], end["fds"], *(s["fds"] for s in run.engine_samples)])
     print(
-        f"| in_flight_settlements | {start['in_flight_settlements']} | "
-        f"| {end['in_flight_settlements']} |"
+        f"\n| engine | start | after {info['warmup']:.0f} s warm-up | peak (10 s samples) | end |"
+        "\n|---|---:|---:|---:|---:|"
+    )
+    print(
+        f"| RSS (MiB) | {start['rss_mib']:.1f} | {warm['rss_mib']:.1f} | {peak_rss:.1f} "
+        f"| {end['rss_mib']:.1f} |"
+    )
+    print(f"| open fds | {start['fds']} | {warm['fds']} | {peak_fds} | {end['fds']} |")
+    print(f"| threads | {start['threads']} | {warm['threads']} | | {end['threads']} |")
+    print(
+        f"| TCP connections | {start['connections']} | {warm['connections']} | "
+        f"| {end['connections']} |"
+    )
+    print(
+        f"| in_flight_settlements | {start['in_flight_settlements']} "
+        f"| {warm['in_flight_settlements']} | | {end['in_flight_settlements']} |"
     )
     if run.engine_samples:
         series = ", ".join(f"{s['rss_mib']:.0f}" for s in run.engine_samples)

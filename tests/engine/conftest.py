@@ -61,9 +61,10 @@ class Rig:
         return self.wallet.requests.recent(10_000)
 
 
-def make_rig(tmp_path: Path, fake: FakeUpstream, **engine_kw) -> Rig:
+def make_rig(tmp_path: Path, fake: FakeUpstream, *, url: str | None = None, **engine_kw) -> Rig:
+    """The rig on SQLite in the data dir, or on the database at ``url`` (PostgreSQL)."""
     data_dir = DataDir(tmp_path / "wallet")
-    wallet = Wallet.open(data_dir)
+    wallet = Wallet.open(data_dir, url=url)
     wallet.add_provider("openai", kind="openai", api_key=OPENAI_KEY, base_url=fake.base_url + "/v1")
     wallet.add_provider(
         "anthropic", kind="anthropic", api_key=ANTHROPIC_KEY, base_url=fake.base_url
@@ -91,6 +92,18 @@ def cli(capsys, rig: Rig, *args: str) -> tuple[int, str, str]:
 def rig(tmp_path, fake):
     fake.reset()
     r = make_rig(tmp_path, fake)
+    yield r
+    r.engine.stop()
+    r.wallet.close()
+
+
+@pytest.fixture
+def backend_rig(tmp_path, fake, db_url):
+    """The rig on each backend (``db_url``'s parameters): SQLite in the data dir, as
+    ``aiwallet serve`` keeps it, and a fresh database on the session's throw-away PostgreSQL
+    (skipped when PostgreSQL is absent, failed instead with AIWALLET_REQUIRE_POSTGRES=1)."""
+    fake.reset()
+    r = make_rig(tmp_path, fake, url=None if db_url.startswith("sqlite") else db_url)
     yield r
     r.engine.stop()
     r.wallet.close()

@@ -5,10 +5,12 @@ import asyncio
 import anthropic
 import openai
 import pytest
+from sqlalchemy import select
 
 from aiwallet.domain.cost import cost_of
 from aiwallet.domain.money import parse_budget_spec
 from aiwallet.domain.usage import Usage
+from aiwallet.store import schema as t
 
 MSGS = [{"role": "user", "content": "count to twelve for me"}]
 
@@ -31,7 +33,10 @@ def served_cost(rig, model_row_provider="openai"):
     return total
 
 
-def test_200_concurrent_requests_never_overspend_a_cent(rig):
+def test_200_concurrent_requests_never_overspend_a_cent(backend_rig):
+    """On each backend (SQLite in the data dir, PostgreSQL); every request shape racing for
+    one budget is tests/engine/test_race_shapes.py."""
+    rig = backend_rig
     key = rig.app("racer", budget="0.01/day")
     outcomes: dict[str, int] = {}
 
@@ -64,6 +69,14 @@ def test_200_concurrent_requests_never_overspend_a_cent(rig):
     assert spent == served_cost(rig)
     assert rig.wallet.budgets.open_reservations() == []
     assert len(rig.ledger_rows()) == outcomes["ok"]
+    [budget] = rig.wallet.budgets.applicable(rig.wallet.apps.get("racer").id)
+    with rig.wallet.db.read() as conn:
+        counters = conn.execute(
+            select(t.budget_counters.c.spent_nano, t.budget_counters.c.reserved_nano).where(
+                t.budget_counters.c.budget_id == budget.id
+            )
+        ).all()
+    assert (sum(c[0] for c in counters), sum(c[1] for c in counters)) == (spent, 0)
 
 
 def test_budget_clamps_max_tokens_then_refuses(rig):
