@@ -103,7 +103,13 @@ def backend_rig(tmp_path, fake, db_url):
     ``aiwallet serve`` keeps it, and a fresh database on the session's throw-away PostgreSQL
     (skipped when PostgreSQL is absent, failed instead with AIWALLET_REQUIRE_POSTGRES=1)."""
     fake.reset()
-    r = make_rig(tmp_path, fake, url=None if db_url.startswith("sqlite") else db_url)
+    # races hold up to 200 requests at once: a loaded CI machine needs more than 5 s to read
+    r = make_rig(
+        tmp_path,
+        fake,
+        url=None if db_url.startswith("sqlite") else db_url,
+        timeouts=Timeouts(connect_s=5, read_s=60),
+    )
     yield r
     r.engine.stop()
     r.wallet.close()

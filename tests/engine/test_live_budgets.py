@@ -144,7 +144,9 @@ def test_a_grant_forwarded_before_its_record_commits_is_billed_after_kill_9(tmp_
         assert sum(_db_counters(wallet).values()) == total  # counters = ledger
         assert "reservation.recover" in [e.action for e in wallet.audit.entries()]
         assert wallet.verify_audit().ok
-        assert list(data_dir.root.glob("wallet.sqlite3-grants.*")) == []  # replayed, dropped
+        # replayed, then dropped: what is left is at most the empty segment of the restart
+        left = list(data_dir.root.glob("wallet.sqlite3-grants.*"))
+        assert all(p.read_bytes() == b"" for p in left), left
     finally:
         wallet.close()
 

@@ -799,7 +799,7 @@ def _paths(max_poll_s: float) -> dict[str, JSON]:
                 "requestBody": _body("Topup", required=True),
                 "responses": {
                     "200": _json(_ref("TopupResult"), "Paid"),
-                    **_errors("invalid_request", "budget_exceeded", _ADMIN),
+                    **_errors("invalid_request", "not_found", "budget_exceeded", _ADMIN),
                 },
             }
         },
