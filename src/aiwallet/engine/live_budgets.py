@@ -86,7 +86,6 @@ class LiveBudgets:
         self._loading: dict[Key, asyncio.Future[None]] = {}
         self._windows: dict[tuple[Period, tzinfo], tuple[Window, str]] = {}
         self._keep_journal = False  # a grant failed to record: the next start replays it
-        self.granted = 0
 
     # -- granting (on the loop) --------------------------------------------------------
     async def reserve(
@@ -119,7 +118,7 @@ class LiveBudgets:
         priced: SpendEntry | None,
     ) -> tuple[Reservation, asyncio.Future[dict[int, int]]]:
         parts = []
-        for b in sorted(held, key=_budget_id) if len(held) > 1 else held:
+        for b in sorted(held, key=_budget_id):
             window, ckey = self._window(b, at, tz)
             parts.append((b, (b.id, ckey), window.end))
         missing = [key for _, key, _ in parts if key not in self._counters]
@@ -156,7 +155,6 @@ class LiveBudgets:
         budgets = self._budgets
         recorded = self._writer.submit_nowait(lambda conn: budgets.record_in(conn, granted))
         recorded.add_done_callback(lambda f: self._recorded(f, tuple(k for _, k, _ in parts)))
-        self.granted += 1
         res = Reservation(
             granted.id, request_id, app_id, amount_nano, (), granted.created_at,
             remaining_nano=remaining, provider=granted.provider, model=granted.model,
