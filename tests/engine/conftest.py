@@ -69,7 +69,8 @@ def make_rig(tmp_path: Path, fake: FakeUpstream, *, url: str | None = None, **en
     wallet.add_provider(
         "anthropic", kind="anthropic", api_key=ANTHROPIC_KEY, base_url=fake.base_url
     )
-    engine_kw.setdefault("timeouts", Timeouts(connect_s=2, read_s=5))
+    # a loaded CI machine can hold a hostile batch past 5 s; tests of timeouts set their own
+    engine_kw.setdefault("timeouts", Timeouts(connect_s=5, read_s=30))
     # nobody answers prompts in most tests: a keyless call waits briefly, then is refused
     engine_kw.setdefault("consent_timeout_s", 0.3)
     engine = wallet.new_engine(port=0, **engine_kw)
