@@ -82,3 +82,44 @@ def test_a_failing_job_fails_alone(db_url, n):
         writer.close()
     assert type(bad).__name__ == "NotFound" and good == [42] * n
     db.dispose()
+
+
+def test_a_batch_wakes_its_loop_once_and_answers_every_job(tmp_path):
+    """Forty jobs queued behind one that holds the writer share a transaction and one
+    wake-up of the waiting loop; each still gets its own result, and a cancelled waiter's
+    write still happens."""
+    import threading
+
+    db = open_database(f"sqlite:///{tmp_path / 'w.sqlite3'}")
+    budgets = Budgets(db)
+    writer = BatchWriter(db, budgets.hot).start()
+    hold, holding = threading.Event(), threading.Event()
+    wakes: list[int] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+
+        def counting(cb, *args, **kw):
+            if getattr(cb, "__module__", "") == BatchWriter.__module__:  # the writer's wake-ups
+                wakes.append(len(args[0]))
+            return real(cb, *args, **kw)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        first = writer.submit_nowait(lambda conn: (holding.set(), hold.wait(30)))
+        assert await asyncio.to_thread(holding.wait, 30)
+        rest = [writer.submit_nowait(lambda conn, i=i: i) for i in range(40)]
+        rest[7].cancel()
+        hold.set()
+        await first
+        return await asyncio.gather(*rest, return_exceptions=True)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        writer.close()
+    assert results[:7] + results[8:] == [i for i in range(40) if i != 7]
+    assert isinstance(results[7], asyncio.CancelledError)
+    assert wakes[0] == 1 and sum(wakes) == 41  # the holder alone, then the rest together
+    assert len(wakes) == 2
+    db.dispose()

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from aiwallet.domain.errors import WalletError
 from aiwallet.domain.providers import WireFormat
+from aiwallet.engine import heap
 from aiwallet.engine.admin import add_admin_routes
 from aiwallet.engine.attempts import Resilience
 from aiwallet.engine.consent import DEFAULT_TIMEOUT_S, ConsentManager
@@ -118,6 +119,7 @@ class Engine:
         self.host, self.port = host, port
         self.max_body = max_body
         self.timeouts = timeouts or Timeouts()
+        self._hosts_cache: tuple[tuple[str, int], frozenset[str]] | None = None
         self.state = EngineState(wallet)
         self.resilience = resilience or Resilience()
         self.state.health = ProviderHealth(self.resilience.clock, self.resilience.breaker)
@@ -258,6 +260,8 @@ class Engine:
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         await self.state.db(self._write_engine_file)
+        if heap.tune_for_serving():
+            log.debug("garbage collector set for serving (gen 0 every %d)", heap.GEN0_THRESHOLD)
         log.info("engine listening on %s:%s", self.host, self.port)
 
     def _on_payment_event(self, name: str, payload: dict[str, Any]) -> None:
@@ -438,9 +442,14 @@ class Engine:
 
         return handler
 
-    def _allowed_hosts(self) -> set[str]:
-        names = {"127.0.0.1", "localhost", "[::1]", self.host}
-        return {f"{n}:{self.port}" for n in names} | (names if self.port == 80 else set())
+    def _allowed_hosts(self) -> frozenset[str]:
+        """The Host values the engine answers to, built once per bound port."""
+        cached = self._hosts_cache
+        if cached is None or cached[0] != (self.host, self.port):
+            names = {"127.0.0.1", "localhost", "[::1]", self.host}
+            hosts = {f"{n}:{self.port}" for n in names} | (names if self.port == 80 else set())
+            cached = self._hosts_cache = ((self.host, self.port), frozenset(hosts))
+        return cached[1]
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -6,6 +6,10 @@ per request pair capped the engine at a few hundred requests/s; here the writer 
 whatever writes are waiting (up to ``max_batch``), runs each inside its own SAVEPOINT (so a
 refused reservation rolls back alone), commits once, and only then answers each waiter.
 Durability is unchanged: no caller hears "done" before its write is committed.
+
+Hand-offs between the loop and the writer are batched both ways: jobs submitted during one
+pass of the loop go to the writer as one queue item (one wake-up of the writer thread, not
+one per job), and a committed batch wakes each waiting loop once.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ class BatchWriter:
         self.db = db
         self.hot = hot
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Job] | object] = queue.SimpleQueue()
+        # jobs submitted during the current pass of each loop, handed over at its end
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._conn: Connection | None = None
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -68,12 +74,26 @@ class BatchWriter:
         assert self._thread is not None, "BatchWriter.start() first"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, future, loop))
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(_Job(fn, future, loop))
         return future
 
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """What ``loop`` submitted in this pass, to the writer as one item (on that loop)."""
+        jobs = self._pending.pop(loop, None)
+        if jobs:
+            self._queue.put(jobs)
+
     def close(self) -> None:
+        """Write what is queued, then stop. Called on a submitting loop's thread or after its
+        loop stopped, so jobs not yet handed over are handed over here (none is lost)."""
         if self._thread is None:
             return
+        for loop in list(self._pending):
+            self._hand_over(loop)
         self._queue.put(_STOP)
         self._thread.join(30)
         self._thread = None
@@ -84,7 +104,7 @@ class BatchWriter:
             if first is _STOP:
                 self._drop_connection()
                 return
-            batch: list[_Job] = [first]  # type: ignore[list-item]
+            batch: list[_Job] = list(first)  # type: ignore[call-overload]
             stop = False
             while len(batch) < self.max_batch:
                 try:
@@ -94,7 +114,7 @@ class BatchWriter:
                 if nxt is _STOP:
                     stop = True
                     break
-                batch.append(nxt)  # type: ignore[arg-type]
+                batch.extend(nxt)  # type: ignore[arg-type]
             self._commit(batch)
             if stop:
                 self._drop_connection()
@@ -116,8 +136,16 @@ class BatchWriter:
                     outcomes.append((False, exc))
         self.batches += 1
         self.jobs += len(batch)
+        # one wake-up of each waiting loop per batch, not one per job (each is a write to the
+        # loop's self-pipe and a GIL hand-off)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job, (ok, value) in zip(batch, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_resolve, job.future, ok, value)
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, results)
+            except RuntimeError:  # that loop has closed: nobody is left to hear
+                log.debug("a write batch finished after its loop closed")
 
     def _run_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
@@ -161,10 +189,11 @@ class BatchWriter:
                 self._conn = None
 
 
-def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.done():  # its waiter was cancelled; the write happened anyway
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

@@ -11,7 +11,8 @@ JSON → text on SQLite / ``psycopg`` JSON on PostgreSQL, booleans → 0/1 on SQ
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,45 +116,71 @@ def _statements(is_postgres: bool) -> dict[str, ClauseElement]:
     }
 
 
+Adapt = Callable[[Any], Any]
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    # qmark dialects (SQLite): each parameter in order, with its adapter decided once
+    plan: tuple[tuple[str, Adapt | None], ...] | None
+    defaults: dict[str, Any]  # literals in the statement (spent_nano=0, state='open')
+
+
 class HotStatements:
     def __init__(self, dialect: Dialect) -> None:
         self.is_postgres = dialect.name == "postgresql"
-        self._compiled: dict[str, tuple[str, list[str] | None, dict[str, Any]]] = {}
-        for name, stmt in _statements(self.is_postgres).items():
-            compiled = stmt.compile(dialect=dialect)
-            order = getattr(compiled, "positiontup", None)  # set for qmark dialects (SQLite)
-            positional = list(order) if order is not None else None
-            # literals in the statement (spent_nano=0, state='open') are bound parameters too
-            defaults = {k: v for k, v in compiled.params.items() if v is not None}
-            self._compiled[name] = (str(compiled), positional, defaults)
         if self.is_postgres:
             from psycopg.types.json import Json
 
-            self._json: Any = Json
+            self._json: Adapt = Json
         else:
             self._json = json.dumps
+        self._adapters: dict[str, Adapt | None] = {}
+        self._compiled: dict[str, _Compiled] = {}
+        for name, stmt in _statements(self.is_postgres).items():
+            compiled = stmt.compile(dialect=dialect)
+            order = getattr(compiled, "positiontup", None)  # set for qmark dialects (SQLite)
+            plan = None if order is None else tuple((k, self._adapter(k)) for k in order)
+            defaults = {k: v for k, v in compiled.params.items() if v is not None}
+            self._compiled[name] = _Compiled(str(compiled), plan, defaults)
+
+    def _adapter(self, key: str) -> Adapt | None:
+        """How a value bound to ``key`` is adapted, as SQLAlchemy's column type would."""
+        if key not in self._adapters:
+            base = key.removeprefix("b_")
+            adapt: Adapt | None = None
+            if base in _DATETIME and not self.is_postgres:
+                adapt = _sqlite_datetime
+            elif base in _JSON:
+                adapt = self._json
+            elif base in _BOOL and not self.is_postgres:
+                adapt = int
+            self._adapters[key] = adapt
+        return self._adapters[key]
 
     def _adapt(self, key: str, value: Any) -> Any:
-        if value is None:
-            return None
-        base = key.removeprefix("b_")
-        if base in _DATETIME and not self.is_postgres:
-            return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        if base in _JSON:
-            return self._json(value)
-        if base in _BOOL and not self.is_postgres:
-            return int(value)
-        return value
+        adapt = self._adapter(key)
+        return value if adapt is None or value is None else adapt(value)
+
+    def _args(self, c: _Compiled, params: Mapping[str, Any]) -> Any:
+        if c.plan is None:  # named parameters (PostgreSQL)
+            return {k: self._adapt(k, v) for k, v in {**c.defaults, **params}.items()}
+        out = []
+        for key, adapt in c.plan:
+            value = params[key] if key in params else c.defaults[key]
+            out.append(value if adapt is None or value is None else adapt(value))
+        return out
 
     def run(self, conn: Connection, name: str, params: Mapping[str, Any]) -> Any:
         """Execute statement ``name`` on ``conn``'s DBAPI cursor (inside its transaction)."""
-        sql, positional, defaults = self._compiled[name]
-        values = {**defaults, **params}
+        c = self._compiled[name]
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        if positional is not None:
-            cursor.execute(sql, [self._adapt(k, values[k]) for k in positional])
-        else:
-            cursor.execute(sql, {k: self._adapt(k, v) for k, v in values.items()})
+        cursor.execute(c.sql, self._args(c, params))
         return cursor
 
     def insert(self, conn: Connection, name: str, row: Mapping[str, Any]) -> None:
@@ -164,25 +191,16 @@ class HotStatements:
         if pending is None:
             self.run(conn, name, row)
         else:
-            pending.setdefault(name, []).append(dict(row))
+            pending.setdefault(name, []).append(self._args(self._compiled[name], row))
 
     def start_batch(self, conn: Connection) -> None:
         conn.info[_BATCH_KEY] = {}
 
     def flush_batch(self, conn: Connection) -> None:
-        pending: dict[str, list[dict[str, Any]]] = conn.info.pop(_BATCH_KEY, None) or {}
+        pending: dict[str, list[Any]] = conn.info.pop(_BATCH_KEY, None) or {}
         for name, rows in pending.items():
-            sql, positional, defaults = self._compiled[name]
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            if positional is not None:
-                cursor.executemany(
-                    sql, [[self._adapt(k, {**defaults, **r}[k]) for k in positional] for r in rows]
-                )
-            else:
-                cursor.executemany(
-                    sql,
-                    [{k: self._adapt(k, v) for k, v in {**defaults, **r}.items()} for r in rows],
-                )
+            cursor.executemany(self._compiled[name].sql, rows)
 
     def abandon_batch(self, conn: Connection) -> None:
         conn.info.pop(_BATCH_KEY, None)
