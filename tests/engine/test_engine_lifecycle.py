@@ -208,3 +208,15 @@ def test_a_change_made_through_the_wallet_reaches_its_own_engine_without_http(ri
     assert rig.engine.state.paused is True and rig.engine.state.generation == generation + 1
     rig.wallet.set_paused(False)
     assert rig.engine.state.paused is False
+
+
+def test_a_serving_process_sets_its_collector_once(rig):
+    """Once an engine is up, what start-up built is frozen out of the collector's walks and
+    gen 0 runs every GEN0_THRESHOLD allocations; later engines in the process change nothing."""
+    import gc
+
+    from aiwallet.engine import heap
+
+    assert gc.get_threshold()[0] == heap.GEN0_THRESHOLD
+    assert gc.get_freeze_count() > 0
+    assert heap.tune_for_serving() is False

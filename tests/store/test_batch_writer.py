@@ -102,7 +102,7 @@ def test_a_batch_wakes_its_loop_once_and_answers_every_job(tmp_path):
 
         def counting(cb, *args, **kw):
             if getattr(cb, "__module__", "") == BatchWriter.__module__:  # the writer's wake-ups
-                wakes.append(len(args[0]))
+                wakes.append(len(args[2]))  # (apply, counter changes, results)
             return real(cb, *args, **kw)
 
         loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
@@ -122,4 +122,28 @@ def test_a_batch_wakes_its_loop_once_and_answers_every_job(tmp_path):
     assert isinstance(results[7], asyncio.CancelledError)
     assert wakes[0] == 1 and sum(wakes) == 41  # the holder alone, then the rest together
     assert len(wakes) == 2
+    db.dispose()
+
+
+def test_a_lazy_job_rides_with_the_next_awaited_one_or_goes_alone(tmp_path):
+    """A grant the journal holds (lazy) waits for an awaited job and shares its commit, in
+    the order submitted; with no company it is still written, on its own."""
+    db = open_database(f"sqlite:///{tmp_path / 'w.sqlite3'}")
+    writer = BatchWriter(db, Budgets(db).hot).start()
+    order: list[str] = []
+
+    async def main():
+        alone = writer.submit_nowait(lambda conn: order.append("alone"), lazy=True)
+        await alone  # nobody else came: written after LAZY_S
+        batches = writer.batches
+        lazy = writer.submit_nowait(lambda conn: order.append("lazy"), lazy=True)
+        await writer.submit(lambda conn: order.append("awaited"))  # before its timer can fire
+        assert lazy.done()
+        return writer.batches - batches
+
+    try:
+        shared = asyncio.run(main())
+    finally:
+        writer.close()
+    assert order == ["alone", "lazy", "awaited"] and shared == 1
     db.dispose()

@@ -153,7 +153,10 @@ class LiveBudgets:
             raise
         self._open[granted.id] = _Open(amount_nano, tuple(parts))
         budgets = self._budgets
-        recorded = self._writer.submit_nowait(lambda conn: budgets.record_in(conn, granted))
+        # the journal holds the grant: its row may wait a moment to share a commit
+        recorded = self._writer.submit_nowait(
+            lambda conn: budgets.record_in(conn, granted), lazy=True
+        )
         recorded.add_done_callback(lambda f: self._recorded(f, tuple(k for _, k, _ in parts)))
         res = Reservation(
             granted.id, request_id, app_id, amount_nano, (), granted.created_at,

@@ -288,7 +288,7 @@ class Engine:
             self.consent.close()  # its peer-lookup worker
         if self._proxy is not None and self._proxy.payflow is not None:
             self._proxy.payflow.close()  # its signing threads
-        self.state.close()  # the writer drains: every grant is recorded
+        self.state.close()  # the writer drains (and is dropped): every grant is recorded
         live, self.state.live = self.state.live, None
         if live is not None:
             self.wallet.db.counter_listener = None
@@ -329,7 +329,8 @@ class Engine:
         )
         if journal is not None:
             journal.open()
-        self.wallet.db.counter_listener = live.listener
+        self.wallet.db.counter_listener = live.listener  # commits made elsewhere
+        self.state.writer.counter_sink = (self.loop, live.apply)  # the writer's, with results
         self.wallet.budgets.live_reserve = live.reserve_blocking
         self.state.live = live
 

@@ -7,9 +7,12 @@ whatever writes are waiting (up to ``max_batch``), runs each inside its own SAVE
 refused reservation rolls back alone), commits once, and only then answers each waiter.
 Durability is unchanged: no caller hears "done" before its write is committed.
 
-Hand-offs between the loop and the writer are batched both ways: jobs submitted during one
-pass of the loop go to the writer as one queue item (one wake-up of the writer thread, not
-one per job), and a committed batch wakes each waiting loop once.
+Hand-offs between the loop and the writer are batched both ways (each is a futex or eventfd
+wake-up and a GIL hand-off): jobs submitted during one pass of the loop go to the writer as
+one queue item, and a committed batch wakes each waiting loop once, with the counter changes
+it made (:attr:`BatchWriter.counter_sink`) and every job's result in one callback. A job
+nobody waits for (``lazy``: a grant the reservation journal already holds) may wait up to
+:data:`LAZY_S` for company, so a short request's grant and settlement share one commit.
 """
 
 from __future__ import annotations
@@ -42,6 +45,19 @@ class _Job:
 
 
 _STOP = object()
+LAZY_S = 0.002  # how long a lazy job waits for a job someone awaits
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What one loop has submitted and not yet handed over."""
+
+    jobs: list[_Job]
+    soon: bool = False  # a hand-over is scheduled for the end of this pass
+    timer: asyncio.TimerHandle | None = None
+
+
+CounterSink = tuple[asyncio.AbstractEventLoop, Callable[[int, list[CounterEvent]], None]]
 
 
 class BatchWriter:
@@ -50,8 +66,11 @@ class BatchWriter:
         self.hot = hot
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[list[_Job] | object] = queue.SimpleQueue()
-        # jobs submitted during the current pass of each loop, handed over at its end
-        self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        # jobs each loop submitted and has not handed over yet
+        self._pending: dict[asyncio.AbstractEventLoop, _Pending] = {}
+        # where the counter changes of each commit go (on that loop, before any result of the
+        # batch); None: to ``db.counter_listener`` on this thread, as other commits do
+        self.counter_sink: CounterSink | None = None
         self._conn: Connection | None = None
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -68,24 +87,36 @@ class BatchWriter:
         """Run ``fn(conn)`` in the next transaction; returns once that transaction committed."""
         return await self.submit_nowait(fn)
 
-    def submit_nowait(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
-        """Queue ``fn(conn)`` for the next transaction; the future resolves once it committed.
-        The write happens whether or not anyone still awaits the future."""
+    def submit_nowait(
+        self, fn: Callable[[Connection], T], *, lazy: bool = False
+    ) -> asyncio.Future[T]:
+        """Queue ``fn(conn)`` for a coming transaction; the future resolves once it committed.
+        The write happens whether or not anyone still awaits the future. Jobs of one loop are
+        written in the order submitted; ``lazy``: nobody needs it soon (it may wait up to
+        :data:`LAZY_S` for a job that someone does)."""
         assert self._thread is not None, "BatchWriter.start() first"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = []
+        slot = self._pending.get(loop)
+        if slot is None:
+            slot = self._pending[loop] = _Pending([])
+        slot.jobs.append(_Job(fn, future, loop))
+        if not lazy and not slot.soon:
+            slot.soon = True
             loop.call_soon(self._hand_over, loop)
-        pending.append(_Job(fn, future, loop))
+        elif lazy and slot.timer is None and not slot.soon:
+            slot.timer = loop.call_later(LAZY_S, self._hand_over, loop)
         return future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """What ``loop`` submitted in this pass, to the writer as one item (on that loop)."""
-        jobs = self._pending.pop(loop, None)
-        if jobs:
-            self._queue.put(jobs)
+        """What ``loop`` submitted so far, to the writer as one item (on that loop)."""
+        slot = self._pending.pop(loop, None)
+        if slot is None:
+            return
+        if slot.timer is not None:
+            slot.timer.cancel()
+        if slot.jobs:
+            self._queue.put(slot.jobs)
 
     def close(self) -> None:
         """Write what is queued, then stop. Called on a submitting loop's thread or after its
@@ -124,37 +155,45 @@ class BatchWriter:
         """One transaction for the batch. A job that fails with a WalletError (a refused
         reservation, an already-closed one) left nothing behind and fails alone; anything else
         rolls the batch back, and then every job runs again in a transaction of its own."""
+        changes: list[tuple[int, list[CounterEvent]]] = []  # (epoch, events) per commit
         try:
-            outcomes = self._run_batch(batch)
+            outcomes = self._run_batch(batch, changes)
         except Exception:
             log.exception("a write batch of %d failed; retrying its jobs one by one", len(batch))
             outcomes = []
             for job in batch:
                 try:
-                    outcomes.extend(self._run_batch([job]))
+                    outcomes.extend(self._run_batch([job], changes))
                 except Exception as exc:
                     outcomes.append((False, exc))
         self.batches += 1
         self.jobs += len(batch)
-        # one wake-up of each waiting loop per batch, not one per job (each is a write to the
-        # loop's self-pipe and a GIL hand-off)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        sink = self.counter_sink
+        if changes and sink is None and self.db.counter_listener is not None:
+            for epoch, events in changes:  # committed; told before any waiter hears
+                self.db.counter_listener(epoch, events)
+        if changes and sink is not None:
+            by_loop.setdefault(sink[0], [])
         for loop, results in by_loop.items():
+            apply = sink[1] if sink is not None and loop is sink[0] and changes else None
             try:
-                loop.call_soon_threadsafe(_resolve_all, results)
+                loop.call_soon_threadsafe(_deliver, apply, changes, results)
             except RuntimeError:  # that loop has closed: nobody is left to hear
                 log.debug("a write batch finished after its loop closed")
 
-    def _run_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+    def _run_batch(
+        self, batch: list[_Job], changes: list[tuple[int, list[CounterEvent]]]
+    ) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         conn = self._connection()
-        listener = self.db.counter_listener
+        heard = self.counter_sink is not None or self.db.counter_listener is not None
         epoch, events = 0, list[CounterEvent]()
         try:
             with conn.begin():
-                if listener is not None:
+                if heard:
                     counter_events.collect(conn)
                 if len(batch) > 1:
                     self.hot.start_batch(conn)  # ledger and request rows: one executemany each
@@ -170,8 +209,8 @@ class BatchWriter:
             counter_events.take(conn)  # rolled back: nothing happened
             self._drop_connection()  # start the next batch on a fresh connection
             raise
-        if events and listener is not None:  # committed; told before any waiter hears
-            listener(epoch, events)
+        if events and heard:  # committed: delivered before any result
+            changes.append((epoch, events))
         return outcomes
 
     def _connection(self) -> Connection:
@@ -189,7 +228,15 @@ class BatchWriter:
                 self._conn = None
 
 
-def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+def _deliver(
+    apply: Callable[[int, list[CounterEvent]], None] | None,
+    changes: list[tuple[int, list[CounterEvent]]],
+    results: list[tuple[asyncio.Future[Any], bool, Any]],
+) -> None:
+    """On the waiting loop: the batch's counter changes first, then each job's result."""
+    if apply is not None:
+        for epoch, events in changes:
+            apply(epoch, events)
     for future, ok, value in results:
         if future.done():  # its waiter was cancelled; the write happened anyway
             continue
