@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fakeupstream import OPENAI_KEY  # noqa: E402  (the key the bench scripts configure)
+from fakeupstream import OPENAI_KEY
 
 REPLY_TOKENS = 8
 CREATED = 1_700_000_000
@@ -135,7 +135,9 @@ def stream_events(body: dict[str, Any], words: list[str], prompt: int) -> bytes:
 
 async def chat(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Authorization") != f"Bearer {OPENAI_KEY}":
-        return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        return _error(
+            401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+        )
     try:
         body = json.loads(await request.read())
     except ValueError:

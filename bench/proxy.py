@@ -321,10 +321,11 @@ def main() -> None:
     load1 = os.getloadavg()
 
     srcs = ", ".join(f"{n}: {(s or ROOT).resolve()}" for n, s in engines)
+    pinned = ", pinned to core 0, engine core 1" if args.pin else ""
     print(
         f"ledger: {'PostgreSQL' if args.postgres else 'SQLite'}; upstream: "
         f"{'tests/fakeupstream' if args.tests_fake else 'bench/leanfake.py'}; load: wrk "
-        f"(-t1, {facts['seconds']:.0f} s per phase{', pinned to core 0, engine core 1' if args.pin else ''}), "
+        f"(-t1, {facts['seconds']:.0f} s per phase{pinned}), "
         f"{facts['rounds']} round(s), streams on the Python client ({facts['n_stream']} each)"
     )
     print(f"engines: {srcs}")
