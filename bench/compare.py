@@ -13,9 +13,18 @@ budget (`litellm_params.max_budget` + `budget_duration`, tracked in memory by it
 the comparison is policy against policy; the configs are in bench/litellm_config/.
 
 Measured in one run, each phase bounded in count and in time, for direct-to-fake, via aiwallet
-and via LiteLLM: latency at concurrency 1 (non-streamed chat completions), throughput and
-latency at concurrency 32, streaming time to first content and total time, and each proxy's
-RSS (idle and after load) and CPU time per request at c=32. Prints a markdown table.
+and via LiteLLM: latency at concurrency 1 (non-streamed chat completions, ``wrk -t1 -c1``),
+throughput and latency at concurrency 32 (``wrk -t1 -c32``), streaming time to first content
+and total time, and each proxy's RSS (idle and after load) and CPU time per request at c=32.
+Prints a markdown table, then the two ratios issue 18 sets targets for: throughput aiwallet /
+LiteLLM (≥ 30×) and added c=1 p50 latency LiteLLM / aiwallet (≥ 25×).
+
+The c=1 and c=32 load comes from Debian's wrk (bench/wrkload.py), the same generator for the
+three columns, so the client does not take the cores the proxies are measured on; a phase that
+got a non-2xx answer or a socket error is rejected (left blank, the reason under "errors").
+The streams stay on the Python aiohttp client: wrk cannot see the first token. The upstream
+is bench/leanfake.py, a bare OpenAI fake doing the least work per request (``--tests-fake``:
+tests/fakeupstream); after the run aiwallet's ledger must hold a spend row for each answer.
 """
 
 from __future__ import annotations
@@ -283,7 +292,7 @@ def measure(
     secs = 3.0 if quick else 10.0  # per wrk phase
     n_stream = 100 if quick else 500
     limit = 10.0 if quick else 30.0
-    info: dict[str, object] = {"seconds": secs, "n_stream": n_stream, "limit_s": limit}
+    info: dict[str, object] = {"seconds": secs, "stream_max": n_stream, "limit_s": limit}
     rows: list[Row] = []
     for t in targets:  # warm-up
         wrk_phase(t, "warm-up", 2.0 if quick else 5.0, 4)
@@ -490,7 +499,7 @@ def main() -> None:
     upstream = "tests/fakeupstream" if args.tests_fake else "bench/leanfake.py"
     print(
         f"upstream {upstream}; c=1 and c=32 load from wrk (-t1, {info['seconds']:.0f} s per "
-        f"phase), streams on the Python client ({info['n_stream']} requests, at most "
+        f"phase), streams on the Python client ({info['stream_max']} requests, at most "
         f"{info['limit_s']:.0f} s); measured in {elapsed:.0f} s; load average before "
         f"{load0[0]:.2f}, after {load1[0]:.2f}"
     )

@@ -168,9 +168,7 @@ async def serve(port: int) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    server = site._server
-    assert server is not None
-    print(server.sockets[0].getsockname()[1], flush=True)  # type: ignore[union-attr]
+    print(runner.addresses[0][1], flush=True)
     try:
         await asyncio.Event().wait()
     finally:

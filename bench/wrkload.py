@@ -8,21 +8,28 @@
 Each run writes a Lua script (``wrk.method``/``wrk.body``/``wrk.headers`` for a POST of a JSON
 body, and a ``done(summary, latency, requests)`` hook that prints one JSON line, prefixed with
 ``WRKLOAD``, with the requests, the duration, wrk's error counts (connect, read, write, status,
-timeout), the non-2xx count and the latency percentiles p50/p90/p99/p99.9 in µs), runs
-``wrk -t T -c C -d D --latency`` bounded in time (``-d``, plus a hard timeout on the process),
-and in count: a ``request()`` hook that stops a thread once it has sent its share of
-``max_requests`` (the request itself is built once; the hook only returns it). Concurrency 1
-latency is ``threads=1, connections=1``.
+timeout), the non-2xx count and the latency percentiles p50/p90/p99/p99.9 in µs) and runs
+``wrk -t T -c C -d D`` bounded in time (``-d``, plus a hard timeout on the process). Concurrency
+1 latency is ``threads=1, connections=1``.
+
+Bounded in count too, with ``max_requests``: a ``request()`` hook (the request is built once;
+the hook only returns it) stops a thread once it has sent its share. wrk's run still lasts
+``-d`` (its main thread sleeps for it), so requests / duration would not be a rate once a
+thread stopped early: such a run is flagged (``capped_threads``) and rejected by ``check()``.
+The bench scripts set the cap far above any rate they can reach, as a safety bound.
 
 The non-2xx count is wrk's ``status`` error count (wrk counts answers with a status above 399;
 the servers measured here send no 1xx/3xx), and a run with any of them, or any socket error or
 timeout, is rejected by ``check()``: a bench run answered with 401s or 502s is fast and wrong.
 
-Pinning: ``cpus`` runs wrk under ``taskset -c``. On the 2-core machine this was written on,
-wrk on core 0 with the engine on core 1 (bench/proxy.py ``--pin``) against leaving both to the
-scheduler gave the same c=32 throughput within the run-to-run noise (other jobs share those
-cores), and pinning took the fake's core away from the engine when the fake is direct, so the
-bench scripts leave pinning off by default; ``--pin`` stays for a quiet machine with more cores.
+Pinning: ``cpus`` runs wrk under ``taskset -c``. Measured on the 2-core machine this was
+written on (shared with other jobs), bench/proxy.py --quick three times each way, alternated:
+wrk on core 0 with the engine on core 1 (``--pin``) gave the engine 1,276 / 930 / 1,371 req/s
+at c=32 against 1,120 / 1,191 / 1,155 unpinned, c=1 p50 1.40 / 1.57 / 1.23 ms against 1.45 /
+1.48 / 1.40 ms, and the same CPU per request (0.73-0.77 ms): no difference beyond the noise,
+more spread pinned (the fake and every other process then compete for the engine's core or
+wrk's). So the scripts leave pinning off by default; ``--pin`` is there for a machine with
+idle cores to spare.
 """
 
 from __future__ import annotations
