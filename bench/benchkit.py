@@ -96,18 +96,30 @@ def setup_wallet(env: dict[str, str], root: Path, base_url: str, api_key: str) -
     return out.stdout.strip().splitlines()[-1]
 
 
-def billed(root: Path, url: str | None) -> int:
-    """Spend rows in the ledger (SQLite in data dir ``root``, or the database at ``url``)."""
+def billed(root: Path, url: str | None) -> dict[str, int]:
+    """Spend rows in the ledger (SQLite in data dir ``root``, or the database at ``url``) by
+    where their token counts came from (``provider``, ``injected``: the usage the provider
+    reported; ``estimated``: counted by the engine because there was none)."""
     import sqlalchemy as sa
 
     db_url = url or f"sqlite:///file:{root / 'wallet.sqlite3'}?mode=ro&uri=true"
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as conn:
-            n = conn.execute(sa.text("SELECT count(*) FROM ledger WHERE kind = 'spend'")).scalar()
+            rows = conn.execute(
+                sa.text(
+                    "SELECT coalesce(token_source, 'none'), count(*) FROM ledger "
+                    "WHERE kind = 'spend' GROUP BY 1"
+                )
+            ).all()
     finally:
         engine.dispose()
-    return int(n or 0)
+    return {str(source): int(n) for source, n in rows}
+
+
+def billed_from_usage(counts: dict[str, int]) -> int:
+    """Of ``billed()``'s rows, those priced from the provider's reported usage."""
+    return sum(n for source, n in counts.items() if source not in ("estimated", "none"))
 
 
 def tree_rss(pid: int) -> int:

@@ -59,6 +59,7 @@ from benchkit import (  # noqa: E402
     LEAN_FAKE_ARGS,
     bench_env,
     billed,
+    billed_from_usage,
     serve_args,
     spawn_printing_port,
     stop,
@@ -379,14 +380,15 @@ def measure(
     return rows, info
 
 
-def wait_billed(root: Path, answered: int) -> int:
-    """Spend rows in aiwallet's ledger once (bounded wait) it has one for every answer."""
+def wait_billed(root: Path, answered: int) -> dict[str, int]:
+    """aiwallet's ledger spend rows by token source, once (bounded wait) it has one priced
+    from the provider's usage for every answer."""
     deadline = time.monotonic() + 60
-    n = billed(root, None)
-    while n < answered and time.monotonic() < deadline:
+    counts = billed(root, None)
+    while billed_from_usage(counts) < answered and time.monotonic() < deadline:
         time.sleep(0.2)  # settlement is written behind the answer; poll until it lands
-        n = billed(root, None)
-    return n
+        counts = billed(root, None)
+    return counts
 
 
 def fmt(v: float) -> str:
@@ -506,7 +508,10 @@ def main() -> None:
     print(f"successful requests: c=1 {info['n_c1']}, c=32 {info['n_c32']}, ", end="")
     print(f"stream {info['n_stream']}")
     print(f"errors (a rejected phase is left blank): {info['errors']}")
-    print(f"billed (aiwallet): {n_billed:,} ledger spend rows for {targets[1].answered:,} answered")
+    print(
+        f"billed (aiwallet): {billed_from_usage(n_billed):,} ledger spend rows priced from the "
+        f"fake's usage {n_billed} for {targets[1].answered:,} answered requests"
+    )
     if args.policy:
         print(f"LiteLLM budget probe (3 requests, budget below one request): HTTP {info['probe']}")
     print()
@@ -527,6 +532,8 @@ def main() -> None:
     print()
     for name, value in info["targets"].items():  # type: ignore[attr-defined]
         print(f"{name}: {value or 'n/a'}")
+    if billed_from_usage(n_billed) < targets[1].answered:
+        raise SystemExit("aiwallet did not bill every answer from the fake's usage (above)")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ The load comes from Debian's wrk (bench/wrkload.py), the same generator for the 
 column and the engine's, so the client does not take the cores the engine is measured on.
 The upstream is bench/leanfake.py (a bare aiohttp OpenAI fake, the least work per request),
 so the fake is not the bottleneck; ``--tests-fake`` uses tests/fakeupstream instead. After the
-run the ledger is read back: each engine must have billed (a ledger spend row) at least every
-request the clients got a 2xx for, from the fake's ``usage``.
+run the ledger is read back: each engine must have billed (a ledger spend row priced from the
+fake's ``usage``: token source ``provider`` or ``injected``) at least every request the clients
+got a 2xx for. The few ``estimated`` rows are the requests wrk still had in flight when its
+``-d`` ran out: it closes those connections, and the engine bills them as ``client_closed``.
 
 A run whose any phase got a non-2xx answer or a socket error is rejected (SystemExit).
 
@@ -60,6 +62,7 @@ from benchkit import (  # noqa: E402
     LEAN_FAKE_ARGS,
     bench_env,
     billed,
+    billed_from_usage,
     engine_env,
     serve_args,
     setup_wallet,
@@ -186,18 +189,19 @@ def measure(targets: list[Target], quick: bool, pin: bool) -> dict[str, Any]:
     return {"rounds": rounds, "seconds": secs, "n_stream": n_stream}
 
 
-def check_billed(t: Target) -> int:
-    """Wait (bounded) until the engine's ledger has a spend row for every answered request;
-    the count (SystemExit when it falls short: the engine did not bill the fake's usage)."""
+def check_billed(t: Target) -> dict[str, int]:
+    """Wait (bounded) until the engine's ledger has a spend row priced from the fake's usage
+    for every answered request; the rows by token source (SystemExit when they fall short:
+    the engine did not bill the fake's answers)."""
     assert t.root is not None
     deadline = time.monotonic() + 60
-    n = billed(t.root, t.db_url)
-    while n < t.answered and time.monotonic() < deadline:
+    counts = billed(t.root, t.db_url)
+    while billed_from_usage(counts) < t.answered and time.monotonic() < deadline:
         time.sleep(0.2)  # settlement is written behind the answer; poll until it lands
-        n = billed(t.root, t.db_url)
-    if n < t.answered:
-        raise SystemExit(f"{t.name}: {n} ledger spend rows for {t.answered} answered requests")
-    return n
+        counts = billed(t.root, t.db_url)
+    if billed_from_usage(counts) < t.answered:
+        raise SystemExit(f"{t.name}: ledger spend rows {counts} for {t.answered} answers")
+    return counts
 
 
 MEASURES = [
@@ -333,8 +337,11 @@ def main() -> None:
         f"measured in {elapsed:.0f} s, {os.cpu_count()} cores, load average before "
         f"{load0[0]:.2f}, after {load1[0]:.2f}"
     )
-    for name, (n, answered) in bills.items():
-        print(f"billed ({name}): {n:,} ledger spend rows for {answered:,} answered requests")
+    for name, (counts, answered) in bills.items():
+        print(
+            f"billed ({name}): {sum(counts.values()):,} ledger spend rows by token source "
+            f"{counts} for {answered:,} answered requests"
+        )
     print()
     print(table(targets))
 
