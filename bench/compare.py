@@ -510,7 +510,7 @@ def main() -> None:
     print(f"errors (a rejected phase is left blank): {info['errors']}")
     print(
         f"billed (aiwallet): {billed_from_usage(n_billed):,} ledger spend rows priced from the "
-        f"fake's usage {n_billed} for {targets[1].answered:,} answered requests"
+        f"fake's usage (by token source: {n_billed}) for {targets[1].answered:,} answered requests"
     )
     if args.policy:
         print(f"LiteLLM budget probe (3 requests, budget below one request): HTTP {info['probe']}")
