@@ -13,9 +13,18 @@ budget (`litellm_params.max_budget` + `budget_duration`, tracked in memory by it
 the comparison is policy against policy; the configs are in bench/litellm_config/.
 
 Measured in one run, each phase bounded in count and in time, for direct-to-fake, via aiwallet
-and via LiteLLM: latency at concurrency 1 (non-streamed chat completions), throughput and
-latency at concurrency 32, streaming time to first content and total time, and each proxy's
-RSS (idle and after load) and CPU time per request at c=32. Prints a markdown table.
+and via LiteLLM: latency at concurrency 1 (non-streamed chat completions, ``wrk -t1 -c1``),
+throughput and latency at concurrency 32 (``wrk -t1 -c32``), streaming time to first content
+and total time, and each proxy's RSS (idle and after load) and CPU time per request at c=32.
+Prints a markdown table, then the two ratios issue 18 sets targets for: throughput aiwallet /
+LiteLLM (≥ 30×) and added c=1 p50 latency LiteLLM / aiwallet (≥ 25×).
+
+The c=1 and c=32 load comes from Debian's wrk (bench/wrkload.py), the same generator for the
+three columns, so the client does not take the cores the proxies are measured on; a phase that
+got a non-2xx answer or a socket error is rejected (left blank, the reason under "errors").
+The streams stay on the Python aiohttp client: wrk cannot see the first token. The upstream
+is bench/leanfake.py, a bare OpenAI fake doing the least work per request (``--tests-fake``:
+tests/fakeupstream); after the run aiwallet's ledger must hold a spend row for each answer.
 """
 
 from __future__ import annotations
@@ -38,13 +47,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import psutil
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchkit import FAKE_ARGS, bench_env, serve_args, spawn_printing_port  # noqa: E402
+sys.path.insert(0, str(BENCH))
+
+from benchkit import (  # noqa: E402
+    FAKE_ARGS,
+    LEAN_FAKE_ARGS,
+    bench_env,
+    billed,
+    billed_from_usage,
+    serve_args,
+    spawn_printing_port,
+    stop,
+    tree_cpu,
+    tree_rss,
+)
+from wrkload import WrkRejected, WrkResult, require_wrk, run_wrk  # noqa: E402
 
 from aiwallet import __version__ as AIWALLET_VERSION  # noqa: E402
 from aiwallet.domain.money import parse_budget_spec  # noqa: E402
@@ -117,33 +139,6 @@ def start_litellm(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int
     raise SystemExit(f"LiteLLM did not come up in 180 s, see {log}")
 
 
-def tree_rss(pid: int) -> int:
-    p = psutil.Process(pid)
-    return p.memory_info().rss + sum(
-        c.memory_info().rss for c in p.children(recursive=True) if c.is_running()
-    )
-
-
-def tree_cpu(pid: int) -> float:
-    p = psutil.Process(pid)
-    total = 0.0
-    for q in [p, *p.children(recursive=True)]:
-        t = q.cpu_times()
-        total += t.user + t.system
-    return total
-
-
-def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 # -- load --------------------------------------------------------------------------------------
 @dataclass
 class Target:
@@ -152,6 +147,7 @@ class Target:
     headers: dict[str, str]
     pid: int | None = None  # the proxy's process (None: direct)
     errors: dict[str, int] = field(default_factory=dict)
+    answered: int = 0  # 2xx answers the clients got
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -169,60 +165,34 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-async def one(session: aiohttp.ClientSession, t: Target, body: dict[str, object]) -> float | None:
-    t0 = time.perf_counter()
+def wrk_phase(t: Target, what: str, seconds: float, connections: int) -> WrkResult | None:
+    """One wrk run at ``connections``; None (and the reason in ``t.errors``) when it got a
+    non-2xx answer or a socket error: such a run is rejected, not reported as fast."""
+    r = run_wrk(
+        t.url,
+        BODY,
+        t.headers,
+        duration_s=seconds,
+        threads=1,
+        connections=connections,
+        max_requests=int(seconds * 200_000),  # far above any rate here: a safety bound
+    )
+    t.answered += r.requests - r.non_2xx
     try:
-        async with session.post(t.url, json=body, headers=t.headers) as r:
-            data = await r.read()
-            if r.status != 200:
-                t.error(f"HTTP {r.status}")
-                return None
-            if b'"choices"' not in data:
-                t.error("no choices")
-                return None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        t.error(type(exc).__name__)
+        return r.check(f"{what} {t.name}")
+    except WrkRejected as exc:
+        t.error(str(exc))
         return None
-    return (time.perf_counter() - t0) * 1000
 
 
-async def latency(session: aiohttp.ClientSession, t: Target, n: int, limit_s: float) -> list[float]:
-    out: list[float] = []
-    deadline = time.monotonic() + limit_s
-    for _ in range(n):
-        if time.monotonic() > deadline:
-            break
-        ms = await one(session, t, BODY)
-        if ms is not None:
-            out.append(ms)
-    return out
-
-
-async def throughput(
-    session: aiohttp.ClientSession, t: Target, n: int, limit_s: float
-) -> tuple[float, list[float], float | None]:
-    """Successful requests per second at CONCURRENCY, their latencies, and the proxy's CPU
-    milliseconds per request over the phase."""
-    started = 0
-    lat: list[float] = []
-    deadline = time.monotonic() + limit_s
-
-    async def worker() -> None:
-        nonlocal started
-        while started < n and time.monotonic() < deadline:
-            started += 1
-            ms = await one(session, t, BODY)
-            if ms is not None:
-                lat.append(ms)
-
+def throughput(t: Target, seconds: float) -> tuple[WrkResult | None, float | None]:
+    """wrk at CONCURRENCY, and the proxy's CPU milliseconds per request over the phase."""
     cpu0 = tree_cpu(t.pid) if t.pid else None
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    wall = time.perf_counter() - t0
+    r = wrk_phase(t, "c=32", seconds, CONCURRENCY)
     cpu_ms = None
-    if cpu0 is not None and t.pid:
-        cpu_ms = (tree_cpu(t.pid) - cpu0) * 1000 / max(1, started)
-    return len(lat) / wall, lat, cpu_ms
+    if cpu0 is not None and t.pid and r is not None:
+        cpu_ms = (tree_cpu(t.pid) - cpu0) * 1000 / r.requests
+    return r, cpu_ms
 
 
 def first_content(line: bytes) -> bool:
@@ -292,84 +262,133 @@ async def budget_probe(session: aiohttp.ClientSession, t: Target) -> list[int]:
 Row = tuple[str, float, float, float]  # measure, direct, aiwallet, litellm
 
 
-async def measure(
-    targets: list[Target], quick: bool, policy: bool
-) -> tuple[list[Row], dict[str, object]]:
-    direct, wallet, litellm = targets
-    n_lat, n_thr, n_stream = (300, 3000, 100) if quick else (2000, 20000, 500)
-    limit = 10.0 if quick else 30.0
-    info: dict[str, object] = {"sizes": (n_lat, n_thr, n_stream), "limit_s": limit}
-    rows: list[Row] = []
+def nan(v: float | None) -> float:
+    return float("nan") if v is None else v
+
+
+async def python_phases(
+    targets: list[Target], policy: bool, n_stream: int, limit: float
+) -> dict[str, object]:
+    """The phases on the Python client: LiteLLM's budget probe and the streams (wrk cannot
+    see the first token). Warms the streaming path up first."""
+    out: dict[str, object] = {}
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
         if policy:
-            info["probe"] = await budget_probe(s, litellm)
-        for t in targets:  # warm-up
-            await latency(s, t, 50, 10)
-            await streaming(s, t, 10, 10)
+            out["probe"] = await budget_probe(s, targets[2])
         for t in targets:
+            await streaming(s, t, 10, 10)
             t.errors.clear()
-        rss_idle = {t.name: tree_rss(t.pid) / 2**20 for t in targets if t.pid}
+        out["streams"] = {t.name: await streaming(s, t, n_stream, limit) for t in targets}
+    for t in targets:
+        t.answered += len(out["streams"][t.name][0])  # type: ignore[index]
+    return out
 
-        lat = {t.name: await latency(s, t, n_lat, limit) for t in targets}
-        for p in (50, 90, 99):
-            rows.append(
-                (f"c=1 latency p{p} (ms)", *(pct(lat[t.name], p) for t in targets))  # type: ignore[arg-type]
-            )
-        for p in (50, 90, 99):
-            d = pct(lat[direct.name], p)
-            rows.append(
-                (
-                    f"c=1 added p{p} (ms)",
-                    float("nan"),
-                    pct(lat[wallet.name], p) - d,
-                    pct(lat[litellm.name], p) - d,
-                )
-            )
-        info["n_c1"] = {k: len(v) for k, v in lat.items()}
 
-        thr = {t.name: await throughput(s, t, n_thr, limit) for t in targets}
-        rows.append(("c=32 throughput (req/s)", *(thr[t.name][0] for t in targets)))  # type: ignore[arg-type]
-        rows.append(("c=32 latency p50 (ms)", *(med(thr[t.name][1]) for t in targets)))  # type: ignore[arg-type]
-        rows.append(("c=32 latency p99 (ms)", *(pct(thr[t.name][1], 99) for t in targets)))  # type: ignore[arg-type]
+def measure(
+    targets: list[Target], quick: bool, policy: bool
+) -> tuple[list[Row], dict[str, object]]:
+    direct, wallet, litellm = targets
+    secs = 3.0 if quick else 10.0  # per wrk phase
+    n_stream = 100 if quick else 500
+    limit = 10.0 if quick else 30.0
+    info: dict[str, object] = {"seconds": secs, "stream_max": n_stream, "limit_s": limit}
+    rows: list[Row] = []
+    for t in targets:  # warm-up
+        wrk_phase(t, "warm-up", 2.0 if quick else 5.0, 4)
+        t.errors.clear()
+    rss_idle = {t.name: tree_rss(t.pid) / 2**20 for t in targets if t.pid}
+
+    lat = {t.name: wrk_phase(t, "c=1", secs, 1) for t in targets}
+
+    def c1(name: str, p: str) -> float:
+        r = lat[name]
+        return float("nan") if r is None else float(getattr(r, p))
+
+    for p, attr in (("50", "p50_ms"), ("90", "p90_ms"), ("99", "p99_ms")):
+        rows.append((f"c=1 latency p{p} (ms)", *(c1(t.name, attr) for t in targets)))  # type: ignore[arg-type]
+    for p, attr in (("50", "p50_ms"), ("90", "p90_ms"), ("99", "p99_ms")):
+        d = c1(direct.name, attr)
         rows.append(
             (
-                "c=32 proxy CPU per request (ms)",
+                f"c=1 added p{p} (ms)",
                 float("nan"),
-                thr[wallet.name][2] or float("nan"),
-                thr[litellm.name][2] or float("nan"),
+                c1(wallet.name, attr) - d,
+                c1(litellm.name, attr) - d,
             )
         )
-        info["n_c32"] = {k: len(v[1]) for k, v in thr.items()}
+    info["n_c1"] = {k: v.requests if v else 0 for k, v in lat.items()}
 
-        st = {t.name: await streaming(s, t, n_stream, limit) for t in targets}
-        rows.append(("stream TTFT p50 (ms)", *(med(st[t.name][0]) for t in targets)))  # type: ignore[arg-type]
-        rows.append(("stream total p50 (ms)", *(med(st[t.name][1]) for t in targets)))  # type: ignore[arg-type]
-        d_ttft, d_tot = med(st[direct.name][0]), med(st[direct.name][1])
-        rows.append(
-            (
-                "stream TTFT added p50 (ms)",
-                float("nan"),
-                med(st[wallet.name][0]) - d_ttft,
-                med(st[litellm.name][0]) - d_ttft,
-            )
-        )
-        rows.append(
-            (
-                "stream total added p50 (ms)",
-                float("nan"),
-                med(st[wallet.name][1]) - d_tot,
-                med(st[litellm.name][1]) - d_tot,
-            )
-        )
-        info["n_stream"] = {k: len(v[0]) for k, v in st.items()}
+    thr = {t.name: throughput(t, secs) for t in targets}
 
-        rss_after = {t.name: tree_rss(t.pid) / 2**20 for t in targets if t.pid}
-        rows.append(("RSS idle, after warm-up (MiB)", float("nan"), *rss_idle.values()))  # type: ignore[arg-type]
-        rows.append(("RSS after load (MiB)", float("nan"), *rss_after.values()))  # type: ignore[arg-type]
-        info["errors"] = {t.name: dict(t.errors) for t in targets}
+    def c32(name: str, attr: str) -> float:
+        r = thr[name][0]
+        return float("nan") if r is None else float(getattr(r, attr))
+
+    rows.append(("c=32 throughput (req/s)", *(c32(t.name, "rps") for t in targets)))  # type: ignore[arg-type]
+    rows.append(("c=32 latency p50 (ms)", *(c32(t.name, "p50_ms") for t in targets)))  # type: ignore[arg-type]
+    rows.append(("c=32 latency p99 (ms)", *(c32(t.name, "p99_ms") for t in targets)))  # type: ignore[arg-type]
+    rows.append(
+        (
+            "c=32 proxy CPU per request (ms)",
+            float("nan"),
+            nan(thr[wallet.name][1]),
+            nan(thr[litellm.name][1]),
+        )
+    )
+    info["n_c32"] = {k: v[0].requests if v[0] else 0 for k, v in thr.items()}
+
+    py = asyncio.run(python_phases(targets, policy, n_stream, limit))
+    if "probe" in py:
+        info["probe"] = py["probe"]
+    st: dict[str, tuple[list[float], list[float]]] = py["streams"]  # type: ignore[assignment]
+    rows.append(("stream TTFT p50 (ms)", *(med(st[t.name][0]) for t in targets)))  # type: ignore[arg-type]
+    rows.append(("stream total p50 (ms)", *(med(st[t.name][1]) for t in targets)))  # type: ignore[arg-type]
+    d_ttft, d_tot = med(st[direct.name][0]), med(st[direct.name][1])
+    rows.append(
+        (
+            "stream TTFT added p50 (ms)",
+            float("nan"),
+            med(st[wallet.name][0]) - d_ttft,
+            med(st[litellm.name][0]) - d_ttft,
+        )
+    )
+    rows.append(
+        (
+            "stream total added p50 (ms)",
+            float("nan"),
+            med(st[wallet.name][1]) - d_tot,
+            med(st[litellm.name][1]) - d_tot,
+        )
+    )
+    info["n_stream"] = {k: len(v[0]) for k, v in st.items()}
+
+    rss_after = {t.name: tree_rss(t.pid) / 2**20 for t in targets if t.pid}
+    rows.append(("RSS idle, after warm-up (MiB)", float("nan"), *rss_idle.values()))  # type: ignore[arg-type]
+    rows.append(("RSS after load (MiB)", float("nan"), *rss_after.values()))  # type: ignore[arg-type]
+    info["errors"] = {t.name: dict(t.errors) for t in targets}
+    info["targets"] = {
+        "throughput aiwallet / LiteLLM (target ≥ 30×)": ratio(
+            c32(wallet.name, "rps"), c32(litellm.name, "rps")
+        ),
+        "added c=1 p50 latency LiteLLM / aiwallet (target ≥ 25×)": ratio(
+            c1(litellm.name, "p50_ms") - c1(direct.name, "p50_ms"),
+            c1(wallet.name, "p50_ms") - c1(direct.name, "p50_ms"),
+        ),
+    }
     return rows, info
+
+
+def wait_billed(root: Path, answered: int) -> dict[str, int]:
+    """aiwallet's ledger spend rows by token source, once (bounded wait) it has one priced
+    from the provider's usage for every answer."""
+    deadline = time.monotonic() + 60
+    counts = billed(root, None)
+    while billed_from_usage(counts) < answered and time.monotonic() < deadline:
+        time.sleep(0.2)  # settlement is written behind the answer; poll until it lands
+        counts = billed(root, None)
+    return counts
 
 
 def fmt(v: float) -> str:
@@ -406,7 +425,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer requests, 10 s per phase")
     ap.add_argument("--policy", action="store_true", help="LiteLLM with a deployment budget")
+    ap.add_argument("--tests-fake", action="store_true", help="tests/fakeupstream as upstream")
     args = ap.parse_args()
+    require_wrk()
 
     litellm_version = ensure_litellm()
     if litellm_version != LITELLM_VERSION:
@@ -416,7 +437,9 @@ def main() -> None:
     env = bench_env(tmp)
     fake = engine = litellm = None
     try:
-        fake, fake_port = spawn_printing_port(FAKE_ARGS, env, tmp / "fake.log")
+        fake, fake_port = spawn_printing_port(
+            FAKE_ARGS if args.tests_fake else LEAN_FAKE_ARGS, env, tmp / "fake.log"
+        )
         data_dir = DataDir(tmp / "wallet")
         w = Wallet.open(data_dir)
         w.add_provider(
@@ -461,28 +484,34 @@ def main() -> None:
             ),
         ]
         t0 = time.monotonic()
-        rows, info = asyncio.run(measure(targets, args.quick, args.policy))
+        rows, info = measure(targets, args.quick, args.policy)
         elapsed = time.monotonic() - t0
+        n_billed = wait_billed(data_dir.root, targets[1].answered)
     finally:
         for proc in (litellm, engine, fake):
             stop(proc)
     load1 = os.getloadavg()
 
     mode = "policy against policy" if args.policy else "aiwallet with policy, LiteLLM plain"
-    n_lat, n_thr, n_stream = info["sizes"]  # type: ignore[misc]
     print()
     print(
         f"aiwallet {AIWALLET_VERSION}, litellm {litellm_version}, Python "
         f"{platform.python_version()}, {os.cpu_count()} cores; mode: {mode}"
     )
+    upstream = "tests/fakeupstream" if args.tests_fake else "bench/leanfake.py"
     print(
-        f"phases bounded at {n_lat} / {n_thr} / {n_stream} requests and {info['limit_s']:.0f} s "
-        f"each; measured in {elapsed:.0f} s; load average before {load0[0]:.2f}, "
-        f"after {load1[0]:.2f}"
+        f"upstream {upstream}; c=1 and c=32 load from wrk (-t1, {info['seconds']:.0f} s per "
+        f"phase), streams on the Python client ({info['stream_max']} requests, at most "
+        f"{info['limit_s']:.0f} s); measured in {elapsed:.0f} s; load average before "
+        f"{load0[0]:.2f}, after {load1[0]:.2f}"
     )
     print(f"successful requests: c=1 {info['n_c1']}, c=32 {info['n_c32']}, ", end="")
     print(f"stream {info['n_stream']}")
-    print(f"errors: {info['errors']}")
+    print(f"errors (a rejected phase is left blank): {info['errors']}")
+    print(
+        f"billed (aiwallet): {billed_from_usage(n_billed):,} ledger spend rows priced from the "
+        f"fake's usage (by token source: {n_billed}) for {targets[1].answered:,} answered requests"
+    )
     if args.policy:
         print(f"LiteLLM budget probe (3 requests, budget below one request): HTTP {info['probe']}")
     print()
@@ -500,6 +529,11 @@ def main() -> None:
     print("Prisma's query-engine binary, which cannot be downloaded here).")
     print()
     print(table(rows))
+    print()
+    for name, value in info["targets"].items():  # type: ignore[attr-defined]
+        print(f"{name}: {value or 'n/a'}")
+    if billed_from_usage(n_billed) < targets[1].answered:
+        raise SystemExit("aiwallet did not bill every answer from the fake's usage (above)")
 
 
 if __name__ == "__main__":
