@@ -53,6 +53,25 @@ class DataDir:
         return self.root / "engine.json"
 
     @property
+    def wallet_id_file(self) -> Path:
+        """This data dir's random id, made once: written on the reservations its engine takes
+        (a start recovers only its own on a PostgreSQL ledger several wallets share)."""
+        return self.root / "wallet.id"
+
+    def wallet_id(self) -> str:
+        """The id in :attr:`wallet_id_file`, made on first use (blocking: file I/O)."""
+        path = self.wallet_id_file
+        try:
+            found = path.read_text().strip()
+        except FileNotFoundError:
+            found = ""
+        if len(found) == 32 and all(c in "0123456789abcdef" for c in found):
+            return found
+        made = os.urandom(16).hex()
+        write_private(path, made + "\n")
+        return made
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

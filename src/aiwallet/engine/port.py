@@ -70,7 +70,11 @@ class WalletPort:
     topup: Callable[[str, int], dict[str, Any]]
 
     def recover_open(self) -> list[tuple[Reservation, str]]:
-        return self.budgets.recover_open(actor="engine")
+        """What a dead engine of this wallet left open: on a PostgreSQL ledger other wallets
+        may share, only this data dir's (and ownerless) reservations; on SQLite (one writer,
+        its file locked) all of them."""
+        b = self.budgets
+        return b.recover_open(actor="engine", owner=b.owner if b.db.is_postgres else None)
 
     def prompt_timeout_s(self) -> float:
         return float(read_pref(self.settings.get(PROMPT_TIMEOUT_S.key), PROMPT_TIMEOUT_S))

@@ -197,6 +197,8 @@ class Engine:
         # non-blocking flock: no wait on the loop)
         self._locks = hold_engine_locks(wallet.data_dir.root, wallet.db.sqlite_file)
         self.state.start()
+        # the reservations this engine takes carry its data dir's id (what a start recovers)
+        wallet.budgets.owner = await self.state.db(wallet.data_dir.wallet_id)
         journal = self._journal()
         if journal is not None:  # grants a killed engine never recorded become open ones
             self.replayed = await self.state.db(self._replay, journal)

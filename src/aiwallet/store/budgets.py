@@ -21,7 +21,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from aiwallet.domain.errors import BudgetExceeded, InvalidInput, NotFound
 from aiwallet.domain.money import BudgetSpec, Period, format_usd
@@ -160,6 +170,8 @@ def _reservation(r: RowMapping) -> Reservation:
 
 class Budgets:
     live_reserve: LiveReserve | None = None  # set by an engine keeping counters in memory
+    # the data dir id its engine writes on the reservations it takes (set by the engine)
+    owner: str | None = None
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -402,6 +414,7 @@ class Budgets:
                 "provider": priced.provider if priced else None,
                 "model": priced.model if priced else None,
                 "price_row_ref": priced.price_row_ref if priced else None,
+                "owner": self.owner,
             },
         )
         return Reservation(
@@ -669,6 +682,7 @@ class Budgets:
                 "provider": granted.provider,
                 "model": granted.model,
                 "price_row_ref": granted.price_row_ref,
+                "owner": self.owner,
             },
         )
         return by_budget
@@ -713,21 +727,29 @@ class Budgets:
                 self.grow_granted_in(conn, e.id, e.amount_nano)
         return missing
 
-    def open_reservations(self) -> list[Reservation]:
+    def open_reservations(self, *, owner: str | None = None) -> list[Reservation]:
+        """Open reservations; with ``owner``, that data dir's and those with no owner."""
+        r = t.reservations.c
         with self.db.read() as conn:
-            q = select(t.reservations).where(t.reservations.c.state == "open")
+            q = select(t.reservations).where(r.state == "open")
+            if owner is not None:
+                q = q.where(or_(r.owner == owner, r.owner.is_(None)))
             rows = conn.execute(q.order_by(t.reservations.c.created_at)).mappings()
             return [_reservation(r) for r in rows]
 
-    def recover_open(self, *, actor: str = "engine") -> list[tuple[Reservation, str]]:
-        """Close every reservation a stopped engine left open, and audit each.
+    def recover_open(
+        self, *, actor: str = "engine", owner: str | None = None
+    ) -> list[tuple[Reservation, str]]:
+        """Close every reservation a stopped engine left open, and audit each: with
+        ``owner``, only that data dir's and those with no owner (another wallet sharing the
+        ledger has its own requests in flight).
 
         A reservation is taken right before its request is forwarded, so an open one may have
         reached the provider: each is billed at its reserved (worst-case) amount, marked
         ``estimated``, so that no spend can go missing.
         """
         done: list[tuple[Reservation, str]] = []
-        for res in self.open_reservations():
+        for res in self.open_reservations(owner=owner):
             spend = SpendEntry(
                 res.provider, res.model, res.price_row_ref, None, "estimated",
                 note="engine stopped before the provider reported usage; billed at the "

@@ -102,7 +102,7 @@ def _statements(is_postgres: bool) -> dict[str, ClauseElement]:
             spent_nano=_c.spent_nano + bindparam("b_spent"),
         ),
         "insert_reservation": insert(t.reservations).values(
-            **_values(t.reservations, RESERVATION_COLUMNS)
+            **_values(t.reservations, (*RESERVATION_COLUMNS, "owner"))
         ),
         "close_reservation": update(t.reservations)
         .where(_r.id == bindparam("b_id"), _r.state == "open")

@@ -156,6 +156,9 @@ reservations = Table(
     Column("provider", String(64)),
     Column("model", String(200)),
     Column("price_row_ref", String(200)),
+    # the data dir whose engine took it (None: taken outside an engine, or before 0011): a
+    # start recovers only its own and those (several wallets may share a PostgreSQL ledger)
+    Column("owner", String(64)),
     Index("ix_reservations_state", "state"),
 )
 
