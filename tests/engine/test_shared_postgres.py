@@ -18,13 +18,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import json
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
+import psutil
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -364,3 +369,91 @@ def test_an_engine_starting_on_the_shared_ledger_leaves_the_others_requests_alon
     assert b.recovered == []  # today: the first engine's open reservation, "billed"
     assert row["token_source"] == "provider", row
     assert row["amount_nano"] == served_cost(first, served), row
+
+
+def test_a_client_that_leaves_while_the_database_grants_its_reservation_gets_it_released(
+    pair: Pair, fake: FakeUpstream
+) -> None:
+    """On PostgreSQL a reservation is a database write the request awaits; a client that
+    hangs up during it cancels the request's handler, but the write still commits. The
+    reservation must then be given back, not left open holding the budget (until the next
+    engine start bills it at its worst case as a crash's). Under load (wrk hanging up at the
+    end of a run, bench/shared_pg.py) this left dozens open.
+
+    The write is held deterministically: another connection locks the budget counter rows,
+    so the reservation's conditional UPDATE waits on the lock (seen in pg_stat_activity)
+    while the client closes its socket."""
+    first, _ = pair.wallets
+    _, key = first.create_app("leaver", budget=parse_budget_spec("1/day"))
+    engine = pair.engine(0)
+    dsn = first.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    blocker = psycopg.connect(dsn)
+    watcher = psycopg.connect(dsn, autocommit=True)  # a fresh statistics snapshot each read
+    try:
+        # a first request makes the window's counter rows, which the blocker then locks
+        r = httpx.post(
+            engine.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": MODEL, "messages": MSGS, "max_tokens": MAX_TOKENS},
+            timeout=30,
+        )
+        assert r.status_code == 200
+        with blocker.cursor() as cur:
+            cur.execute("SELECT id FROM budget_counters FOR UPDATE")
+            body = json.dumps({"model": MODEL, "messages": MSGS, "max_tokens": MAX_TOKENS})
+            with socket.create_connection(("127.0.0.1", engine.port), timeout=30) as sock:
+                sock.sendall(
+                    (
+                        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{engine.port}"
+                        f"\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n{body}"
+                    ).encode()
+                )
+                wait_until(
+                    lambda: lock_waiters(watcher) > 0,
+                    timeout_s=30,
+                    what="the reservation waiting on the locked counter rows",
+                )
+                client_port = sock.getsockname()[1]
+            # the socket is closed: once the engine has closed its side too, the request's
+            # handler has been cancelled (aiohttp cancels it as the connection is lost)
+            wait_until(
+                lambda: not engine_side_open(engine.port, client_port),
+                timeout_s=30,
+                what="the engine closing the connection the client left",
+            )
+        blocker.rollback()  # the lock goes: the reservation commits, nobody awaits it
+        wait_until(
+            lambda: not first.budgets.open_reservations(),
+            timeout_s=30,
+            what="the orphaned reservation given back",
+        )
+        [left] = [r for r in first.requests.recent(10) if r["status"] == 499]
+        assert (left["error_code"], left["cost_nano"]) == ("client_closed", 0)
+        with first.db.read() as conn:
+            spend = conn.execute(
+                select(t.ledger.c.request_id).where(t.ledger.c.kind == "spend")
+            ).all()
+        assert [s[0] for s in spend] == [r.headers["x-aiwallet-request-id"]]
+    finally:
+        blocker.close()
+        watcher.close()
+        engine.stop()
+
+
+def engine_side_open(port: int, client_port: int) -> bool:
+    """Whether this process (the engine runs in it) still has the server side of the
+    connection from ``client_port``."""
+    return any(
+        c.laddr and c.raddr and (c.laddr.port, c.raddr.port) == (port, client_port)
+        for c in psutil.Process().net_connections(kind="tcp")
+    )
+
+
+def lock_waiters(conn: psycopg.Connection[Any]) -> int:
+    """Connections waiting on a lock while they write budget_counters."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query ILIKE '%budget_counters%'"
+    ).fetchone()
+    return int(row[0]) if row else 0
