@@ -9,6 +9,12 @@ second engine reads their keys from the keyring. On PostgreSQL a reservation is 
 update of the budget counter rows in the database (no engine keeps counters in memory), so
 the two engines share every budget exactly.
 
+Also here: each data dir's engine lock leaves the other data dir's engine alone, while a
+second engine on the same data dir is still refused; a client that hangs up while the
+database grants its reservation gets it released (it stayed open); and, as a strict xfail, a
+known limitation of the setup: an engine's start recovers (bills at the worst case) the other
+engine's requests in flight.
+
 Skipped when no PostgreSQL server can be started here, failed instead with
 AIWALLET_REQUIRE_POSTGRES=1 (as the ``db_url`` fixture's PostgreSQL case is).
 """
@@ -428,7 +434,10 @@ def test_a_client_that_leaves_while_the_database_grants_its_reservation_gets_it_
             timeout_s=30,
             what="the orphaned reservation given back",
         )
-        [left] = [r for r in first.requests.recent(10) if r["status"] == 499]
+        [left] = wait_until(
+            lambda: [r for r in first.requests.recent(10) if r["status"] == 499],
+            what="the request logged",
+        )
         assert (left["error_code"], left["cost_nano"]) == ("client_closed", 0)
         with first.db.read() as conn:
             spend = conn.execute(
