@@ -6,6 +6,10 @@ per request pair capped the engine at a few hundred requests/s; here the writer 
 whatever writes are waiting (up to ``max_batch``), runs each inside its own SAVEPOINT (so a
 refused reservation rolls back alone), commits once, and only then answers each waiter.
 Durability is unchanged: no caller hears "done" before its write is committed.
+
+On PostgreSQL several engines may share the database (one ledger, several wallets): each
+batch holds a transaction-scoped advisory lock, so their writers' batches never interleave
+(which deadlocked them on the budget counter rows, each batch locking in its jobs' order).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class _Job:
 
 
 _STOP = object()
+BATCH_LOCK = 8403  # PostgreSQL advisory lock of a write batch (8402: the migrations')
 
 
 class BatchWriter:
@@ -126,6 +131,10 @@ class BatchWriter:
         epoch, events = 0, list[CounterEvent]()
         try:
             with conn.begin():
+                if self.db.is_postgres:
+                    # engines sharing the database take turns: a batch locks many counter
+                    # rows in its jobs' order, so two engines' batches would deadlock
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({BATCH_LOCK})")
                 if listener is not None:
                     counter_events.collect(conn)
                 if len(batch) > 1:
