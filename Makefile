@@ -47,6 +47,14 @@ soak: $(STAMP)
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/soak.py --postgres
 
+# Two engines (two data dirs) on one throw-away PostgreSQL ledger, their budgets shared: the
+# tests (PostgreSQL required), then the benchmark (one engine vs two together, and a tight
+# shared budget hammered from both; it exits 1 on any overspend).
+.PHONY: shared-pg
+shared-pg: $(STAMP)
+	AIWALLET_REQUIRE_POSTGRES=1 $(BIN)/pytest -q tests/engine/test_shared_postgres.py
+	$(BIN)/python bench/shared_pg.py
+
 # The long modes of the proof suite: 10x fuzzing (400 hostile-provider examples for the hard
 # cap), the 200-way races, 20 crash-loop cycles and a 30-minute soak on both backends (SQLite
 # and a throw-away PostgreSQL, which must be installed: AIWALLET_REQUIRE_POSTGRES=1), and the

@@ -169,7 +169,7 @@ class EngineState:
                 priced=priced,
             )  # fmt: skip
         budgets = self.budgets
-        return await self.write(
+        granting = self.writer.submit_nowait(
             lambda conn: budgets.reserve_in(
                 conn,
                 tuple(b.id for b in held),
@@ -182,6 +182,23 @@ class EngineState:
                 priced=priced,
             )
         )
+        try:
+            return await asyncio.shield(granting)
+        except asyncio.CancelledError:
+            # the client left while the database granted it: the write commits all the same,
+            # and nobody will settle it; give it back once granted (else it holds the budget
+            # until an engine start bills it at its worst case)
+            granting.add_done_callback(self._release_orphan)
+            raise
+
+    def _release_orphan(self, granting: asyncio.Future[Reservation]) -> None:
+        if granting.cancelled() or granting.exception() is not None:
+            return  # refused (or failed): nothing was reserved
+        res, budgets = granting.result(), self.budgets
+        try:
+            self.writer.submit_nowait(lambda conn: budgets.release_in(conn, res.id))
+        except AssertionError:  # the writer has stopped: the next start recovers it
+            log.warning("reservation %s of a request its client left stays open", res.id)
 
     async def grow(self, res: Reservation, extra_nano: int) -> Reservation:
         """Hold ``extra_nano`` more on every budget ``res`` holds, or raise BudgetRefused."""
