@@ -165,7 +165,9 @@ def header(headers: dict[str, str], name: str) -> str | None:
 def test_every_request_shape_races_for_one_budget(backend_rig):
     rig = backend_rig
     # long enough answers that a client can leave mid-stream, and cost close to the reservation
-    rig.fake.set_default(Script(reply_tokens=40, event_delay_s=0.02, gate=GATE))
+    # ~1.6 s per stream: a client leaving after its first event is still mid-stream on a
+    # loaded machine (at 0.8 s a starved client once read its first event after the end)
+    rig.fake.set_default(Script(reply_tokens=80, event_delay_s=0.02, gate=GATE))
     limits = {**LIMITS, "c": FIRST_LIMIT}
     keys = {name: rig.app(name, budget=f"{limit}/day") for name, limit in limits.items()}
     rig.wallet.set_budget(parse_budget_spec(f"{WALLET_LIMIT}/day"))
