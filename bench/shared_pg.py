@@ -37,7 +37,6 @@ import argparse
 import collections
 import contextlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -49,38 +48,15 @@ from typing import Any
 
 import httpx
 import psutil
-from benchkit import FAKE_ARGS, bench_env, serve_args, spawn_printing_port
+from benchkit import FAKE_ARGS, bench_env, serve_args, spawn_printing_port, stop
+from wrkload import WrkRejected, WrkResult, require_wrk, start_wrk
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
-WRK = "/usr/bin/wrk"
 MODEL = "gpt-4o-mini"
 MAX_TOKENS = 64
 PATH = "/v1/chat/completions"
-
-LUA = """
-local bodies = {@BODIES@}
-local n = 0
-local done = 0
-local shown = false  -- print the first answer that is not a 200 (once per thread)
-local max = @MAX@
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer @KEY@"
-request = function()
-  n = n + 1
-  return wrk.format("POST", "@PATH@", nil, bodies[n % 2 + 1])
-end
-response = function(status, headers, body)
-  done = done + 1
-  if status ~= 200 and not shown then
-    shown = true
-    io.write("first non-200 answer: ", status, " ", string.sub(body, 1, 300), "\\n")
-  end
-  if done >= max then wrk.thread:stop() end
-end
-"""
 
 
 def body(stream: bool) -> dict[str, Any]:
@@ -94,77 +70,6 @@ def body(stream: bool) -> dict[str, Any]:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def lua_script(key: str, max_requests: int) -> str:
-    # a JSON string is a Lua string literal
-    bodies = [json.dumps(json.dumps(body(stream))) for stream in (False, True)]
-    return (
-        LUA.replace("@BODIES@", ", ".join(bodies))
-        .replace("@MAX@", str(max_requests))
-        .replace("@KEY@", key)
-        .replace("@PATH@", PATH)
-    )
-
-
-@dataclass
-class WrkResult:
-    requests: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    errors: str
-    first_non_200: str  # the first answer other than a 200 a wrk thread saw, cut short
-
-
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    return float(m.group(1)) * _UNIT_MS[m.group(2)] if m else float("nan")
-
-
-def parse_wrk(out: str) -> WrkResult:
-    def grab(pattern: str) -> str | None:
-        m = re.search(pattern, out, re.MULTILINE)
-        return m.group(1) if m else None
-
-    errors = grab(r"^\s*(Socket errors:.*)$") or ""
-    return WrkResult(
-        requests=int(grab(r"^\s*(\d+) requests in") or 0),
-        rps=float(grab(r"^Requests/sec:\s*([\d.]+)") or 0.0),
-        p50_ms=_ms(grab(r"^\s*50%\s+(\S+)") or ""),
-        p99_ms=_ms(grab(r"^\s*99%\s+(\S+)") or ""),
-        non_2xx=int(grab(r"Non-2xx or 3xx responses:\s*(\d+)") or 0),
-        errors=errors,
-        first_non_200=grab(r"^first non-200 answer: (.*)$") or "",
-    )
-
-
-def start_wrk(
-    url: str, script: Path, connections: int, threads: int, seconds: float
-) -> subprocess.Popen[str]:
-    args = [
-        WRK, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-        "--timeout", "30s", "-s", str(script), url,
-    ]  # fmt: skip
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish_wrk(proc: subprocess.Popen[str], seconds: float) -> WrkResult:
-    try:
-        out, _ = proc.communicate(timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate(timeout=10)
-        raise SystemExit(f"wrk did not finish in {seconds + 60:.0f} s:\n{out}") from None
-    if proc.returncode != 0:
-        raise SystemExit(f"wrk failed ({proc.returncode}):\n{out}")
-    if ".lua:" in out:  # wrk goes on without a script that does not load: never measure that
-        raise SystemExit(f"wrk's Lua script failed:\n{out}")
-    return parse_wrk(out)
 
 
 def cpu_s(procs: list[psutil.Process]) -> float:
@@ -202,32 +107,54 @@ class Procs:
 def phase(
     name: str,
     urls: list[str],
-    scripts: list[Path],
+    keys: list[str],
     connections: int,
     seconds: float,
     procs: Procs,
+    *,
+    max_requests: int,
+    refusals: bool = False,
 ) -> tuple[list[WrkResult], dict[str, float], float]:
-    """wrk on each URL at once: the results, CPU seconds used per process, wall seconds."""
+    """wrk on each URL at once (whole and streamed requests in turn, each with its app key):
+    the results, CPU seconds used per process, wall seconds. Unless ``refusals`` are the
+    point (the tight phase), a run with any non-2xx answer or socket error is rejected."""
     before = procs.sample()
     t0 = time.monotonic()
     running = [
-        start_wrk(u, s, connections, 2 if connections >= 32 else 1, seconds)
-        for u, s in zip(urls, scripts, strict=True)
+        start_wrk(
+            u,
+            body(False),
+            auth(k),
+            more_bodies=[body(True)],
+            duration_s=seconds,
+            threads=2 if connections >= 32 else 1,
+            connections=connections,
+            max_requests=max_requests,
+            timeout_s=30,
+            show_first_non_2xx=True,
+        )
+        for u, k in zip(urls, keys, strict=True)
     ]
-    results = [finish_wrk(p, seconds) for p in running]
+    results = [r.finish() for r in running]
     wall = time.monotonic() - t0
     after = procs.sample()
     used = {k: after[k] - before[k] for k in after}
     print(f"\n{name}:")
     for i, r in enumerate(results):
         extra = f", {r.non_2xx} non-2xx" if r.non_2xx else ""
-        extra += f", {r.errors}" if r.errors else ""
-        extra += f"; first: {r.first_non_200[:160]}" if r.first_non_200 else ""
+        extra += f", socket errors {r.errors}" if r.socket_errors else ""
+        extra += f"; first: {r.first_non_2xx[:160]}" if r.first_non_2xx else ""
         print(
             f"  wrk -c{connections} on engine {'ab'[i] if len(urls) > 1 else 'a'}: "
             f"{r.requests:,} requests, {r.rps:,.0f} req/s, p50 {r.p50_ms:.2f} ms, "
             f"p99 {r.p99_ms:.2f} ms{extra}"
         )
+    for r in results:
+        if refusals:
+            if r.capped_threads or r.socket_errors:
+                raise WrkRejected(f"{name}: capped or socket errors ({r.errors})")
+        else:
+            r.check(name)
     return results, used, wall
 
 
@@ -241,17 +168,6 @@ def wait_closed(wallet: Any, timeout_s: float) -> bool:
     return not wallet.budgets.open_reservations()
 
 
-def stop(proc: subprocess.Popen[str] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 s per phase")
@@ -261,8 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     tight_n = args.tight_requests or (100 if args.quick else 300)
-    if not Path(WRK).exists():
-        raise SystemExit(f"{WRK} is needed (apt-get install wrk)")
+    require_wrk()
 
     from sqlalchemy import func, select
 
@@ -304,8 +219,6 @@ def main() -> None:
             probe = httpx.post(u, json=body(False), headers=auth(key), timeout=30)
             if probe.status_code != 200:
                 raise SystemExit(f"{u}: {probe.status_code} {probe.text[:300]}")
-        script = tmp / "generous.lua"
-        script.write_text(lua_script(key, args.max_requests))
         procs = Procs([psutil.Process(p.pid) for p in engines], psutil.Process(fake.pid), pg)
         print(
             f"two engines (pids {engines[0].pid}, {engines[1].pid}) on one PostgreSQL "
@@ -315,12 +228,25 @@ def main() -> None:
         )
 
         # warm-up: pools, caches, the fake's and PostgreSQL's first connections
-        phase("warm-up (1 s, both engines)", urls, [script, script], 8, 1, procs)
+        cap = args.max_requests
+        phase("warm-up (1 s, both engines)", urls, [key, key], 8, 1, procs, max_requests=cap)
         alone, used_a, _ = phase(
-            "phase 1, one engine alone (c=32)", urls[:1], [script], 32, seconds, procs
+            "phase 1, one engine alone (c=32)",
+            urls[:1],
+            [key],
+            32,
+            seconds,
+            procs,
+            max_requests=cap,
         )
         both, used_b, _ = phase(
-            "phase 2, both engines at once (c=16 each)", urls, [script, script], 16, seconds, procs
+            "phase 2, both engines at once (c=16 each)",
+            urls,
+            [key, key],
+            16,
+            seconds,
+            procs,
+            max_requests=cap,
         )
         together = sum(r.rps for r in both)
         print(
@@ -362,15 +288,20 @@ def main() -> None:
         per_request = max(c for c, _ in costs)  # whole and streamed answers may differ a little
         limit = per_request * tight_n
         app, tight_key = wallet.create_app("tight", budget=BudgetSpec(limit, Period.TOTAL))
-        tight = tmp / "tight.lua"
-        tight.write_text(lua_script(tight_key, args.max_requests))
         print(
             f"\nphase 3, tight budget: {format_usd_short(limit)} total = {tight_n} requests at "
             f"{format_usd_short(per_request)} (costs seen: "
             f"{', '.join(f'{c} nano × {n}' for c, n in costs)})"
         )
         hammered, _, wall = phase(
-            "  both engines at once (c=16 each)", urls, [tight, tight], 16, seconds, procs
+            "  both engines at once (c=16 each)",
+            urls,
+            [tight_key, tight_key],
+            16,
+            seconds,
+            procs,
+            max_requests=cap,
+            refusals=True,
         )
         closed = wait_closed(wallet, 30)
         with wallet.db.read() as conn:

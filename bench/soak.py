@@ -63,7 +63,7 @@ from typing import Any
 import aiohttp
 import psutil
 import sqlalchemy as sa
-from benchkit import bench_env, serve_args, spawn_printing_port
+from benchkit import bench_env, serve_args, spawn_printing_port, stop
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -541,17 +541,6 @@ def checks(
 
 
 # -- main ------------------------------------------------------------------------------------------
-def stop(proc: subprocess.Popen[str] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 def main() -> None:
     if sys.argv[1:] == ["--serve-fake"]:
         serve_fake()

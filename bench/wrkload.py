@@ -39,12 +39,14 @@ import math
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 WRK = "/usr/bin/wrk"
 MARK = "WRKLOAD "
+FIRST_MARK = "WRKLOAD_FIRST_NON_2XX "
 ERROR_KINDS = ("connect", "read", "write", "status", "timeout")
 
 DONE_HOOK = r"""
@@ -89,24 +91,51 @@ def lua_string(text: str) -> str:
     return "".join(out)
 
 
-def lua_script(body: Any, headers: dict[str, str], per_thread: int | None) -> str:
-    """The script for one run: a POST of ``body`` as JSON with ``headers``, the count cap
-    (``per_thread`` requests per thread; None: only the time bound) and the report hook."""
+def lua_script(
+    body: Any,
+    headers: dict[str, str],
+    per_thread: int | None,
+    *,
+    more_bodies: Sequence[Any] = (),
+    show_first_non_2xx: bool = False,
+) -> str:
+    """The script for one run: a POST of ``body`` as JSON with ``headers`` (cycling through
+    ``body`` and ``more_bodies`` request by request when there are several), the count cap
+    (``per_thread`` requests per thread; None: only the time bound), the report hook, and with
+    ``show_first_non_2xx`` a ``response()`` hook that prints each thread's first answer above
+    299 (it makes wrk parse every answer: only where refusals are expected)."""
     lines = ['wrk.method = "POST"', f"wrk.body = {lua_string(json.dumps(body))}"]
     all_headers = {"Content-Type": "application/json", **headers}
     for k, v in all_headers.items():
         lines.append(f"wrk.headers[{lua_string(k)}] = {lua_string(v)}")
-    if per_thread is not None:
+    bodies = [body, *more_bodies]
+    if per_thread is not None or len(bodies) > 1:
+        listed = ", ".join(lua_string(json.dumps(b)) for b in bodies)
         lines += [
-            f"local cap = {per_thread}",
+            f"local cap = {per_thread if per_thread is not None else 'nil'}",
+            f"local bodies = {{{listed}}}",
             "local sent = 0",
-            "local req = nil",
+            "local reqs = nil",
             "capped = false",
             "function request()",
-            "  if req == nil then req = wrk.format() end",
+            "  if reqs == nil then",
+            "    reqs = {}",
+            "    for i, b in ipairs(bodies) do reqs[i] = wrk.format(nil, nil, nil, b) end",
+            "  end",
             "  sent = sent + 1",
-            "  if sent >= cap then capped = true; wrk.thread:stop() end",
-            "  return req",
+            "  if cap ~= nil and sent >= cap then capped = true; wrk.thread:stop() end",
+            "  return reqs[(sent - 1) % #reqs + 1]",
+            "end",
+        ]
+    if show_first_non_2xx:
+        lines += [
+            "local shown = false",
+            "function response(status, headers, body)",
+            "  if status > 299 and not shown then",
+            "    shown = true",
+            "    local text = string.gsub(string.sub(body, 1, 300), '[\\r\\n]', ' ')",
+            f'    io.write("{FIRST_MARK}" .. status .. " " .. text .. "\\n")',
+            "  end",
             "end",
         ]
     return "\n".join(lines) + "\n" + DONE_HOOK
@@ -128,6 +157,7 @@ class WrkResult:
     max_ms: float
     capped_threads: int = 0  # threads that hit the count cap before the time bound
     command: list[str] = field(default_factory=list)
+    first_non_2xx: str = ""  # with show_first_non_2xx: the first such answer, cut short
 
     @property
     def rps(self) -> float:
@@ -177,6 +207,14 @@ def parse_report(stdout: str) -> WrkResult:
         mean_ms=float(lat["mean"]) / 1000,
         max_ms=lat["max"] / 1000,
         capped_threads=int(data.get("capped_threads", 0)),
+        first_non_2xx=next(
+            (
+                line[len(FIRST_MARK) :]
+                for line in stdout.splitlines()
+                if line.startswith(FIRST_MARK)
+            ),
+            "",
+        ),
     )
 
 
@@ -186,6 +224,76 @@ def require_wrk() -> str:
     if not path:
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian's wrk 4)")
     return path
+
+
+@dataclass
+class WrkRun:
+    """A wrk process started by :func:`start_wrk`; :meth:`finish` waits for its report."""
+
+    proc: subprocess.Popen[str]
+    cmd: list[str]
+    seconds: int
+    timeout_s: float
+    tmp: tempfile.TemporaryDirectory[str]
+
+    def finish(self) -> WrkResult:
+        """Wait (bounded) for wrk to end and parse its report; not checked (see ``check()``)."""
+        try:
+            out, err = self.proc.communicate(timeout=self.seconds + self.timeout_s + 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+            raise RuntimeError(f"{self.cmd} did not end in time") from None
+        finally:
+            self.tmp.cleanup()
+        if self.proc.returncode != 0:
+            raise RuntimeError(
+                f"{self.cmd} exited with {self.proc.returncode}: {err.strip()[:500]}"
+            )
+        if ".lua:" in err or ".lua:" in out:  # wrk goes on without a script that fails
+            raise RuntimeError(f"{self.cmd}: the Lua script failed: {(err or out).strip()[:500]}")
+        result = parse_report(out)
+        return WrkResult(**{**result.__dict__, "command": self.cmd})
+
+
+def start_wrk(
+    url: str,
+    body: Any,
+    headers: dict[str, str],
+    *,
+    duration_s: float,
+    threads: int = 1,
+    connections: int = 1,
+    max_requests: int | None = None,
+    timeout_s: float = 10.0,
+    cpus: str | None = None,
+    more_bodies: Sequence[Any] = (),
+    show_first_non_2xx: bool = False,
+) -> WrkRun:
+    """Start wrk POSTing ``body`` (as JSON; cycling through ``more_bodies`` too) to ``url``
+    for ``duration_s`` seconds (and at most about ``max_requests``, split across threads);
+    ``cpus`` (e.g. "0") pins wrk with taskset. Several runs may go at once."""
+    wrk = require_wrk()
+    threads = max(1, min(threads, connections))
+    per_thread = None if max_requests is None else max(1, math.ceil(max_requests / threads))
+    seconds = max(1, math.ceil(duration_s))
+    tmp = tempfile.TemporaryDirectory(prefix="wrkload-")
+    script = Path(tmp.name) / "load.lua"
+    script.write_text(
+        lua_script(
+            body,
+            headers,
+            per_thread,
+            more_bodies=more_bodies,
+            show_first_non_2xx=show_first_non_2xx,
+        )
+    )
+    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
+    cmd += [f"--timeout={max(1, math.ceil(timeout_s))}s", "-s", str(script), url]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return WrkRun(proc, cmd, seconds, timeout_s, tmp)
 
 
 def run_wrk(
@@ -203,21 +311,14 @@ def run_wrk(
     """POST ``body`` (as JSON) to ``url`` with wrk for ``duration_s`` seconds (and at most
     about ``max_requests``, split across threads); ``cpus`` (e.g. "0") pins wrk with taskset.
     Not checked: call ``.check()`` to reject non-2xx answers and socket errors."""
-    wrk = require_wrk()
-    threads = max(1, min(threads, connections))
-    per_thread = None if max_requests is None else max(1, math.ceil(max_requests / threads))
-    seconds = max(1, math.ceil(duration_s))
-    with tempfile.TemporaryDirectory(prefix="wrkload-") as tmp:
-        script = Path(tmp) / "load.lua"
-        script.write_text(lua_script(body, headers, per_thread))
-        cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
-        cmd += [f"--timeout={max(1, math.ceil(timeout_s))}s", "-s", str(script), url]
-        if cpus is not None:
-            cmd = ["taskset", "-c", cpus, *cmd]
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 30, check=False
-        )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} exited with {proc.returncode}: {proc.stderr.strip()[:500]}")
-    result = parse_report(proc.stdout)
-    return WrkResult(**{**result.__dict__, "command": cmd})
+    return start_wrk(
+        url,
+        body,
+        headers,
+        duration_s=duration_s,
+        threads=threads,
+        connections=connections,
+        max_requests=max_requests,
+        timeout_s=timeout_s,
+        cpus=cpus,
+    ).finish()

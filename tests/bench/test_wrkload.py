@@ -173,6 +173,36 @@ def test_a_real_wrk_run_against_503s_is_rejected(
 
 
 @needs_wrk
+def test_two_runs_at_once_cycle_their_bodies_and_show_the_first_refusal(
+    tiny_server: tuple[str, list[tuple[str, bytes, str]]],
+) -> None:
+    """What bench/shared_pg.py does: two wrk processes at once, whole and streamed bodies in
+    turn, each thread's first answer above 299 shown (cut short, on one line)."""
+    base, seen = tiny_server
+    whole, streamed = {"stream": False}, {"stream": True}
+    runs = [
+        wrkload.start_wrk(
+            f"{base}/{path}",
+            whole,
+            {"Authorization": f"Bearer {path}"},
+            more_bodies=[streamed],
+            duration_s=1,
+            connections=2,
+            show_first_non_2xx=True,
+        )
+        for path in ("ok", "fail")
+    ]
+    ok, fail = (r.finish() for r in runs)
+    assert ok.check() is ok and ok.first_non_2xx == ""
+    assert fail.non_2xx == fail.requests > 0
+    assert fail.first_non_2xx.startswith('503 {"ok": true}')
+    for path in ("/ok", "/fail"):
+        bodies = [json.loads(raw) for p, raw, _ in seen if p == path]
+        assert {b["stream"] for b in bodies} == {False, True}
+        assert abs(bodies.count(whole) - bodies.count(streamed)) <= 2  # in turn, per thread
+
+
+@needs_wrk
 def test_the_count_cap_stops_the_run_and_is_rejected(
     tiny_server: tuple[str, list[tuple[str, bytes, str]]],
 ) -> None:
