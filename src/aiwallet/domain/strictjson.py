@@ -52,6 +52,10 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+# one decoder for every body (``json.loads`` with hooks builds a new one per call)
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
 def parse_object(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or :class:`InvalidInput` saying what is wrong with it."""
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -61,7 +65,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidInput("the request body is not valid UTF-8 text") from None
     try:
-        body = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        body = _DECODER.decode(text)
     except RecursionError:
         raise InvalidInput("the request body is nested too deeply") from None
     except AmbiguousJSON:
