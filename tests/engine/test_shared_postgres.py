@@ -472,3 +472,35 @@ def lock_waiters(conn: psycopg.Connection[Any]) -> int:
         "AND query ILIKE '%budget_counters%'"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def test_a_pause_through_one_wallet_stops_the_other_wallets_engine(pair: Pair) -> None:
+    """The kill switch is the ledger's: a pause set through wallet A (whose own engine is not
+    even running) stops wallet B's engine within its watch's interval, and so does the
+    resume; each is one reload of B, read off the audit log's head."""
+    first, _ = pair.wallets
+    _, key = first.create_app("watched", budget=parse_budget_spec("1/day"))
+    b = pair.engine(1)
+    try:
+        assert b.ledger_watch is not None
+
+        def status() -> tuple[int, str | None]:
+            r = httpx.post(
+                b.url + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"model": MODEL, "messages": MSGS, "max_tokens": MAX_TOKENS},
+                timeout=30,
+            )
+            return r.status_code, r.headers.get("x-aiwallet-error-code")
+
+        assert status() == (200, None)
+        first.set_paused(True)
+        wait_until(lambda: b.state.paused, timeout_s=30, what="engine b paused")
+        code, error = status()
+        assert error == "wallet_paused", (code, error)
+        first.set_paused(False)
+        wait_until(lambda: not b.state.paused, timeout_s=30, what="engine b resumed")
+        assert status() == (200, None)
+        assert b.ledger_watch.reloads >= 2
+    finally:
+        b.stop()

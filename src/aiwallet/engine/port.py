@@ -31,6 +31,7 @@ from aiwallet.preferences import (
 )
 from aiwallet.preferences import read as read_pref
 from aiwallet.store.apps import Apps
+from aiwallet.store.audit import AuditLog
 from aiwallet.store.budgets import Budgets
 from aiwallet.store.consent import ConsentRules
 from aiwallet.store.db import Database
@@ -68,6 +69,10 @@ class WalletPort:
     # (signing, RPC, HTTP). The engine runs it for the CLI while it keeps a SQLite ledger's
     # counters in memory, so that the reservation is granted where the counters are
     topup: Callable[[str, int], dict[str, Any]]
+
+    def audit_seq(self) -> int:
+        """The audit log's newest entry number: every change the user makes moves it."""
+        return AuditLog(self.db).head_seq()
 
     def recover_open(self) -> list[tuple[Reservation, str]]:
         """What a dead engine of this wallet left open: on a PostgreSQL ledger other wallets

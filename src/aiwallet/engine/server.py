@@ -33,6 +33,7 @@ from aiwallet.engine.endpoints import ENDPOINTS
 from aiwallet.engine.errors import Api, ProxyError, error_response
 from aiwallet.engine.events import EventBus
 from aiwallet.engine.health import ProviderHealth
+from aiwallet.engine.ledger_watch import LedgerWatch
 from aiwallet.engine.listener import process_started
 from aiwallet.engine.live_budgets import LiveBudgets
 from aiwallet.engine.payflow import PaymentFlow
@@ -128,6 +129,7 @@ class Engine:
         self.reconciler: Reconciler | None = None
         self.subkeys: SubKeyKeeper | None = None  # per-app provider keys (engine/subkeys.py)
         self.watch: ProviderWatch | None = None  # balances, key age, OpenRouter's price list
+        self.ledger_watch: LedgerWatch | None = None  # a shared PostgreSQL ledger's changes
         self.reconciled: Round | None = None
         # An explicit timeout (tests, ``serve``) wins; else the user's preference applies.
         self._timeout_from_settings = consent_timeout_s is None
@@ -208,6 +210,11 @@ class Engine:
         self.recovered = await self.state.db(wallet.recover_open)
         if wallet.db.is_sqlite:  # this engine is the ledger's only writer: counters in memory
             self._go_live(journal)
+        # on PostgreSQL other wallets may change what this engine reads: a change after this
+        # point moves the audit log past what the watch starts from
+        audit_seq = (
+            await self.state.db(self.state.port.audit_seq) if wallet.db.is_postgres else None
+        )
         await self.state.reload()
         self.admin_token = await self.state.db(self._admin_token)
         self._session = make_session(self.timeouts)
@@ -232,6 +239,10 @@ class Engine:
         self.subkeys.start()
         self.watch = ProviderWatch(self.state, self.events)
         self.watch.start()
+        if audit_seq is not None:
+            self.ledger_watch = LedgerWatch(self.state, self.reload)
+            self.ledger_watch.seen = audit_seq
+            self.ledger_watch.start()
         self.events.subscribe(self._on_payment_event)
         app = web.Application(
             client_max_size=self.max_body, middlewares=[self._guard, self._errors]
@@ -278,6 +289,8 @@ class Engine:
             await self.subkeys.stop()
         if self.watch is not None:
             await self.watch.stop()
+        if self.ledger_watch is not None:
+            await self.ledger_watch.stop()
         if self._proxy is not None and self._proxy.background:
             await asyncio.gather(*self._proxy.background, return_exceptions=True)
         if self._runner is not None:

@@ -62,6 +62,14 @@ class AuditLog:
         with self.db.begin() as conn:
             return append_audit(conn, actor, action, subject, details)
 
+    def head_seq(self) -> int:
+        """The newest entry's number (0: none yet): it moves with every audited change."""
+        with self.db.read() as conn:
+            seq = conn.execute(
+                select(t.audit_head.c.seq).where(t.audit_head.c.id == 1)
+            ).scalar_one_or_none()
+        return int(seq or 0)
+
     def entries(self, *, limit: int | None = None, newest_first: bool = False) -> list[AuditEntry]:
         order = t.audit.c.seq.desc() if newest_first else t.audit.c.seq
         q = select(t.audit).order_by(order)
