@@ -15,8 +15,9 @@ nobody waits for (``lazy``: a grant the reservation journal already holds) may w
 :data:`LAZY_S` for company, so a short request's grant and settlement share one commit.
 
 On PostgreSQL several engines may share the database (one ledger, several wallets): each
-batch holds a transaction-scoped advisory lock, so their writers' batches never interleave
-(which deadlocked them on the budget counter rows, each batch locking in its jobs' order).
+batch holds the transaction-scoped advisory lock every write takes (``Database.take_write_lock``),
+so their writers' batches never interleave (which deadlocked them on the budget counter rows,
+each batch locking in its jobs' order).
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class _Job:
 
 
 _STOP = object()
-BATCH_LOCK = 8403  # PostgreSQL advisory lock of a write batch (8402: the migrations')
 LAZY_S = 0.002  # how long a lazy job waits for a job someone awaits
 
 
@@ -198,10 +198,9 @@ class BatchWriter:
         epoch, events = 0, list[CounterEvent]()
         try:
             with conn.begin():
-                if self.db.is_postgres:
-                    # engines sharing the database take turns: a batch locks many counter
-                    # rows in its jobs' order, so two engines' batches would deadlock
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({BATCH_LOCK})")
+                # engines sharing a PostgreSQL ledger take turns: a batch locks many counter
+                # rows in its jobs' order, so two engines' batches would deadlock
+                self.db.take_write_lock(conn)
                 if heard:
                     counter_events.collect(conn)
                 if len(batch) > 1:

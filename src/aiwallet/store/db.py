@@ -74,6 +74,9 @@ def _postgres_engine(url: str) -> Engine:
     return create_engine(u, pool_size=8, max_overflow=32, pool_pre_ping=True)
 
 
+WRITE_LOCK = 8403  # PostgreSQL advisory lock of every write transaction (8402: migrations')
+
+
 class Database:
     """One database: an engine and its dialect facts."""
 
@@ -111,6 +114,7 @@ class Database:
         counter changes made in it reach :attr:`counter_listener` after the commit."""
         listener = self.counter_listener
         with self.engine.begin() as conn:
+            self.take_write_lock(conn)
             if listener is None:
                 yield conn
                 return
@@ -121,6 +125,14 @@ class Database:
                 epoch, events = self.stamp_counter_events(conn)
         if events:  # committed: the block and the commit both succeeded
             listener(epoch, events)
+
+    def take_write_lock(self, conn: Connection) -> None:
+        """First in every write transaction. SQLite: nothing to do (BEGIN IMMEDIATE took its
+        lock). PostgreSQL, which several wallets' engines and CLIs may share: writes take turns
+        on a transaction-scoped advisory lock, so that two transactions locking budget counter
+        rows in different orders (a write batch holds many) can never deadlock."""
+        if self.is_postgres:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
     def stamp_counter_events(self, conn: Connection) -> tuple[int, list[CounterEvent]]:
         """The counter events noted in ``conn``'s transaction, numbered while it still holds
