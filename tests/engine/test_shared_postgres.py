@@ -504,3 +504,38 @@ def test_a_pause_through_one_wallet_stops_the_other_wallets_engine(pair: Pair) -
         assert b.ledger_watch.reloads >= 2
     finally:
         b.stop()
+
+
+def test_a_start_leaves_another_wallets_unpaid_x402_reservation_to_it(pair: Pair) -> None:
+    """Reserved for an x402 router and not yet signed: a start releases such a reservation
+    when its own dead engine left it (the router serves nothing unpaid), but on a shared
+    ledger another wallet's engine may be about to sign and pay it. Wallet B's start leaves
+    wallet A's alone; wallet A's own restart releases it."""
+    from datetime import UTC, datetime
+
+    from aiwallet.store.records import SpendEntry
+
+    first, _ = pair.wallets
+    first.add_provider("router", kind="x402", api_key=None, base_url="http://127.0.0.1:9/v1")
+    app, _ = first.create_app("paying", budget=parse_budget_spec("1/day"))
+    budget = first.budgets.app_budget(app.id)
+    assert budget is not None
+    first.budgets.owner = first.data_dir.wallet_id()  # as wallet A's engine reserves
+    res = first.budgets.reserve(
+        [budget.id], 7_000_000, at=datetime.now(UTC), tz=first.timezone,
+        request_id="awreq_about_to_pay", app_id=app.id,
+        priced=SpendEntry("router", "router-model", "x402:router/m", None, "x"),
+    )  # fmt: skip
+    b = pair.engine(1)
+    try:
+        assert b.reconciled is not None and b.reconciled.released == []
+        assert b.recovered == []
+        assert [r.id for r in first.budgets.open_reservations()] == [res.id]
+    finally:
+        b.stop()
+    a = pair.engine(0)  # wallet A's engine, back after dying with it open
+    try:
+        assert a.reconciled is not None and a.reconciled.released == [res.id]
+        assert first.budgets.open_reservations() == []
+    finally:
+        a.stop()

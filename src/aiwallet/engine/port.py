@@ -74,12 +74,20 @@ class WalletPort:
         """The audit log's newest entry number: every change the user makes moves it."""
         return AuditLog(self.db).head_seq()
 
-    def recover_open(self) -> list[tuple[Reservation, str]]:
-        """What a dead engine of this wallet left open: on a PostgreSQL ledger other wallets
-        may share, only this data dir's (and ownerless) reservations; on SQLite (one writer,
-        its file locked) all of them."""
+    def _dead_owner(self) -> str | None:
+        """Whose open reservations a start may close: on a PostgreSQL ledger other wallets
+        may share, this data dir's (and ownerless ones); on SQLite (one writer, its file
+        locked) everyone's (None)."""
         b = self.budgets
-        return b.recover_open(actor="engine", owner=b.owner if b.db.is_postgres else None)
+        return b.owner if b.db.is_postgres else None
+
+    def left_open(self) -> list[Reservation]:
+        """The open reservations a dead engine of this wallet left (see :meth:`_dead_owner`)."""
+        return self.budgets.open_reservations(owner=self._dead_owner())
+
+    def recover_open(self) -> list[tuple[Reservation, str]]:
+        """Bill what a dead engine of this wallet left open, at its worst case."""
+        return self.budgets.recover_open(actor="engine", owner=self._dead_owner())
 
     def prompt_timeout_s(self) -> float:
         return float(read_pref(self.settings.get(PROMPT_TIMEOUT_S.key), PROMPT_TIMEOUT_S))

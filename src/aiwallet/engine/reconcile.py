@@ -66,8 +66,10 @@ class Reconciler(Periodic):
     async def run_once(self, *, at_start: bool = False) -> Round:
         state = self.state
         done = Round()
+        theirs: set[str] = set()  # requests another wallet's engine has in flight (shared)
         if at_start:
             done.released = await state.db(self._release_unpaid)
+            theirs = await state.db(self._in_flight_elsewhere)
         open_payments = await state.db(state.port.payments.open)
         if not open_payments:
             return done
@@ -80,13 +82,25 @@ class Reconciler(Periodic):
                 net, payment.payer, payment.payer_signature, payment.blockhash,
                 timeout=LOOKUP_TIMEOUT_S,
             )  # fmt: skip
-            outcome = await state.db(self._apply, payment, lookup, at_start)
+            # another wallet's payment in flight on a shared ledger is not a crash's: only
+            # what the chain says is applied to it, never the start's billing
+            ours = at_start and payment.request_id not in theirs
+            outcome = await state.db(self._apply, payment, lookup, ours)
             getattr(done, outcome).append(payment.id)
             if outcome != "waiting":
                 self.events.emit(
                     f"payment.{outcome}", payment_event(payment, outcome, lookup.tx_signature)
                 )
         return done
+
+    def _in_flight_elsewhere(self) -> set[str]:
+        """Request ids of open reservations that are not this wallet's to recover: another
+        wallet's engine on a shared PostgreSQL ledger has them in flight (none on SQLite)."""
+        port = self.state.port
+        if not port.db.is_postgres:
+            return set()
+        mine = {r.id for r in port.left_open()}
+        return {r.request_id for r in port.budgets.open_reservations() if r.id not in mine}
 
     def _release_unpaid(self) -> list[str]:
         """Open reservations for a per-request x402 router with no payment signed: such a
@@ -97,7 +111,7 @@ class Reconciler(Periodic):
             p.name for p in port.providers.list() if provider_kind(p.kind).x402 and not p.prepaid
         }
         released: list[str] = []
-        for res in port.budgets.open_reservations():
+        for res in port.left_open():  # never another wallet's in flight on a shared ledger
             if res.provider not in routers or port.payments.for_request(res.request_id):
                 continue
             with port.db.begin() as conn:
