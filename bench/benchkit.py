@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,28 @@ def billed(root: Path, url: str | None) -> dict[str, int]:
 def billed_from_usage(counts: dict[str, int]) -> int:
     """Of ``billed()``'s rows, those priced from the provider's reported usage."""
     return sum(n for source, n in counts.items() if source not in ("estimated", "none"))
+
+
+def wait_billed(root: Path, url: str | None, answered: int) -> dict[str, int]:
+    """``billed()`` once (a bounded wait: 60 s) the ledger has a spend row priced from the
+    provider's usage for each of ``answered`` answers, or at the deadline."""
+    deadline = time.monotonic() + 60
+    counts = billed(root, url)
+    while billed_from_usage(counts) < answered and time.monotonic() < deadline:
+        time.sleep(0.2)  # settlement is written behind the answer; poll until it lands
+        counts = billed(root, url)
+    return counts
+
+
+def fmt(v: float) -> str:
+    """A figure for a markdown table: blank for NaN, fewer decimals as it grows."""
+    if v != v:  # NaN
+        return ""
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:.2f}"
 
 
 def tree_rss(pid: int) -> int:

@@ -58,13 +58,14 @@ from benchkit import (  # noqa: E402
     FAKE_ARGS,
     LEAN_FAKE_ARGS,
     bench_env,
-    billed,
     billed_from_usage,
+    fmt,
     serve_args,
     spawn_printing_port,
     stop,
     tree_cpu,
     tree_rss,
+    wait_billed,
 )
 from wrkload import WrkRejected, WrkResult, require_wrk, run_wrk  # noqa: E402
 
@@ -380,27 +381,6 @@ def measure(
     return rows, info
 
 
-def wait_billed(root: Path, answered: int) -> dict[str, int]:
-    """aiwallet's ledger spend rows by token source, once (bounded wait) it has one priced
-    from the provider's usage for every answer."""
-    deadline = time.monotonic() + 60
-    counts = billed(root, None)
-    while billed_from_usage(counts) < answered and time.monotonic() < deadline:
-        time.sleep(0.2)  # settlement is written behind the answer; poll until it lands
-        counts = billed(root, None)
-    return counts
-
-
-def fmt(v: float) -> str:
-    if v != v:  # NaN
-        return ""
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    return f"{v:.2f}"
-
-
 def ratio(a: float, b: float) -> str:
     if a != a or b != b or b == 0:
         return ""
@@ -486,7 +466,7 @@ def main() -> None:
         t0 = time.monotonic()
         rows, info = measure(targets, args.quick, args.policy)
         elapsed = time.monotonic() - t0
-        n_billed = wait_billed(data_dir.root, targets[1].answered)
+        n_billed = wait_billed(data_dir.root, None, targets[1].answered)
     finally:
         for proc in (litellm, engine, fake):
             stop(proc)

@@ -61,15 +61,16 @@ from benchkit import (  # noqa: E402
     FAKE_ARGS,
     LEAN_FAKE_ARGS,
     bench_env,
-    billed,
     billed_from_usage,
     engine_env,
+    fmt,
     serve_args,
     setup_wallet,
     spawn_printing_port,
     stop,
     tree_cpu,
     tree_rss,
+    wait_billed,
 )
 from wrkload import WrkRejected, WrkResult, require_wrk, run_wrk  # noqa: E402
 
@@ -194,11 +195,7 @@ def check_billed(t: Target) -> dict[str, int]:
     for every answered request; the rows by token source (SystemExit when they fall short:
     the engine did not bill the fake's answers)."""
     assert t.root is not None
-    deadline = time.monotonic() + 60
-    counts = billed(t.root, t.db_url)
-    while billed_from_usage(counts) < t.answered and time.monotonic() < deadline:
-        time.sleep(0.2)  # settlement is written behind the answer; poll until it lands
-        counts = billed(t.root, t.db_url)
+    counts = wait_billed(t.root, t.db_url, t.answered)
     if billed_from_usage(counts) < t.answered:
         raise SystemExit(f"{t.name}: ledger spend rows {counts} for {t.answered} answers")
     return counts
@@ -217,16 +214,6 @@ MEASURES = [
     "RSS idle, after warm-up (MiB)",
     "RSS after load (MiB)",
 ]
-
-
-def fmt(v: float) -> str:
-    if v != v:  # NaN
-        return ""
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    return f"{v:.2f}"
 
 
 def table(targets: list[Target]) -> str:
